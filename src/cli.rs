@@ -1,0 +1,210 @@
+//! The command line, as clap derive types and nothing else. Turning these into a
+//! validated project and settings happens in `project.rs` and the command modules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Turn side-project scripts into a small event-driven system: validate events
+/// against JSON Schemas, route them by eventType to handler executables, log every
+/// run, and dead-letter every failure for retry.
+#[derive(Debug, Parser)]
+#[command(
+    name = "autod",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = "\
+Examples:
+  autod dispatch fixtures/note.saved/basic.json     run an event's handlers now
+  echo '{\"eventType\":\"digest.due\",\"source\":\"cli\",\"payload\":{\"kind\":\"daily\"}}' | autod dispatch -
+  autod dead list                                   what failed, and when it retries
+  autod retry                                       retry the dead letters that are due
+
+From cron, point autod at the project (cron runs in $HOME):
+  */5 * * * * AUTOD_ROOT=$HOME/proj autod retry -q"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Project root (default: nearest ancestor directory holding autod.toml)
+    #[arg(long, global = true, env = "AUTOD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print data as JSON for scripts
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Only print warnings and errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More diagnostics on stderr (-vv for trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Format of the human lines on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "AUTOD_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate events and run their handlers now, in this process
+    #[command(after_help = "\
+Each FILE holds one JSON event; `-` reads one event, or one event per line, from stdin.
+Exit codes: 0 all ran (already-succeeded pairs are skipped), 1 a handler failed and was
+dead-lettered, 2 usage or config error, 3 an event was rejected and nothing ran for it.
+
+Examples:
+  autod dispatch fixtures/screenshot.taken/*.json
+  autod dispatch --dry-run event.json          show the route, run nothing
+  autod dispatch --handler note-indexer ev.json")]
+    Dispatch(DispatchArgs),
+
+    /// Retry dead-lettered (event, handler) pairs now
+    #[command(after_help = "\
+By default only the waiting records whose next attempt is due are retried.
+Examples:
+  autod retry                      the due ones
+  autod retry --all                every record, due or not, exhausted and permanent included
+  autod retry 01JD0M3V --handler note-indexer")]
+    Retry(RetryArgs),
+
+    /// Inspect and discard dead-letter records
+    #[command(subcommand)]
+    Dead(DeadCommand),
+
+    /// Query the run log (.autod/log/autod.log)
+    #[command(after_help = "\
+Examples:
+  autod log --since 1h --result failed
+  autod log --event 01JD0M3V --json
+  autod log -f                      follow new lines")]
+    Log(LogArgs),
+
+    /// Inbox depth, in-flight runs, dead letters, last failures, daemon pid
+    Status,
+
+    /// Create autod.toml and the project folders in the current (or --root) directory
+    Init,
+
+    /// Scaffold a handler or an event type
+    #[command(subcommand)]
+    New(NewCommand),
+
+    /// Print a shell completion script
+    #[command(
+        after_help = "Example: autod completions bash > ~/.local/share/bash-completion/completions/autod"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DispatchArgs {
+    /// Event files; `-` for stdin
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Run only this handler
+    #[arg(long, value_name = "NAME")]
+    pub handler: Option<String>,
+    /// Validate and print the route; run nothing and record nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rerun pairs that already succeeded for this eventId
+    #[arg(long)]
+    pub force: bool,
+    /// Handler runs at once
+    #[arg(long, short, value_name = "N", default_value_t = default_jobs())]
+    pub jobs: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Only these eventIds
+    #[arg(value_name = "EVENT_ID")]
+    pub event_ids: Vec<String>,
+    /// Only this handler's records
+    #[arg(long, value_name = "NAME")]
+    pub handler: Option<String>,
+    /// Retry every matching record now, including exhausted and permanent ones
+    #[arg(long)]
+    pub all: bool,
+    /// Handler runs at once
+    #[arg(long, short, value_name = "N", default_value_t = default_jobs())]
+    pub jobs: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// One line per dead-letter record
+    List {
+        /// Only this handler's records
+        #[arg(long, value_name = "NAME")]
+        handler: Option<String>,
+    },
+    /// A record in full: the event, the last error and stderr
+    Show {
+        #[arg(value_name = "EVENT_ID")]
+        event_id: String,
+        #[arg(long, value_name = "NAME")]
+        handler: Option<String>,
+    },
+    /// Discard records (the event stays in the archive)
+    Drop {
+        #[arg(value_name = "EVENT_ID", required = true)]
+        event_ids: Vec<String>,
+        #[arg(long, value_name = "NAME")]
+        handler: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Only this eventId
+    #[arg(long = "event", value_name = "ID")]
+    pub event_id: Option<String>,
+    /// Only this handler
+    #[arg(long, value_name = "NAME")]
+    pub handler: Option<String>,
+    /// Only this result: ok, failed, timeout, skipped, rejected, dead
+    #[arg(long, value_name = "RESULT")]
+    pub result: Option<String>,
+    /// Only lines newer than this (e.g. 30m, 2h, 1day) or an RFC 3339 time
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Keep printing new lines as they are written
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NewCommand {
+    /// handlers/NAME/main.sh and its [handlers.NAME] section in autod.toml
+    Handler {
+        name: String,
+        /// eventType patterns it handles
+        #[arg(long, required = true, value_name = "TYPE")]
+        on: Vec<String>,
+    },
+    /// schemas/TYPE.json plus a valid and an invalid fixture
+    Event {
+        #[arg(value_name = "TYPE")]
+        event_type: String,
+    },
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}

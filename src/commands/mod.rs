@@ -1,0 +1,46 @@
+//! One module per command: each turns parsed arguments into work on the core
+//! modules and returns the exit code (SPEC §5). Errors returned from here are
+//! fatal for the command and exit 2.
+
+mod dead;
+mod dispatch;
+mod logs;
+mod retry;
+mod scaffold;
+mod status;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::exit::Code;
+use crate::project::Project;
+
+pub fn run(cli: Cli) -> Result<Code> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Dispatch(args) => dispatch::run(&open(g)?, g, args),
+        Command::Retry(args) => retry::run(&open(g)?, g, args),
+        Command::Dead(cmd) => dead::run(&open(g)?, g, cmd),
+        Command::Log(args) => logs::run(&open(g)?, g, args),
+        Command::Status => status::run(&open(g)?, g),
+        Command::Init => scaffold::init(g),
+        Command::New(cmd) => scaffold::new(&open(g)?, cmd),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "autod", &mut std::io::stdout());
+            Ok(Code::Success)
+        }
+    }
+}
+
+fn open(g: &crate::cli::GlobalArgs) -> Result<Project> {
+    Ok(Project::open(g.root.as_deref())?)
+}
+
+/// A tokio runtime for commands that run handlers. One thread is enough: the
+/// work is waiting on child processes, and parallelism comes from them.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,602 @@
+//! `autod.toml` → one validated [`Config`], built once per process.
+//!
+//! Every key has a default, so an empty or missing file is a valid project. An
+//! unknown key is an error that names the key and its line, because a silently
+//! ignored typo is a handler that never runs. All mistakes found after parsing are
+//! reported together, each with the line of the table it belongs to.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::route::Pattern;
+
+pub const FILE_NAME: &str = "autod.toml";
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_EVENT_BYTES: u64 = 1024 * 1024;
+const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+const DEFAULT_LOG_KEEP: u32 = 5;
+
+/// A configuration mistake; fatal for the command (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{}", render_invalid(.path, .problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One mistake in an otherwise parseable config.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+fn render_invalid(path: &Path, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match p.line {
+            Some(line) => out.push_str(&format!("{}:{line}: {}", path.display(), p.message)),
+            None => out.push_str(&format!("{}: {}", path.display(), p.message)),
+        }
+    }
+    out
+}
+
+/// A duration written as in `"30s"`, `"5m"`, `"1h 30m"`, `"500ms"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); write it like \"30s\", \"5m\" or \"1h\""
+                ))
+            })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    validation: ValidationConfig,
+    #[serde(default)]
+    routing: RoutingConfig,
+    #[serde(default)]
+    log: LogConfig,
+    #[serde(default)]
+    handlers: BTreeMap<String, RawHandler>,
+    #[serde(default)]
+    schedules: Vec<ScheduleConfig>,
+    #[serde(default)]
+    watches: Vec<WatchConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Reject events whose eventType has no `schemas/<type>.json`.
+    #[serde(default = "yes")]
+    pub require_schema: bool,
+    /// Events larger than this are rejected before they are parsed.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: u64,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            require_schema: true,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    #[serde(default)]
+    pub unrouted: Unrouted,
+}
+
+/// What happens to a valid event that no handler's `on` matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unrouted {
+    #[default]
+    Reject,
+    Ignore,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// The run log is rotated when it grows past this many bytes.
+    #[serde(default = "default_log_max_bytes")]
+    pub max_bytes: u64,
+    /// Rotated files kept (autod.log.1 … autod.log.N).
+    #[serde(default = "default_log_keep")]
+    pub keep: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_LOG_MAX_BYTES,
+            keep: DEFAULT_LOG_KEEP,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHandler {
+    #[serde(default)]
+    on: Vec<String>,
+    command: Option<Vec<String>>,
+    timeout: Option<HumanDuration>,
+    kill_grace: Option<HumanDuration>,
+    retry: Option<RetryConfig>,
+    concurrency: Option<usize>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    owner: Option<String>,
+    output: Option<String>,
+}
+
+/// Backoff settings of one handler's dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_initial")]
+    pub initial: HumanDuration,
+    #[serde(default = "default_max_delay")]
+    pub max: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            initial: default_initial(),
+            max: default_max_delay(),
+        }
+    }
+}
+
+/// A cron schedule, used by `autod run` (SPEC §4b).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub name: String,
+    pub cron: String,
+    pub timezone: Option<String>,
+    pub event_type: String,
+    #[serde(default)]
+    pub payload: Option<toml::Value>,
+    pub catch_up: Option<String>,
+}
+
+/// A watched folder, used by `autod run` (SPEC §4b).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    pub name: String,
+    pub path: String,
+    pub glob: Option<String>,
+    pub on: Option<Vec<String>>,
+    pub event_type: String,
+    pub debounce: Option<HumanDuration>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_event_bytes() -> u64 {
+    DEFAULT_MAX_EVENT_BYTES
+}
+fn default_log_max_bytes() -> u64 {
+    DEFAULT_LOG_MAX_BYTES
+}
+fn default_log_keep() -> u32 {
+    DEFAULT_LOG_KEEP
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_initial() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_max_delay() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
+
+/// What to execute for a handler, resolved against the root once at load time.
+#[derive(Debug, Clone)]
+pub enum HandlerCommand {
+    /// argv, with argv[0] an absolute path or a bare program name looked up in PATH.
+    Argv(Vec<OsString>),
+    /// Nothing runnable was found; the message says what to do. The pair fails
+    /// (and is dead-lettered) rather than the whole config, so other handlers run.
+    Missing(String),
+}
+
+/// One handler, validated.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    pub name: String,
+    pub on: Vec<Pattern>,
+    pub command: HandlerCommand,
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+    pub retry: RetryConfig,
+    pub concurrency: Option<usize>,
+    pub env: Vec<(String, String)>,
+    pub owner: Option<String>,
+    pub output: Option<String>,
+}
+
+/// The whole validated configuration of a project.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, if there was one.
+    pub path: Option<PathBuf>,
+    pub validation: ValidationConfig,
+    pub routing: RoutingConfig,
+    pub log: LogConfig,
+    /// Sorted by name, so fan-out order and every listing are stable.
+    pub handlers: Vec<Handler>,
+    pub schedules: Vec<ScheduleConfig>,
+    pub watches: Vec<WatchConfig>,
+}
+
+impl Config {
+    /// Reads `<root>/autod.toml`; a missing file means all defaults.
+    pub fn load(root: &Path) -> Result<Config, ConfigError> {
+        let path = root.join(FILE_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(root, &path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Config::from_raw(root, None, "", RawConfig::default())
+            }
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: toml_message(&e, text),
+        })?;
+        Config::from_raw(root, Some(path.to_owned()), text, raw)
+    }
+
+    pub fn handler(&self, name: &str) -> Option<&Handler> {
+        self.handlers.iter().find(|h| h.name == name)
+    }
+
+    fn from_raw(
+        root: &Path,
+        path: Option<PathBuf>,
+        text: &str,
+        raw: RawConfig,
+    ) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut handlers = Vec::new();
+        for (name, h) in raw.handlers {
+            let line = line_of(text, &format!("[handlers.{name}]"))
+                .or_else(|| line_of(text, &format!("[handlers.\"{name}\"]")));
+            let mut problem = |message: String| problems.push(Problem { line, message });
+            if !valid_handler_name(&name) {
+                problem(format!(
+                    "handler name {name:?} is not allowed: use lowercase letters, digits, `-` and `_` (at most 64, starting with a letter or digit)"
+                ));
+                continue;
+            }
+            if h.on.is_empty() {
+                problem(format!(
+                    "handler {name:?} has no `on` patterns, so no event would ever reach it; add e.g. on = [\"note.saved\"]"
+                ));
+            }
+            let mut on = Vec::new();
+            for p in &h.on {
+                match Pattern::parse(p) {
+                    Ok(pat) => on.push(pat),
+                    Err(e) => problem(format!("handler {name:?}: {e}")),
+                }
+            }
+            if h.concurrency == Some(0) {
+                problem(format!(
+                    "handler {name:?}: concurrency must be at least 1 (leave it out for no limit)"
+                ));
+            }
+            let retry = h.retry.unwrap_or_default();
+            if retry.max_attempts == 0 {
+                problem(format!(
+                    "handler {name:?}: retry.max_attempts must be at least 1"
+                ));
+            }
+            if retry.initial.0 > retry.max.0 {
+                problem(format!(
+                    "handler {name:?}: retry.initial ({}) is longer than retry.max ({})",
+                    humantime::format_duration(retry.initial.0),
+                    humantime::format_duration(retry.max.0)
+                ));
+            }
+            if h.timeout.is_some_and(|t| t.0.is_zero()) {
+                problem(format!("handler {name:?}: timeout must be longer than 0s"));
+            }
+            for key in h.env.keys() {
+                if key.is_empty() || key.contains('=') || key.contains('\0') {
+                    problem(format!(
+                        "handler {name:?}: env key {key:?} is not a valid variable name"
+                    ));
+                }
+            }
+            let command = match resolve_command(root, &name, h.command.as_deref()) {
+                Ok(command) => command,
+                Err(message) => {
+                    problem(format!("handler {name:?}: {message}"));
+                    HandlerCommand::Missing(message)
+                }
+            };
+            handlers.push(Handler {
+                command,
+                name,
+                on,
+                timeout: h.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+                kill_grace: h.kill_grace.map_or(DEFAULT_KILL_GRACE, |d| d.0),
+                retry,
+                concurrency: h.concurrency,
+                env: h
+                    .env
+                    .into_iter()
+                    .map(|(k, v)| (k, expand_home(&v).to_string_lossy().into_owned()))
+                    .collect(),
+                owner: h.owner,
+                output: h.output,
+            });
+        }
+        check_unique(
+            text,
+            "schedules",
+            raw.schedules.iter().map(|s| &s.name),
+            &mut problems,
+        );
+        check_unique(
+            text,
+            "watches",
+            raw.watches.iter().map(|w| &w.name),
+            &mut problems,
+        );
+        if raw.validation.max_event_bytes == 0 {
+            problems.push(Problem {
+                line: line_of(text, "max_event_bytes"),
+                message: "validation.max_event_bytes must be more than 0".into(),
+            });
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.unwrap_or_else(|| root.join(FILE_NAME)),
+                problems,
+            });
+        }
+        Ok(Config {
+            path,
+            validation: raw.validation,
+            routing: raw.routing,
+            log: raw.log,
+            handlers,
+            schedules: raw.schedules,
+            watches: raw.watches,
+        })
+    }
+}
+
+/// Only a config-level mistake (an empty argv) is an `Err` here; a command that
+/// does not exist yet is `Ok(Missing)`, reported when a pair would run.
+fn resolve_command(
+    root: &Path,
+    name: &str,
+    command: Option<&[String]>,
+) -> Result<HandlerCommand, String> {
+    match command {
+        Some([]) => Err("command is empty; give the program and its arguments, e.g. command = [\"handlers/x/main.sh\"]".into()),
+        Some([program, args @ ..]) => {
+            let program = if program.contains('/') || program.starts_with('~') {
+                let p = expand_home(program);
+                let p = if p.is_absolute() { p } else { root.join(p) };
+                p.into_os_string()
+            } else {
+                OsString::from(program)
+            };
+            let mut argv = vec![program];
+            argv.extend(args.iter().map(OsString::from));
+            Ok(HandlerCommand::Argv(argv))
+        }
+        None => Ok(default_command(root, name)),
+    }
+}
+
+/// `handlers/<name>/main*`: the first file named `main` or `main.<ext>`.
+fn default_command(root: &Path, name: &str) -> HandlerCommand {
+    let dir = root.join("handlers").join(name);
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|f| f.to_str()).is_some_and(|f| {
+                f == "main" || f.strip_prefix("main.").is_some_and(|ext| !ext.is_empty())
+            })
+        })
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    match found.into_iter().next() {
+        Some(p) => HandlerCommand::Argv(vec![p.into_os_string()]),
+        None => HandlerCommand::Missing(format!(
+            "no executable found: create handlers/{name}/main.sh (or main.py, …) and chmod +x it, or set `command` in [handlers.{name}]"
+        )),
+    }
+}
+
+pub fn valid_handler_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+}
+
+/// `~` and `~/x` become the home directory; anything else is returned as is.
+pub fn expand_home(s: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    if s == "~" {
+        if let Some(h) = home() {
+            return h;
+        }
+    } else if let Some(rest) = s.strip_prefix("~/")
+        && let Some(h) = home()
+    {
+        return h.join(rest);
+    }
+    PathBuf::from(s)
+}
+
+fn check_unique<'a>(
+    text: &str,
+    table: &str,
+    names: impl Iterator<Item = &'a String>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            problems.push(Problem {
+                line: line_of(text, &format!("name = \"{name}\"")),
+                message: format!("two [[{table}]] are named {name:?}; names must be unique"),
+            });
+        }
+    }
+}
+
+/// The 1-based line on which `needle` first appears, to point at a table.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(needle))
+        .map(|i| i + 1)
+}
+
+/// toml's own message already shows the line and a caret; keep it and add the
+/// line number up front so editors and CI can jump to it.
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let detail = e.message();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let src_line = text.lines().nth(line - 1).unwrap_or("").trim_end();
+            format!("line {line}: {detail}\n  {line} | {src_line}")
+        }
+        None => detail.to_string(),
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/nonexistent"), Path::new("autod.toml"), text)
+    }
+
+    #[test]
+    fn empty_config_has_defaults() {
+        let c = parse("").unwrap();
+        assert!(c.validation.require_schema);
+        assert_eq!(c.validation.max_event_bytes, 1024 * 1024);
+        assert!(c.handlers.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("[handlers.a]\non = [\"x\"]\ntiemout = \"3s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tiemout"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_retry() {
+        let c = parse("[handlers.a]\non = [\"x\"]\ntimeout = \"30s\"\nretry = { max_attempts = 3, initial = \"1s\", max = \"1m\" }\n").unwrap();
+        let h = c.handler("a").unwrap();
+        assert_eq!(h.timeout, Duration::from_secs(30));
+        assert_eq!(h.retry.max_attempts, 3);
+        assert_eq!(h.retry.max.0, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let err = parse("[handlers.a]\non = [\"x\"]\ntimeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid duration \"soon\""), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_with_lines() {
+        let err = parse("[handlers.Bad]\non = [\"x\"]\n\n[handlers.b]\non = []\nconcurrency = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("autod.toml:1: handler name \"Bad\""), "{err}");
+        assert!(
+            err.contains("autod.toml:4: handler \"b\" has no `on`"),
+            "{err}"
+        );
+        assert!(err.contains("concurrency must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn missing_default_command_is_deferred() {
+        let c = parse("[handlers.a]\non = [\"x\"]\n").unwrap();
+        assert!(matches!(
+            c.handler("a").unwrap().command,
+            HandlerCommand::Missing(_)
+        ));
+    }
+}

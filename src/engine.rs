@@ -1,0 +1,434 @@
+//! Delivering an accepted event to its handlers and recording every outcome.
+//!
+//! This is the one place where a pair's life is decided, whoever asked for it
+//! (`dispatch`, `retry`, later the daemon and the queue):
+//!
+//! 1. wait for a slot (`--jobs`, then the handler's `concurrency`);
+//! 2. own the pair (an flock shared by every autod process on the root);
+//! 3. skip it if it already succeeded (unless forced);
+//! 4. run the handler;
+//! 5. record: success → done marker, dead letter removed; failure → dead letter
+//!    (waiting with backoff, exhausted, or permanent on exit 65); a run-log line
+//!    either way.
+//!
+//! Each pair succeeds or fails on its own: one failing handler never holds back
+//! another.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, Handler, HandlerCommand};
+use crate::event::Event;
+use crate::log::{RunLine, RunLog, RunResult};
+use crate::runner::{self, RunOutput, RunSpec, Termination};
+use crate::state::dead::{DeadLetter, DeadState};
+use crate::state::{self, StateDir};
+use crate::time;
+
+/// The exit code a handler uses to say "this event can never succeed".
+pub const EXIT_PERMANENT: i32 = 65;
+
+/// What happened to one (event, handler) pair.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairOutcome {
+    pub handler: String,
+    pub result: RunResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Set when the pair is (still) dead-lettered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead: Option<DeadState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PairOutcome {
+    fn new(handler: &str, result: RunResult) -> PairOutcome {
+        PairOutcome {
+            handler: handler.to_owned(),
+            result,
+            attempt: None,
+            duration_ms: None,
+            dead: None,
+            next_attempt_at: None,
+            error: None,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        !matches!(self.result, RunResult::Ok | RunResult::Skipped)
+    }
+}
+
+/// Shared by every pair of one process.
+pub struct Engine {
+    root: PathBuf,
+    state: StateDir,
+    log: RunLog,
+    handlers: HashMap<String, Arc<Handler>>,
+    jobs: Arc<Semaphore>,
+    per_handler: HashMap<String, Arc<Semaphore>>,
+}
+
+impl Engine {
+    pub fn new(
+        root: PathBuf,
+        config: &Config,
+        state: StateDir,
+        log: RunLog,
+        jobs: usize,
+    ) -> Engine {
+        let handlers = config
+            .handlers
+            .iter()
+            .map(|h| (h.name.clone(), Arc::new(h.clone())))
+            .collect();
+        let per_handler = config
+            .handlers
+            .iter()
+            .filter_map(|h| {
+                h.concurrency
+                    .map(|c| (h.name.clone(), Arc::new(Semaphore::new(c))))
+            })
+            .collect();
+        Engine {
+            root,
+            state,
+            log,
+            handlers,
+            jobs: Arc::new(Semaphore::new(jobs.max(1))),
+            per_handler,
+        }
+    }
+
+    pub fn log(&self) -> &RunLog {
+        &self.log
+    }
+
+    pub fn handler(&self, name: &str) -> Option<&Arc<Handler>> {
+        self.handlers.get(name)
+    }
+
+    /// Runs every named handler for the event, concurrently within the limits.
+    pub async fn deliver(
+        self: &Arc<Self>,
+        event: Arc<Event>,
+        handlers: Vec<String>,
+        force: bool,
+    ) -> Vec<PairOutcome> {
+        let tasks: Vec<_> = handlers
+            .into_iter()
+            .map(|name| {
+                let engine = Arc::clone(self);
+                let event = Arc::clone(&event);
+                tokio::spawn(async move { engine.run_pair(&event, &name, force).await })
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            outcomes.push(t.await.expect("a pair task does not panic"));
+        }
+        outcomes
+    }
+
+    /// One pair, start to recorded finish.
+    pub async fn run_pair(&self, event: &Event, handler_name: &str, force: bool) -> PairOutcome {
+        let Some(handler) = self.handlers.get(handler_name).cloned() else {
+            let mut o = PairOutcome::new(handler_name, RunResult::Failed);
+            o.error = Some(format!("handler {handler_name:?} is not in autod.toml"));
+            return o;
+        };
+        let _handler_slot = match self.per_handler.get(handler_name) {
+            Some(s) => Some(
+                s.clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closes"),
+            ),
+            None => None,
+        };
+        let _job_slot = self
+            .jobs
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
+
+        let state = self.state.clone();
+        let (id, name) = (event.id().to_owned(), handler_name.to_owned());
+        let lock = tokio::task::spawn_blocking(move || state.lock_pair(&id, &name))
+            .await
+            .expect("lock task does not panic");
+        let lock = match lock {
+            Ok(l) => l,
+            Err(e) => return self.state_failure(event, handler_name, None, e),
+        };
+        if lock.succeeded() && !force {
+            // A crash between "done" and "dead letter removed" leaves a stale record.
+            let _ = self.state.dead_remove(handler_name, event.id());
+            let mut line = self.line(event, handler_name, RunResult::Skipped);
+            line.error =
+                Some("already succeeded for this eventId (use --force to run again)".into());
+            self.log.record(&line);
+            return PairOutcome::new(handler_name, RunResult::Skipped);
+        }
+        let previous = match self.state.dead_get(handler_name, event.id()) {
+            Ok(p) => p,
+            Err(e) => return self.state_failure(event, handler_name, None, e),
+        };
+        let attempt = previous
+            .as_ref()
+            .map_or(1, |p| p.attempts.saturating_add(1));
+
+        let output = match self.spec(event, &handler, attempt) {
+            Ok(spec) => runner::run(spec).await,
+            Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),
+        };
+
+        let mut outcome = PairOutcome::new(handler_name, RunResult::Ok);
+        outcome.attempt = Some(attempt);
+        outcome.duration_ms = Some(millis(&output));
+        let mut line = self.line(event, handler_name, RunResult::Ok);
+        line.attempt = Some(attempt);
+        line.duration_ms = outcome.duration_ms;
+        if output.leaked {
+            tracing::warn!(
+                "handler {handler_name} exited but left a background process holding its output open; autod stopped reading it"
+            );
+        }
+        match &output.termination {
+            Termination::Exited(0) => {
+                line.exit_code = Some(0);
+                let detail = format!(
+                    "{{\"ts\":\"{}\",\"attempt\":{attempt}}}\n",
+                    time::now_rfc3339()
+                );
+                if let Err(e) = lock.mark_succeeded(detail.as_bytes()) {
+                    // The handler did its work, but we could not record it: say so
+                    // loudly; the dead letter (if any) stays, so nothing is lost.
+                    return self.state_failure(event, handler_name, Some(attempt), e);
+                }
+                if let Err(e) = self.state.dead_remove(handler_name, event.id()) {
+                    tracing::error!("{e}");
+                }
+                self.log.record(&line);
+                outcome
+            }
+            termination => {
+                let record = self.dead_letter(event, &handler, attempt, previous, &output);
+                line.result = if matches!(termination, Termination::TimedOut { .. }) {
+                    RunResult::Timeout
+                } else {
+                    RunResult::Failed
+                };
+                line.exit_code = record.last_exit_code;
+                line.signal = record.last_signal.clone();
+                line.error = record
+                    .last_error
+                    .clone()
+                    .or_else(|| last_line(&output.stderr_tail));
+                outcome.result = line.result;
+                outcome.dead = Some(record.state);
+                outcome.next_attempt_at = record.next_attempt_at.clone();
+                outcome.error = line.error.clone();
+                if let Err(e) = self.state.dead_put(&record) {
+                    tracing::error!(
+                        "{e}: the failure of {handler_name} for {} is only in the run log",
+                        event.id()
+                    );
+                    outcome.error = Some(e.to_string());
+                }
+                self.log.record(&line);
+                if record.state != DeadState::Waiting {
+                    let mut dead = self.line(event, handler_name, RunResult::Dead);
+                    dead.attempt = Some(attempt);
+                    dead.error = Some(match record.state {
+                        DeadState::Permanent => {
+                            format!("permanent failure (exit {EXIT_PERMANENT}): not retried")
+                        }
+                        _ => format!("gave up after {attempt} attempts"),
+                    });
+                    self.log.record(&dead);
+                }
+                outcome
+            }
+        }
+    }
+
+    fn spec(
+        &self,
+        event: &Event,
+        handler: &Handler,
+        attempt: u32,
+    ) -> Result<RunSpec, state::StateError> {
+        let event_file = self.state.event_file(event)?;
+        let out_dir = self.state.out_dir(event.id(), &handler.name)?;
+        let emit_dir = self.state.ensure("emit")?;
+        let emit = emit_dir.join(format!("{}.{}.{attempt}.jsonl", event.id(), handler.name));
+        let argv = match &handler.command {
+            HandlerCommand::Argv(argv) => argv.clone(),
+            // Spawning a path that does not exist yields the runner's own clear
+            // "not found" outcome; the message below is more specific, so use it.
+            HandlerCommand::Missing(_) => Vec::new(),
+        };
+        let mut env: Vec<(OsString, OsString)> = handler
+            .env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+        let attempt = attempt.to_string();
+        let vars: [(&str, &std::ffi::OsStr); 10] = [
+            ("AUTOD_EVENT_ID", event.id().as_ref()),
+            ("AUTOD_EVENT_TYPE", event.event_type().as_ref()),
+            ("AUTOD_EVENT_SOURCE", event.source().as_ref()),
+            ("AUTOD_HANDLER", handler.name.as_ref()),
+            ("AUTOD_ATTEMPT", attempt.as_ref()),
+            ("AUTOD_EVENT_FILE", event_file.as_os_str()),
+            ("AUTOD_OUTPUT_DIR", out_dir.as_os_str()),
+            ("AUTOD_EMIT", emit.as_os_str()),
+            ("AUTOD_CORRELATION_ID", event.correlation_id().as_ref()),
+            ("AUTOD_ROOT", self.root.as_os_str()),
+        ];
+        env.extend(
+            vars.iter()
+                .map(|(k, v)| (OsString::from(k), v.to_os_string())),
+        );
+        let mut stdin = event.to_json();
+        stdin.push(b'\n');
+        Ok(RunSpec {
+            argv,
+            cwd: self.root.clone(),
+            env,
+            stdin,
+            timeout: handler.timeout,
+            kill_grace: handler.kill_grace,
+        })
+    }
+
+    fn dead_letter(
+        &self,
+        event: &Event,
+        handler: &Handler,
+        attempt: u32,
+        previous: Option<DeadLetter>,
+        output: &RunOutput,
+    ) -> DeadLetter {
+        let now = time::now_rfc3339();
+        let (exit_code, signal, error) = match &output.termination {
+            Termination::Exited(c) => (Some(*c), None, None),
+            Termination::Signaled(s) => (None, Some(runner::signal_name(*s)), None),
+            Termination::TimedOut { killed } => (
+                None,
+                Some(if *killed { "SIGKILL" } else { "SIGTERM" }.to_owned()),
+                Some(format!(
+                    "timed out after {} and was stopped with {}",
+                    humantime::format_duration(handler.timeout),
+                    if *killed {
+                        "SIGTERM, then SIGKILL"
+                    } else {
+                        "SIGTERM"
+                    }
+                )),
+            ),
+            Termination::SpawnFailed(msg) => (None, None, Some(spawn_message(handler, msg))),
+        };
+        let state = if exit_code == Some(EXIT_PERMANENT) {
+            DeadState::Permanent
+        } else if attempt >= handler.retry.max_attempts {
+            DeadState::Exhausted
+        } else {
+            DeadState::Waiting
+        };
+        let next_attempt_at = (state == DeadState::Waiting).then(|| {
+            let wait = crate::retry::delay(&handler.retry, attempt);
+            time::format(
+                time::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+            )
+        });
+        DeadLetter {
+            version: state::dead::RECORD_VERSION,
+            event_id: event.id().to_owned(),
+            handler: handler.name.clone(),
+            event_type: event.event_type().to_owned(),
+            state,
+            attempts: attempt,
+            max_attempts: handler.retry.max_attempts,
+            first_failed_at: previous.map_or_else(|| now.clone(), |p| p.first_failed_at),
+            last_failed_at: now,
+            last_result: if matches!(output.termination, Termination::TimedOut { .. }) {
+                "timeout".into()
+            } else {
+                "failed".into()
+            },
+            last_exit_code: exit_code,
+            last_signal: signal,
+            last_error: error,
+            stderr_tail: String::from_utf8_lossy(&output.stderr_tail).into_owned(),
+            stdout_tail: String::from_utf8_lossy(&output.stdout_tail).into_owned(),
+            next_attempt_at,
+            event: event.as_value(),
+        }
+    }
+
+    /// autod could not do its own part (state unwritable, disk full): the pair is
+    /// reported failed and nothing is recorded as done, so a later retry runs it.
+    fn state_failure(
+        &self,
+        event: &Event,
+        handler: &str,
+        attempt: Option<u32>,
+        e: state::StateError,
+    ) -> PairOutcome {
+        let mut line = self.line(event, handler, RunResult::Failed);
+        line.attempt = attempt;
+        line.error = Some(format!("autod could not record this run: {e}"));
+        self.log.record(&line);
+        let mut o = PairOutcome::new(handler, RunResult::Failed);
+        o.attempt = attempt;
+        o.error = line.error;
+        o
+    }
+
+    fn line(&self, event: &Event, handler: &str, result: RunResult) -> RunLine {
+        let mut line = RunLine::new(event.id(), handler, result);
+        line.event_type = Some(event.event_type().to_owned());
+        line.source = Some(event.source().to_owned());
+        line
+    }
+}
+
+fn spawn_message(handler: &Handler, runner_msg: &str) -> String {
+    match &handler.command {
+        HandlerCommand::Missing(why) => format!("handler {}: {why}", handler.name),
+        HandlerCommand::Argv(_) => format!("handler {}: {runner_msg}", handler.name),
+    }
+}
+
+fn millis(output: &RunOutput) -> u64 {
+    u64::try_from(output.duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The last non-empty line of a handler's stderr, for the one-line summary.
+fn last_line(tail: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(tail);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let mut line = line.trim().to_owned();
+    if line.len() > 200 {
+        let mut cut = 200;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push('…');
+    }
+    Some(line)
+}

@@ -1,0 +1,307 @@
+//! The event envelope (SPEC §3): decoding bytes into a JSON object, the
+//! CloudEvents mapping, the charset checks that make ids safe to use in file
+//! names, and normalization (eventId and ts filled in).
+//!
+//! Schema validation lives in `schema.rs`; this module guarantees only what every
+//! later step relies on: an [`Event`] has a safe `eventId` and `eventType`, a
+//! `source`, a `payload`, and a `ts`. Unknown top-level fields are kept untouched.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`: the charset of eventId and eventType.
+/// Ids become file names under `.autod/`, so this check is a security boundary.
+pub fn valid_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+        // `..` is allowed by the charset but never a useful id and always a path hazard.
+        && !s.contains("..")
+}
+
+/// One reason an event was rejected: where (a JSON pointer into the event), which
+/// rule, and what was wanted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    pub pointer: String,
+    pub keyword: String,
+    pub message: String,
+}
+
+impl Violation {
+    pub fn new(
+        pointer: impl Into<String>,
+        keyword: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Violation {
+            pointer: pointer.into(),
+            keyword: keyword.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pointer = if self.pointer.is_empty() {
+            "(root)"
+        } else {
+            &self.pointer
+        };
+        write!(f, "at {pointer}: {} [{}]", self.message, self.keyword)
+    }
+}
+
+/// The rejection of an event over `[validation] max_event_bytes`.
+pub fn too_large(size: u64, max_bytes: u64) -> Violation {
+    Violation::new(
+        "",
+        "maxEventBytes",
+        format!(
+            "event is {size} bytes, over the {max_bytes}-byte limit (raise [validation] max_event_bytes if this is intended)"
+        ),
+    )
+}
+
+/// A raw event object after the size check, JSON parsing and the CloudEvents
+/// mapping, before any schema has looked at it.
+pub fn decode(bytes: &[u8], max_bytes: u64) -> Result<Map<String, Value>, Violation> {
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64, max_bytes));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Violation::new(
+            "",
+            "json",
+            "empty input; an event is one JSON object",
+        ));
+    }
+    // serde_json stops at 128 levels of nesting, so deep input is an error, not a stack overflow.
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| Violation::new("", "json", format!("not valid JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(Violation::new(
+            "",
+            "type",
+            format!("an event is a JSON object, got {}", type_name(&value)),
+        ));
+    };
+    if obj.contains_key("specversion") {
+        return from_cloudevent(obj);
+    }
+    Ok(obj)
+}
+
+/// CloudEvents 1.0 structured mode: `type→eventType`, `id→eventId`,
+/// `source→source`, `data→payload`, `time→ts`; other attributes are kept.
+fn from_cloudevent(mut ce: Map<String, Value>) -> Result<Map<String, Value>, Violation> {
+    if ce.get("specversion") != Some(&Value::String("1.0".into())) {
+        return Err(Violation::new(
+            "/specversion",
+            "const",
+            "only CloudEvents specversion \"1.0\" is supported",
+        ));
+    }
+    if ce.contains_key("data_base64") {
+        return Err(Violation::new(
+            "/data_base64",
+            "cloudevents",
+            "binary CloudEvents data (data_base64) is not supported; send JSON in `data`",
+        ));
+    }
+    let mut out = Map::with_capacity(ce.len());
+    for (from, to) in [
+        ("type", "eventType"),
+        ("id", "eventId"),
+        ("source", "source"),
+        ("time", "ts"),
+    ] {
+        if let Some(v) = ce.remove(from) {
+            out.insert(to.into(), v);
+        }
+    }
+    out.insert("payload".into(), ce.remove("data").unwrap_or(Value::Null));
+    out.extend(ce);
+    Ok(out)
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The checks that must hold before an event's fields are used anywhere, whatever
+/// the envelope schema says (a user's schemas/event.json may be looser).
+pub fn check_ids(obj: &Map<String, Value>) -> Vec<Violation> {
+    let mut problems = Vec::new();
+    for field in ["eventType", "eventId", "correlationId", "causationId"] {
+        match obj.get(field) {
+            None if field == "eventType" => problems.push(Violation::new(
+                "",
+                "required",
+                "\"eventType\" is a required property",
+            )),
+            None => {}
+            Some(Value::String(s)) if valid_id(s) => {}
+            Some(Value::String(s)) => problems.push(Violation::new(
+                format!("/{field}"),
+                "pattern",
+                format!(
+                    "{s:?} is not a valid {field}: use letters, digits and . _ : - (at most 128, starting with a letter or digit, no `..`)"
+                ),
+            )),
+            Some(other) => problems.push(Violation::new(
+                format!("/{field}"),
+                "type",
+                format!("{field} must be a string, got {}", type_name(other)),
+            )),
+        }
+    }
+    problems
+}
+
+/// A validated, normalized event. Only `schema.rs` (and trusted state files)
+/// construct one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    fields: Map<String, Value>,
+}
+
+impl Event {
+    /// Fills in eventId (UUIDv7) and ts (now) when absent. The caller has run
+    /// [`check_ids`] and the envelope schema.
+    pub(crate) fn normalize(mut fields: Map<String, Value>) -> Event {
+        if !fields.contains_key("eventId") {
+            let id = uuid::Uuid::now_v7().to_string();
+            // Keep the conventional order: eventType, eventId first when we add it.
+            fields.insert("eventId".into(), Value::String(id));
+        }
+        if !fields.contains_key("ts") {
+            fields.insert("ts".into(), Value::String(crate::time::now_rfc3339()));
+        }
+        Event { fields }
+    }
+
+    /// An event read back from autod's own state (archive, dead letters), which
+    /// was validated when it was accepted; ids are checked again because the
+    /// files are on disk where anyone with access could edit them.
+    pub fn from_trusted(value: Value) -> Option<Event> {
+        let Value::Object(fields) = value else {
+            return None;
+        };
+        let ok = check_ids(&fields).is_empty()
+            && fields.get("eventId").is_some()
+            && fields.get("source").is_some_and(Value::is_string);
+        ok.then_some(Event { fields })
+    }
+
+    fn str_field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).and_then(Value::as_str)
+    }
+
+    pub fn id(&self) -> &str {
+        self.str_field("eventId").unwrap_or_default()
+    }
+
+    pub fn event_type(&self) -> &str {
+        self.str_field("eventType").unwrap_or_default()
+    }
+
+    pub fn source(&self) -> &str {
+        self.str_field("source").unwrap_or_default()
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        self.str_field("key")
+    }
+
+    /// The chain this event belongs to: its own correlationId, or its eventId.
+    pub fn correlation_id(&self) -> &str {
+        self.str_field("correlationId").unwrap_or_else(|| self.id())
+    }
+
+    pub fn payload(&self) -> &Value {
+        self.fields.get("payload").unwrap_or(&Value::Null)
+    }
+
+    pub fn as_value(&self) -> Value {
+        Value::Object(self.fields.clone())
+    }
+
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+
+    /// One line of compact JSON, as handlers receive it on stdin.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.fields).expect("a JSON map always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn id_charset() {
+        assert!(valid_id("01JD0M3V.a:b_c-d"));
+        assert!(!valid_id(""));
+        assert!(!valid_id(".hidden"));
+        assert!(!valid_id("a/b"));
+        assert!(!valid_id("a..b"));
+        assert!(!valid_id("a\nb"));
+        assert!(!valid_id(&"a".repeat(129)));
+        assert!(valid_id(&"a".repeat(128)));
+    }
+
+    #[test]
+    fn size_limit_comes_before_parsing() {
+        let err = decode(b"not json at all", 4).unwrap_err();
+        assert_eq!(err.keyword, "maxEventBytes");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = "[".repeat(200_000);
+        let err = decode(deep.as_bytes(), 1 << 20).unwrap_err();
+        assert_eq!(err.keyword, "json");
+        assert!(err.message.contains("recursion limit"), "{}", err.message);
+    }
+
+    #[test]
+    fn cloudevents_are_mapped() {
+        let ce = json!({"specversion":"1.0","type":"a.b","id":"x1","source":"s","time":"2026-01-01T00:00:00Z","data":{"k":1},"subject":"keep"});
+        let obj = decode(ce.to_string().as_bytes(), 1 << 20).unwrap();
+        assert_eq!(obj["eventType"], "a.b");
+        assert_eq!(obj["eventId"], "x1");
+        assert_eq!(obj["payload"], json!({"k":1}));
+        assert_eq!(obj["ts"], "2026-01-01T00:00:00Z");
+        assert_eq!(obj["subject"], "keep");
+        assert!(!obj.contains_key("data"));
+    }
+
+    #[test]
+    fn normalize_fills_id_and_ts_and_keeps_unknown_fields() {
+        let obj = decode(
+            br#"{"eventType":"a","source":"cli","payload":1,"extra":[1]}"#,
+            1024,
+        )
+        .unwrap();
+        let ev = Event::normalize(obj);
+        assert!(valid_id(ev.id()));
+        assert!(ev.fields().contains_key("ts"));
+        assert_eq!(ev.fields()["extra"], json!([1]));
+    }
+}

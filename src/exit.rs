@@ -1,0 +1,44 @@
+//! The exit codes of every command (SPEC §5), in one place.
+//!
+//! With several inputs the highest code wins and the others still run, so a code
+//! is a value that folds with `max`.
+
+/// A process exit code, ordered so that the most serious outcome wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Code {
+    /// Everything ran; pairs that had already succeeded were skipped.
+    #[default]
+    Success = 0,
+    /// At least one handler failed and was dead-lettered, or `lint` found errors.
+    Failed = 1,
+    /// Usage or configuration error: nothing was attempted.
+    Usage = 2,
+    /// An event was rejected (invalid or unroutable) and nothing ran for it.
+    Rejected = 3,
+}
+
+impl Code {
+    pub fn worst(self, other: Code) -> Code {
+        self.max(other)
+    }
+}
+
+impl From<Code> for std::process::ExitCode {
+    fn from(code: Code) -> Self {
+        std::process::ExitCode::from(code as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Code;
+
+    #[test]
+    fn highest_code_wins() {
+        assert_eq!(Code::Success.worst(Code::Failed), Code::Failed);
+        assert_eq!(Code::Rejected.worst(Code::Failed), Code::Rejected);
+        assert_eq!(Code::Usage.worst(Code::Success), Code::Usage);
+        assert_eq!(Code::Failed as u8, 1);
+        assert_eq!(Code::Rejected as u8, 3);
+    }
+}

@@ -1,0 +1,106 @@
+//! autod: a single-binary event dispatcher for side-project automations.
+//!
+//! # Theory of operation
+//!
+//! Every event takes the same path, whatever brought it in:
+//!
+//! ```text
+//! intake ──▶ validate ──▶ route ──▶ run ──▶ record
+//! commands/   schema.rs    route.rs  runner/   log.rs, state/ (done marker, dead letter)
+//! (file, stdin)  event.rs            └──── engine.rs drives one (event, handler) pair ────┘
+//! ```
+//!
+//! - **Intake** turns bytes into candidate events and knows where they came from;
+//!   nothing after it does. `dispatch` reads files and stdin; the daemon, webhooks
+//!   and the queue hand events to the same [`engine::Engine`].
+//! - **Validate** (`schema.rs`, `event.rs`): size limit, JSON, safe ids, envelope
+//!   schema, payload schema. A rejected event runs nothing (exit 3).
+//! - **Route** (`route.rs`): eventType patterns → handlers, fan-out.
+//! - **Run** (`runner/`): one process per pair, own process group, timeout, output
+//!   tails; the runner knows nothing of events.
+//! - **Record** (`engine.rs` using `state/` and `log.rs`): success writes a done
+//!   marker so the pair never runs again for that eventId; failure writes a dead
+//!   letter that `autod retry` (and the daemon) pick up with backoff.
+//!
+//! # Guarantees
+//!
+//! - Nothing accepted is lost: an event is archived (fsync'd) before any handler
+//!   runs, and a pair's outcome is on disk (done marker or dead letter) before the
+//!   command reports it.
+//! - A pair that succeeded never runs again for the same eventId, even across
+//!   processes: pairs are serialized by an flock and checked under it.
+//! - Nothing in an event chooses what runs or where a file goes: handlers are
+//!   named only by the config or `handlers/`, ids are restricted to a file-name
+//!   safe charset, and no event value is ever put through a shell.
+//! - `.autod/` is private (0700 folders, 0600 files).
+
+pub mod cli;
+mod commands;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod exit;
+pub mod log;
+mod output;
+pub mod project;
+pub mod retry;
+pub mod route;
+pub mod runner;
+pub mod schema;
+pub mod state;
+pub mod time;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+
+use crate::cli::{Cli, LogFormat};
+use crate::exit::Code;
+
+/// The whole program: parse arguments, run the command, turn errors into an exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Code::Success
+                }
+                _ => Code::Usage,
+            }
+            .into();
+        }
+    };
+    init_tracing(&cli);
+    match commands::run(cli) {
+        Ok(code) => code.into(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Code::Usage.into()
+        }
+    }
+}
+
+fn init_tracing(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    // AUTOD_LOG overrides the flags with a full tracing filter, for debugging.
+    let filter = EnvFilter::try_from_env("AUTOD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match cli.global.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder
+            .without_time()
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
+    }
+}

@@ -1,0 +1,65 @@
+//! Finding the project root and opening the project in it.
+//!
+//! The root is found as cargo finds Cargo.toml: `--root DIR`, else `AUTOD_ROOT`
+//! (clap folds both into one flag), else the nearest ancestor of the working
+//! directory holding `autod.toml`. Everything relative in the config is relative
+//! to the root, never to the working directory: cron runs in `$HOME`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Config, ConfigError};
+use crate::log::RunLog;
+use crate::state::StateDir;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("--root {0}: no such directory")]
+    NoSuchRoot(PathBuf),
+    #[error(
+        "no autod.toml in {0} or any parent directory; run `autod init` to create a project here, or pass --root DIR (or set AUTOD_ROOT)"
+    )]
+    NotFound(PathBuf),
+    #[error("cannot determine the current directory: {0}")]
+    Cwd(std::io::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// An opened project: where it is and its validated config.
+#[derive(Debug)]
+pub struct Project {
+    pub root: PathBuf,
+    pub config: Config,
+    pub state: StateDir,
+}
+
+impl Project {
+    pub fn open(root_flag: Option<&Path>) -> Result<Project, ProjectError> {
+        let root = find_root(root_flag)?;
+        let config = Config::load(&root)?;
+        Ok(Project {
+            state: StateDir::new(&root),
+            root,
+            config,
+        })
+    }
+
+    pub fn run_log(&self) -> RunLog {
+        RunLog::new(self.state.log_dir(), self.config.log.clone())
+    }
+}
+
+pub fn find_root(root_flag: Option<&Path>) -> Result<PathBuf, ProjectError> {
+    if let Some(dir) = root_flag {
+        return dir
+            .canonicalize()
+            .ok()
+            .filter(|p| p.is_dir())
+            .ok_or_else(|| ProjectError::NoSuchRoot(dir.to_owned()));
+    }
+    let cwd = std::env::current_dir().map_err(ProjectError::Cwd)?;
+    cwd.ancestors()
+        .find(|dir| dir.join(config::FILE_NAME).is_file())
+        .map(Path::to_path_buf)
+        .ok_or(ProjectError::NotFound(cwd))
+}

@@ -1,0 +1,143 @@
+//! Crash-safe file operations: a reader sees the old file or the new one, never
+//! half of either, and a completed call survives power loss.
+//!
+//! write: temp file in the same folder → write → fsync → rename → fsync folder.
+//! A failed fsync fails the operation (the "fsyncgate" lesson: the kernel may have
+//! dropped the dirty pages, so retrying the fsync proves nothing).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Files under `.autod/` are private: events can hold anything.
+pub const FILE_MODE: u32 = 0o600;
+pub const DIR_MODE: u32 = 0o700;
+
+pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("no parent folder"))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(
+        ".{name}.{}.{:x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Creates `path` only if it does not exist; `Ok(false)` if it did.
+pub fn create_new(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("no parent folder"))?;
+    let mut f = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    sync_dir(dir)?;
+    Ok(true)
+}
+
+/// Removes a file durably; a file already gone is not an error.
+pub fn remove(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Renames durably: both folders' entries are on disk when this returns.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    let to_dir = to.parent().unwrap_or(Path::new("."));
+    sync_dir(to_dir)?;
+    match from.parent() {
+        Some(from_dir) if from_dir != to_dir => sync_dir(from_dir),
+        _ => Ok(()),
+    }
+}
+
+/// Creates a private folder (and missing parents); each new entry is made durable.
+pub fn create_dir(path: &Path) -> io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        create_dir(parent)?;
+    }
+    match fs::DirBuilder::new().mode(DIR_MODE).create(path) {
+        Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn write_replaces_and_is_private() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.json");
+        write(&p, b"one").unwrap();
+        write(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // No temp files left behind.
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn create_new_does_not_overwrite() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m");
+        assert!(create_new(&p, b"1").unwrap());
+        assert!(!create_new(&p, b"2").unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"1");
+    }
+
+    #[test]
+    fn create_dir_is_private() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x/y");
+        create_dir(&p).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! Dead letters: one record per failed (event, handler) pair, at
+//! `.autod/dead/<handler>/<eventId>.json` (SPEC §6).
+//!
+//! A record is rewritten after every failed attempt and removed by the success
+//! that ends it. Its `state` says whether it will be retried (`waiting`, at
+//! `nextAttemptAt`), ran out of attempts (`exhausted`), or failed in a way no
+//! retry fixes (`permanent`, exit 65). Only `autod retry --all` or an explicit id
+//! runs the last two again.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Context, Result, StateDir, StateError, atomic};
+
+/// The version written into every record, so a later autod can migrate old ones.
+pub const RECORD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadState {
+    Waiting,
+    Exhausted,
+    Permanent,
+}
+
+impl DeadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadState::Waiting => "waiting",
+            DeadState::Exhausted => "exhausted",
+            DeadState::Permanent => "permanent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub version: u32,
+    pub event_id: String,
+    pub handler: String,
+    pub event_type: String,
+    pub state: DeadState,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub first_failed_at: String,
+    pub last_failed_at: String,
+    /// `failed` or `timeout`, as in the run log.
+    pub last_result: String,
+    pub last_exit_code: Option<i32>,
+    pub last_signal: Option<String>,
+    /// What went wrong when there is no exit code to tell: a timeout, a handler
+    /// that could not be started.
+    pub last_error: Option<String>,
+    pub stderr_tail: String,
+    pub stdout_tail: String,
+    pub next_attempt_at: Option<String>,
+    pub event: Value,
+}
+
+impl DeadLetter {
+    pub fn is_due(&self, now: crate::time::Timestamp) -> bool {
+        self.state == DeadState::Waiting
+            && self
+                .next_attempt_at
+                .as_deref()
+                .and_then(crate::time::parse)
+                .is_none_or(|t| t <= now)
+    }
+}
+
+impl StateDir {
+    fn dead_path(&self, handler: &str, event_id: &str) -> PathBuf {
+        self.dead_dir()
+            .join(handler)
+            .join(format!("{event_id}.json"))
+    }
+
+    pub fn dead_get(&self, handler: &str, event_id: &str) -> Result<Option<DeadLetter>> {
+        read_record(&self.dead_path(handler, event_id))
+    }
+
+    pub fn dead_put(&self, record: &DeadLetter) -> Result<()> {
+        let dir = self.dead_dir().join(&record.handler);
+        atomic::create_dir(&dir).at(&dir)?;
+        let path = self.dead_path(&record.handler, &record.event_id);
+        let mut bytes = serde_json::to_vec_pretty(record).expect("record serializes");
+        bytes.push(b'\n');
+        atomic::write(&path, &bytes).at(&path)
+    }
+
+    pub fn dead_remove(&self, handler: &str, event_id: &str) -> Result<bool> {
+        let path = self.dead_path(handler, event_id);
+        let existed = path.exists();
+        atomic::remove(&path).at(&path)?;
+        Ok(existed)
+    }
+
+    /// Every record, sorted by handler then eventId. A record that cannot be read
+    /// is returned as an error beside the others, so one bad file hides nothing.
+    pub fn dead_list(&self) -> Vec<std::result::Result<DeadLetter, StateError>> {
+        let mut paths = Vec::new();
+        let Ok(handlers) = std::fs::read_dir(self.dead_dir()) else {
+            return Vec::new();
+        };
+        for h in handlers.flatten() {
+            let Ok(files) = std::fs::read_dir(h.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let p = f.path();
+                let name = f.file_name();
+                let name = name.to_string_lossy();
+                if name.ends_with(".json") && !name.starts_with('.') {
+                    paths.push(p);
+                }
+            }
+        }
+        paths.sort();
+        paths
+            .iter()
+            .filter_map(|p| read_record(p).transpose())
+            .collect()
+    }
+}
+
+fn read_record(path: &Path) -> Result<Option<DeadLetter>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(StateError {
+                path: path.to_owned(),
+                source: e,
+            });
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StateError {
+            path: path.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not a dead-letter record: {e}"),
+            ),
+        })
+}

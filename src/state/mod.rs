@@ -1,0 +1,145 @@
+//! Everything under `.autod/` (SPEC §6). No other module knows this layout.
+//!
+//! ```text
+//! .autod/archive/<eventId>.json          accepted events (AUTOD_EVENT_FILE, replay)
+//! .autod/done/<eventId>/<handler>.ok     a pair that succeeded: never run again
+//! .autod/done/<eventId>/<handler>.lock   held (flock) while the pair runs
+//! .autod/dead/<handler>/<eventId>.json   a pair that failed (see `dead.rs`)
+//! .autod/out/<eventId>/<handler>/        the handler's artifacts (AUTOD_OUTPUT_DIR)
+//! .autod/log/autod.log                   the run log (see `log.rs`)
+//! .autod/inbox/ processing/ rejected/    the daemon's intake
+//! ```
+//!
+//! Every folder is created 0700 and every file 0600: events can hold anything.
+
+pub mod atomic;
+pub mod dead;
+mod pairs;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use pairs::PairLock;
+
+use crate::event::Event;
+
+pub const DIR_NAME: &str = ".autod";
+
+/// An I/O failure on autod's own state; the message names the path.
+#[derive(Debug, thiserror::Error)]
+#[error("state {path}: {source}")]
+pub struct StateError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+pub type Result<T> = std::result::Result<T, StateError>;
+
+pub(crate) trait Context<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> Context<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| StateError {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// The `.autod/` folder of one project root.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: &Path) -> StateDir {
+        StateDir {
+            dir: root.join(DIR_NAME),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+
+    pub fn dead_dir(&self) -> PathBuf {
+        self.dir.join("dead")
+    }
+
+    pub fn inbox_dir(&self) -> PathBuf {
+        self.dir.join("inbox")
+    }
+
+    pub fn processing_dir(&self) -> PathBuf {
+        self.dir.join("processing")
+    }
+
+    fn archive_path(&self, event_id: &str) -> PathBuf {
+        self.dir.join("archive").join(format!("{event_id}.json"))
+    }
+
+    fn pair_dir(&self, event_id: &str) -> PathBuf {
+        self.dir.join("done").join(event_id)
+    }
+
+    /// Creates `.autod/<sub>` (and `.autod/` itself) privately if missing.
+    pub fn ensure(&self, sub: &str) -> Result<PathBuf> {
+        let p = if sub.is_empty() {
+            self.dir.clone()
+        } else {
+            self.dir.join(sub)
+        };
+        atomic::create_dir(&p).at(&p)?;
+        Ok(p)
+    }
+
+    /// Stores an accepted event durably; the path is the handler's AUTOD_EVENT_FILE.
+    /// Writing the same eventId again keeps the first copy (an id names one event).
+    pub fn archive(&self, event: &Event) -> Result<PathBuf> {
+        self.ensure("archive")?;
+        let path = self.archive_path(event.id());
+        atomic::create_new(&path, &event.to_json()).at(&path)?;
+        Ok(path)
+    }
+
+    /// The archived copy of an event, for AUTOD_EVENT_FILE on a retry; rewritten
+    /// from `event` if retention removed it.
+    pub fn event_file(&self, event: &Event) -> Result<PathBuf> {
+        let path = self.archive_path(event.id());
+        if path.is_file() {
+            Ok(path)
+        } else {
+            self.archive(event)
+        }
+    }
+
+    /// The handler's own artifacts folder for this event, created on demand.
+    pub fn out_dir(&self, event_id: &str, handler: &str) -> Result<PathBuf> {
+        let p = self.dir.join("out").join(event_id).join(handler);
+        atomic::create_dir(&p).at(&p)?;
+        Ok(p)
+    }
+
+    /// Blocks until this process owns the (event, handler) pair. Call from a
+    /// blocking thread.
+    pub fn lock_pair(&self, event_id: &str, handler: &str) -> Result<PairLock> {
+        PairLock::acquire(&self.pair_dir(event_id), handler)
+    }
+}
+
+impl StateDir {
+    /// Whether the pair already succeeded, without taking its lock (for display).
+    pub fn pair_succeeded(&self, event_id: &str, handler: &str) -> bool {
+        self.pair_dir(event_id)
+            .join(format!("{handler}.ok"))
+            .exists()
+    }
+}

@@ -1,0 +1,60 @@
+//! One (event, handler) pair at a time, and its success recorded for good.
+//!
+//! Two autod processes on one root (a cron overlap, a daemon and `autod retry`)
+//! serialize on an flock of `done/<eventId>/<handler>.lock`; the owner checks the
+//! `.ok` marker before it runs anything. The marker is written (durably) before
+//! the lock is released, so whoever gets the lock next sees it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::{Context, Result, atomic};
+
+/// Ownership of one pair, released on drop.
+#[derive(Debug)]
+pub struct PairLock {
+    file: File,
+    lock_path: PathBuf,
+    ok_path: PathBuf,
+}
+
+impl PairLock {
+    pub(super) fn acquire(dir: &Path, handler: &str) -> Result<PairLock> {
+        atomic::create_dir(dir).at(dir)?;
+        let lock_path = dir.join(format!("{handler}.lock"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(atomic::FILE_MODE)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        file.lock().at(&lock_path)?;
+        Ok(PairLock {
+            file,
+            ok_path: dir.join(format!("{handler}.ok")),
+            lock_path,
+        })
+    }
+
+    /// Whether this pair already succeeded (by any process, at any time).
+    pub fn succeeded(&self) -> bool {
+        self.ok_path.exists()
+    }
+
+    /// Records success durably. The lock file is removed afterwards: anyone who
+    /// still opens or waits on it will find the marker and skip.
+    pub fn mark_succeeded(&self, detail: &[u8]) -> Result<()> {
+        atomic::write(&self.ok_path, detail).at(&self.ok_path)?;
+        let _ = std::fs::remove_file(&self.lock_path);
+        Ok(())
+    }
+}
+
+impl Drop for PairLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
