@@ -37,6 +37,7 @@
 pub mod cli;
 mod commands;
 pub mod config;
+mod diagnostics;
 pub mod engine;
 pub mod event;
 pub mod exit;
@@ -50,11 +51,9 @@ pub mod schema;
 pub mod state;
 pub mod time;
 
-use std::io::IsTerminal;
-
 use clap::Parser;
 
-use crate::cli::{Cli, LogFormat};
+use crate::cli::Cli;
 use crate::exit::Code;
 
 /// The whole program: parse arguments, run the command, turn errors into an exit code.
@@ -72,35 +71,12 @@ pub fn main() -> std::process::ExitCode {
             .into();
         }
     };
-    init_tracing(&cli);
+    diagnostics::init(&cli.global);
     match commands::run(cli) {
         Ok(code) => code.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
             Code::Usage.into()
         }
-    }
-}
-
-fn init_tracing(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
-    let level = match (cli.global.quiet, cli.global.verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
-    };
-    // AUTOD_LOG overrides the flags with a full tracing filter, for debugging.
-    let filter = EnvFilter::try_from_env("AUTOD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    match cli.global.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder
-            .without_time()
-            .with_ansi(std::io::stderr().is_terminal())
-            .init(),
     }
 }

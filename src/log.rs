@@ -187,8 +187,16 @@ impl RunLog {
     }
 }
 
-/// The human (or `--log-format json`) line on stderr.
+/// The same facts for people on stderr: the JSON line itself with
+/// `--log-format json`, else one short line (rejections are explained by the
+/// intake that saw them, with the input's name).
 fn announce(line: &RunLine) {
+    if crate::diagnostics::json() {
+        if let Ok(json) = serde_json::to_string(line) {
+            eprintln!("{json}");
+        }
+        return;
+    }
     let detail = match (&line.exit_code, &line.signal, &line.error) {
         (_, _, Some(e)) => e.clone(),
         (_, Some(s), _) => format!("killed by {s}"),
@@ -197,22 +205,17 @@ fn announce(line: &RunLine) {
     };
     let duration = line
         .duration_ms
-        .map(|d| format!("{d}ms"))
+        .map(|d| format!(" {d}ms"))
         .unwrap_or_default();
     let event_type = line.event_type.as_deref().unwrap_or("");
+    let (result, handler, id) = (line.result.as_str(), &line.handler, &line.event_id);
     match line.result {
-        RunResult::Ok | RunResult::Skipped => tracing::info!(
-            target: "autod::run",
-            result = line.result.as_str(), handler = %line.handler, event_id = %line.event_id,
-            event_type, duration = %duration,
-            "{:<8} {} {} {}", line.result.as_str(), line.handler, line.event_id, duration
-        ),
-        _ => tracing::warn!(
-            target: "autod::run",
-            result = line.result.as_str(), handler = %line.handler, event_id = %line.event_id,
-            event_type, detail = %detail,
-            "{:<8} {} {} {}", line.result.as_str(), line.handler, line.event_id, detail
-        ),
+        RunResult::Rejected => {}
+        RunResult::Ok => tracing::info!("{result:<8} {handler} {event_type} {id}{duration}"),
+        RunResult::Skipped => {
+            tracing::info!("{result:<8} {handler} {event_type} {id} (already succeeded)")
+        }
+        _ => tracing::warn!("{result:<8} {handler} {event_type} {id}{duration}: {detail}"),
     }
 }
 

@@ -302,7 +302,7 @@ impl Tally {
 
     fn summarize(&self, dry_run: bool) {
         let inputs = self.accepted + self.rejected + self.errors;
-        if inputs < 2 && self.rejected + self.errors == 0 {
+        if inputs < 2 {
             return;
         }
         let mut runs: Vec<String> = RunResult::ALL
