@@ -94,6 +94,20 @@ Examples:
     /// Inbox depth, in-flight runs, dead letters, last failures, daemon pid
     Status,
 
+    /// Check schemas, fixtures, autod.toml and HANDLERS.md (the CI job)
+    #[command(after_help = "\
+Exit codes: 0 clean, 1 errors found (or warnings, with --strict), 2 usage error.
+
+Examples:
+  autod lint
+  autod lint --strict --format github       in a GitHub Actions workflow
+  autod lint --against origin/main          also report breaking schema changes")]
+    Lint(LintArgs),
+
+    /// Generated documentation
+    #[command(subcommand)]
+    Handlers(HandlersCommand),
+
     /// Create autod.toml and the project folders in the current (or --root) directory
     Init,
 
@@ -128,6 +142,29 @@ pub struct DispatchArgs {
     /// Handler runs at once
     #[arg(long, short, value_name = "N", default_value_t = default_jobs())]
     pub jobs: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: crate::lint::Format,
+    /// Treat warnings as errors
+    #[arg(long)]
+    pub strict: bool,
+    /// Report schema changes since this git revision that break producers or consumers
+    #[arg(long, value_name = "REV")]
+    pub against: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HandlersCommand {
+    /// Write the HANDLERS.md table from autod.toml (prose around it is kept)
+    Doc {
+        /// Do not write; exit 1 if HANDLERS.md is out of date
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -32,7 +32,11 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
     #[error("{}", render_invalid(.path, .problems))]
     Invalid {
         path: PathBuf,
@@ -289,9 +293,13 @@ impl Config {
     }
 
     pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: toml_message(&e, text),
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, message) = toml_message(&e, text);
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                message,
+            }
         })?;
         Config::from_raw(root, Some(path.to_owned()), text, raw)
     }
@@ -509,23 +517,26 @@ fn check_unique<'a>(
 }
 
 /// The 1-based line on which `needle` first appears, to point at a table.
-fn line_of(text: &str, needle: &str) -> Option<usize> {
+pub(crate) fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines()
         .position(|l| l.trim_start().starts_with(needle))
         .map(|i| i + 1)
 }
 
-/// toml's own message already shows the line and a caret; keep it and add the
-/// line number up front so editors and CI can jump to it.
-fn toml_message(e: &toml::de::Error, text: &str) -> String {
-    let detail = e.message();
+/// toml's message, with the line number up front so editors and CI can jump
+/// to it, and the offending line quoted.
+fn toml_message(e: &toml::de::Error, text: &str) -> (Option<usize>, String) {
+    let detail = e.message().trim_end();
     match e.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
             let src_line = text.lines().nth(line - 1).unwrap_or("").trim_end();
-            format!("line {line}: {detail}\n  {line} | {src_line}")
+            (
+                Some(line),
+                format!("line {line}: {detail}\n  {line} | {src_line}"),
+            )
         }
-        None => detail.to_string(),
+        None => (None, detail.to_string()),
     }
 }
 

@@ -37,10 +37,12 @@
 pub mod cli;
 mod commands;
 pub mod config;
+pub mod cron;
 mod diagnostics;
 pub mod engine;
 pub mod event;
 pub mod exit;
+pub mod lint;
 pub mod log;
 mod output;
 pub mod project;

@@ -4,6 +4,7 @@
 
 mod dead;
 mod dispatch;
+mod lint;
 mod logs;
 mod retry;
 mod scaffold;
@@ -23,6 +24,8 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Dead(cmd) => dead::run(&open(g)?, g, cmd),
         Command::Log(args) => logs::run(&open(g)?, g, args),
         Command::Status => status::run(&open(g)?, g),
+        Command::Lint(args) => lint::run(g, args),
+        Command::Handlers(cmd) => lint::handlers(&open(g)?, cmd),
         Command::Init => scaffold::init(g),
         Command::New(cmd) => scaffold::new(&open(g)?, cmd),
         Command::Completions { shell } => {

@@ -127,17 +127,25 @@ echo "{name}: handled $AUTOD_EVENT_TYPE $AUTOD_EVENT_ID (attempt $AUTOD_ATTEMPT)
     )?;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
 
+    let owner = std::env::var("USER").unwrap_or_else(|_| "me".to_owned());
     let config_path = project.root.join(config::FILE_NAME);
     let mut text = std::fs::read_to_string(&config_path).unwrap_or_default();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(&format!(
-        "\n[handlers.{name}]\non = [{on_list}]\n# timeout = \"60s\"\n# retry = {{ max_attempts = 5, initial = \"10s\", max = \"1h\" }}\n"
+        "\n[handlers.{name}]\non = [{on_list}]\nowner = {owner:?}\noutput = \"describe what {name} produces\"\n# timeout = \"60s\"\n# retry = {{ max_attempts = 5, initial = \"10s\", max = \"1h\" }}\n"
     ));
     // Check the result before writing it, so a scaffold never breaks the config.
-    Config::parse(&project.root, &config_path, &text)?;
+    let config = Config::parse(&project.root, &config_path, &text)?;
     std::fs::write(&config_path, text)?;
+    // Keep HANDLERS.md in step, so a fresh scaffold passes `autod lint`.
+    let doc = project.root.join(crate::lint::handlers_doc::FILE_NAME);
+    let existing = std::fs::read_to_string(&doc).ok();
+    std::fs::write(
+        &doc,
+        crate::lint::handlers_doc::render(&config, existing.as_deref()),
+    )?;
     tracing::info!(
         "created {} and [handlers.{name}] in autod.toml",
         rel(&project.root, &script)

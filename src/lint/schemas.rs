@@ -1,0 +1,138 @@
+//! Schema checks: every file under schemas/ is JSON, a schema, valid against its
+//! declared meta-schema (2020-12 when none is declared), and every `$ref`
+//! resolves to a local file and pointer. Nothing is fetched.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{Known, Lint};
+use crate::schema;
+
+pub fn check(lint: &mut Lint, root: &Path) -> Known {
+    let dir = root.join("schemas");
+    let mut known = Known::default();
+    let mut files = Vec::new();
+    collect_json(lint, &dir, &mut files);
+    files.sort();
+    let mut referenced = std::collections::BTreeSet::new();
+    for path in &files {
+        let rel = path
+            .strip_prefix(&dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned();
+        let top_level_type = (!rel.contains('/'))
+            .then(|| rel.strip_suffix(".json"))
+            .flatten()
+            .filter(|t| *t != "event" && crate::event::valid_id(t));
+        if let Some(t) = top_level_type {
+            known.schemas.insert(t.to_owned(), false);
+        }
+        let Some(value) = read(lint, path) else {
+            continue;
+        };
+        collect_refs(&value, &rel, &mut referenced);
+        if let Err(e) = jsonschema::meta::options().validate(&value) {
+            let at = e.instance_path().to_string();
+            let at = if at.is_empty() {
+                String::new()
+            } else {
+                format!(" at {at}")
+            };
+            lint.error(
+                path,
+                "schema-meta",
+                format!("not valid against its meta-schema{at}: {e}"),
+            );
+            continue;
+        }
+        if let Err(e) = schema::compile(&dir, &rel, &value, path) {
+            let rule = if e.message.contains("$ref") || e.message.to_lowercase().contains("resolv")
+            {
+                "schema-ref"
+            } else {
+                "schema-invalid"
+            };
+            lint.error(path, rule, e.message);
+        }
+    }
+    for (t, is_lib) in known.schemas.iter_mut() {
+        *is_lib = referenced.contains(&format!("{t}.json"));
+    }
+    known
+}
+
+/// Reads and parses a JSON file, turning every failure into a finding.
+pub(super) fn read(lint: &mut Lint, path: &Path) -> Option<Value> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            lint.error(path, "unreadable", format!("cannot read: {e}"));
+            return None;
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        lint.error(path, "schema-json", "empty file; a schema is a JSON object");
+        return None;
+    }
+    let value: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            lint.error(path, "schema-json", format!("not valid JSON: {e}"))
+                .at(Some(e.line()), Some(e.column()));
+            return None;
+        }
+    };
+    if !matches!(value, Value::Object(_) | Value::Bool(_)) {
+        lint.error(
+            path,
+            "schema-type",
+            "a schema is a JSON object (or true/false), not an array, string or number",
+        )
+        .at(Some(1), Some(1));
+        return None;
+    }
+    Some(value)
+}
+
+fn collect_json(lint: &mut Lint, dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            lint.error(dir, "unreadable", format!("cannot list: {e}"));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            collect_json(lint, &path, out);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+}
+
+/// Files named by `$ref`s in `value` (relative to `from`, a path under schemas/).
+fn collect_refs(value: &Value, from: &str, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                let file = r.split('#').next().unwrap_or("");
+                if !file.is_empty() && !file.contains("://") {
+                    let base = Path::new(from).parent().unwrap_or(Path::new(""));
+                    out.insert(base.join(file).to_string_lossy().into_owned());
+                }
+            }
+            map.values().for_each(|v| collect_refs(v, from, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, from, out)),
+        _ => {}
+    }
+}
