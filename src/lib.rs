@@ -42,6 +42,7 @@ mod diagnostics;
 pub mod engine;
 pub mod event;
 pub mod exit;
+pub mod intake;
 pub mod lint;
 pub mod log;
 mod output;

@@ -1,0 +1,201 @@
+//! Intake: where events enter. Bytes from a file, stdin, the inbox, a watch or a
+//! schedule become an accepted [`Event`] with the handlers it goes to, or a
+//! rejection that says why. Everything after intake (the engine, the runner)
+//! works the same whatever the source.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::config::{Config, Handler, Unrouted};
+use crate::event::{Event, Violation};
+use crate::exit::Code;
+use crate::route;
+use crate::schema::{Invalid, SchemaError, Schemas};
+
+/// Validates and routes events for one project configuration.
+pub struct Intake {
+    schemas: Schemas,
+    handlers: Vec<Handler>,
+    unrouted: Unrouted,
+}
+
+/// An event that passed validation and routing.
+pub struct Admitted {
+    pub event: Event,
+    /// Handler names, in config order; empty when `[routing] unrouted = "ignore"`.
+    pub handlers: Vec<String>,
+}
+
+impl Intake {
+    pub fn new(root: &Path, config: &Config) -> Result<Intake, SchemaError> {
+        let v = &config.validation;
+        Ok(Intake {
+            schemas: Schemas::load(root, v.require_schema, v.max_event_bytes)?,
+            handlers: config.handlers.clone(),
+            unrouted: config.routing.unrouted,
+        })
+    }
+
+    pub fn admit(&mut self, bytes: &[u8], only: Option<&str>) -> Result<Admitted, Invalid> {
+        let event = self.schemas.accept(bytes)?;
+        self.route(event, only)
+    }
+
+    /// For events autod builds itself (watches, schedules): same checks, no bytes.
+    pub fn admit_object(&mut self, obj: Map<String, Value>) -> Result<Admitted, Invalid> {
+        let event = self.schemas.accept_object(obj)?;
+        self.route(event, None)
+    }
+
+    fn route(&self, event: Event, only: Option<&str>) -> Result<Admitted, Invalid> {
+        let mut handlers: Vec<String> = route::routes(&self.handlers, event.event_type())
+            .iter()
+            .map(|r| r.handler.name.clone())
+            .collect();
+        if let Some(only) = only {
+            handlers.retain(|h| h == only);
+            if handlers.is_empty() {
+                return Err(unroutable(format!(
+                    "handler {only} does not handle eventType {:?} (check its `on` in autod.toml)",
+                    event.event_type()
+                )));
+            }
+        }
+        if handlers.is_empty() && self.unrouted == Unrouted::Reject {
+            return Err(unroutable(format!(
+                "no handler's `on` matches eventType {:?}; add it to a handler in autod.toml (or set [routing] unrouted = \"ignore\")",
+                event.event_type()
+            )));
+        }
+        Ok(Admitted { event, handlers })
+    }
+}
+
+fn unroutable(why: String) -> Invalid {
+    Invalid::Rejected(vec![Violation::new("/eventType", "route", why)])
+}
+
+/// The exit code of a refusal: the event's fault (3) or the project's (2).
+pub fn refusal_code(invalid: &Invalid) -> Code {
+    match invalid {
+        Invalid::Rejected(_) => Code::Rejected,
+        Invalid::Schema(_) => Code::Usage,
+    }
+}
+
+/// The refusal as violations, for messages and `.error.json` files.
+pub fn refusal_violations(invalid: &Invalid) -> Vec<Violation> {
+    match invalid {
+        Invalid::Rejected(v) => v.clone(),
+        Invalid::Schema(_) => vec![Violation::new("", "schema", invalid.to_string())],
+    }
+}
+
+/// The eventId a refused input claimed, if it had a usable one, so its log line
+/// can be found; `-` otherwise.
+pub fn claimed_event_id(bytes: &[u8]) -> String {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("eventId").and_then(Value::as_str).map(str::to_owned))
+        .filter(|id| crate::event::valid_id(id))
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// One candidate event: where it came from, and its bytes (or why there are none).
+pub struct Input {
+    pub label: String,
+    pub bytes: Result<Vec<u8>, InputError>,
+}
+
+pub enum InputError {
+    /// Could not be read at all: a usage error (exit 2).
+    Unreadable(String),
+    /// Over the size limit, so never read: a rejected event (exit 3).
+    TooLarge(u64),
+}
+
+/// Every FILE argument as inputs; `-` expands to the events on stdin.
+pub fn read_inputs(files: &[PathBuf], max_bytes: u64) -> anyhow::Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    let mut stdin_used = false;
+    for f in files {
+        if f.as_os_str() == "-" {
+            anyhow::ensure!(!stdin_used, "`-` (stdin) given twice");
+            stdin_used = true;
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| anyhow::anyhow!("cannot read stdin: {e}"))?;
+            inputs.extend(split_stdin(buf, max_bytes));
+        } else {
+            inputs.push(Input {
+                label: f.display().to_string(),
+                bytes: read_file(f, max_bytes),
+            });
+        }
+    }
+    Ok(inputs)
+}
+
+fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, InputError> {
+    let unreadable = |e: std::io::Error| {
+        InputError::Unreadable(match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_owned(),
+            _ => format!("cannot read: {e}"),
+        })
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if meta.is_dir() {
+        return Err(InputError::Unreadable(format!(
+            "is a directory; pass the event files in it, e.g. {}/*.json",
+            path.display()
+        )));
+    }
+    if meta.len() > max_bytes {
+        return Err(InputError::TooLarge(meta.len()));
+    }
+    std::fs::read(path).map_err(unreadable)
+}
+
+/// stdin holds one event (possibly pretty-printed) or one event per line.
+fn split_stdin(buf: Vec<u8>, max_bytes: u64) -> Vec<Input> {
+    if buf.len() as u64 <= max_bytes
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&buf).is_ok()
+    {
+        return vec![Input {
+            label: "stdin".into(),
+            bytes: Ok(buf),
+        }];
+    }
+    let lines: Vec<Input> = buf
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, l)| Input {
+            label: format!("stdin:{}", i + 1),
+            bytes: Ok(l.to_vec()),
+        })
+        .collect();
+    let any_line_is_json = lines.iter().any(|l| {
+        l.bytes
+            .as_ref()
+            .is_ok_and(|b| serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok())
+    });
+    if any_line_is_json || lines.is_empty() {
+        if lines.is_empty() {
+            return vec![Input {
+                label: "stdin".into(),
+                bytes: Ok(buf),
+            }];
+        }
+        lines
+    } else {
+        // Not NDJSON either: report the input once, as one broken event.
+        vec![Input {
+            label: "stdin".into(),
+            bytes: Ok(buf),
+        }]
+    }
+}
