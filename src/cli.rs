@@ -70,6 +70,26 @@ Examples:
   autod dispatch --handler note-indexer ev.json")]
     Dispatch(DispatchArgs),
 
+    /// Validate events and hand them to the running daemon (the inbox); print their eventIds
+    #[command(after_help = "\
+Returns as soon as each event is durably in .autod/inbox/; `autod run` delivers it.
+Exit codes: 0 queued, 2 usage error, 3 rejected (invalid or unroutable).
+
+Examples:
+  autod send event.json
+  echo '{\"eventType\":\"digest.due\",\"source\":\"cli\",\"payload\":{\"kind\":\"daily\"}}' | autod send -")]
+    Send(SendArgs),
+
+    /// The daemon: inbox, watched folders, cron schedules, automatic retries
+    #[command(after_help = "\
+One daemon per root. SIGINT/SIGTERM stop intake and give running handlers --grace to
+finish; SIGHUP reloads autod.toml (a bad config keeps the old one).
+
+Examples:
+  autod run
+  autod run --jobs 4 --grace 1m")]
+    Run(RunArgs),
+
     /// Retry dead-lettered (event, handler) pairs now
     #[command(after_help = "\
 By default only the waiting records whose next attempt is due are retried.
@@ -142,6 +162,23 @@ pub struct DispatchArgs {
     /// Handler runs at once
     #[arg(long, short, value_name = "N", default_value_t = default_jobs())]
     pub jobs: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Event files; `-` for stdin
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Handler runs at once
+    #[arg(long, short, value_name = "N", default_value_t = default_jobs())]
+    pub jobs: usize,
+    /// How long running handlers may finish after SIGINT/SIGTERM before their groups are stopped
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -390,6 +390,7 @@ impl Config {
                 output: h.output,
             });
         }
+        check_sources(text, &raw.schedules, &raw.watches, &mut problems);
         check_unique(
             text,
             "schedules",
@@ -499,6 +500,78 @@ pub fn expand_home(s: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Schedules and watches: names usable in eventIds and file names, cron
+/// expressions, timezones, catch-up modes, change kinds and globs.
+fn check_sources(
+    text: &str,
+    schedules: &[ScheduleConfig],
+    watches: &[WatchConfig],
+    problems: &mut Vec<Problem>,
+) {
+    for s in schedules {
+        let line = line_of(text, &format!("name = \"{}\"", s.name));
+        let mut problem = |message: String| problems.push(Problem { line, message });
+        if !valid_handler_name(&s.name) {
+            problem(format!(
+                "schedule name {:?} is not allowed: use lowercase letters, digits, `-` and `_`",
+                s.name
+            ));
+        }
+        if let Err(e) = crate::cron::CronExpr::parse(&s.cron) {
+            problem(format!("schedule {:?}: {e}", s.name));
+        }
+        if let Some(tz) = &s.timezone
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            problem(format!(
+                "schedule {:?}: unknown timezone {tz:?}; use an IANA name like \"Europe/Berlin\"",
+                s.name
+            ));
+        }
+        if let Some(c) = &s.catch_up
+            && !["none", "last", "all"].contains(&c.as_str())
+        {
+            problem(format!(
+                "schedule {:?}: catch_up is {c:?}; use \"none\", \"last\" or \"all\"",
+                s.name
+            ));
+        }
+        if !crate::event::valid_id(&s.event_type) {
+            problem(format!(
+                "schedule {:?}: event_type {:?} is not a valid eventType",
+                s.name, s.event_type
+            ));
+        }
+    }
+    for w in watches {
+        let line = line_of(text, &format!("name = \"{}\"", w.name));
+        let mut problem = |message: String| problems.push(Problem { line, message });
+        if !valid_handler_name(&w.name) {
+            problem(format!(
+                "watch name {:?} is not allowed: use lowercase letters, digits, `-` and `_`",
+                w.name
+            ));
+        }
+        for kind in w.on.iter().flatten() {
+            if !["create", "modify", "remove"].contains(&kind.as_str()) {
+                problem(format!(
+                    "watch {:?}: `on` has {kind:?}; use \"create\", \"modify\" or \"remove\"",
+                    w.name
+                ));
+            }
+        }
+        if let Some(Err(e)) = w.glob.as_deref().map(globset::Glob::new) {
+            problem(format!("watch {:?}: bad glob: {e}", w.name));
+        }
+        if !crate::event::valid_id(&w.event_type) {
+            problem(format!(
+                "watch {:?}: event_type {:?} is not a valid eventType",
+                w.name, w.event_type
+            ));
+        }
+    }
+}
+
 fn check_unique<'a>(
     text: &str,
     table: &str,
@@ -600,6 +673,22 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("concurrency must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn schedules_and_watches_are_checked() {
+        let err = parse(
+            "[[schedules]]\nname = \"d\"\ncron = \"0 9 * *\"\nevent_type = \"a\"\ncatch_up = \"some\"\n\n[[watches]]\nname = \"w\"\npath = \".\"\nevent_type = \"b\"\non = [\"change\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("autod.toml:2: schedule \"d\""), "{err}");
+        assert!(err.contains("4 fields"), "{err}");
+        assert!(err.contains("catch_up"), "{err}");
+        assert!(
+            err.contains("autod.toml:8: watch \"w\": `on` has \"change\""),
+            "{err}"
+        );
     }
 
     #[test]

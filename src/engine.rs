@@ -19,7 +19,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::{Config, Handler, HandlerCommand};
 use crate::event::Event;
@@ -42,6 +42,9 @@ pub struct PairOutcome {
     pub attempt: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// The run was stopped by a shutdown and nothing was recorded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     /// Set when the pair is (still) dead-lettered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead: Option<DeadState>,
@@ -58,6 +61,7 @@ impl PairOutcome {
             result,
             attempt: None,
             duration_ms: None,
+            interrupted: false,
             dead: None,
             next_attempt_at: None,
             error: None,
@@ -77,6 +81,7 @@ pub struct Engine {
     handlers: HashMap<String, Arc<Handler>>,
     jobs: Arc<Semaphore>,
     per_handler: HashMap<String, Arc<Semaphore>>,
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl Engine {
@@ -107,7 +112,15 @@ impl Engine {
             handlers,
             jobs: Arc::new(Semaphore::new(jobs.max(1))),
             per_handler,
+            shutdown: None,
         }
+    }
+
+    /// Runs in flight are stopped when `shutdown` turns true, and recorded as
+    /// nothing at all: their events stay where recovery finds them.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Engine {
+        self.shutdown = Some(shutdown);
+        self
     }
 
     pub fn log(&self) -> &RunLog {
@@ -206,6 +219,15 @@ impl Engine {
             );
         }
         match &output.termination {
+            Termination::Cancelled => {
+                tracing::warn!(
+                    "stopped {handler_name} for {} at shutdown; it runs again when autod restarts",
+                    event.id()
+                );
+                outcome.result = RunResult::Failed;
+                outcome.interrupted = true;
+                outcome
+            }
             Termination::Exited(0) => {
                 line.exit_code = Some(0);
                 let detail = format!(
@@ -311,6 +333,7 @@ impl Engine {
             stdin,
             timeout: handler.timeout,
             kill_grace: handler.kill_grace,
+            cancel: self.shutdown.clone(),
         })
     }
 
@@ -340,6 +363,7 @@ impl Engine {
                 )),
             ),
             Termination::SpawnFailed(msg) => (None, None, Some(spawn_message(handler, msg))),
+            Termination::Cancelled => (None, None, Some("stopped by shutdown".to_owned())),
         };
         let state = if exit_code == Some(EXIT_PERMANENT) {
             DeadState::Permanent

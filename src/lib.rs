@@ -38,6 +38,7 @@ pub mod cli;
 mod commands;
 pub mod config;
 pub mod cron;
+mod daemon;
 mod diagnostics;
 pub mod engine;
 pub mod event;

@@ -7,7 +7,9 @@ mod dispatch;
 mod lint;
 mod logs;
 mod retry;
+mod run;
 mod scaffold;
+mod send;
 mod status;
 
 use anyhow::Result;
@@ -20,6 +22,8 @@ pub fn run(cli: Cli) -> Result<Code> {
     let g = &cli.global;
     match &cli.command {
         Command::Dispatch(args) => dispatch::run(&open(g)?, g, args),
+        Command::Send(args) => send::run(&open(g)?, g, args),
+        Command::Run(args) => run::run(open(g)?, args),
         Command::Retry(args) => retry::run(&open(g)?, g, args),
         Command::Dead(cmd) => dead::run(&open(g)?, g, cmd),
         Command::Log(args) => logs::run(&open(g)?, g, args),

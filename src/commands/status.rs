@@ -13,21 +13,8 @@ use crate::state::dead::DeadState;
 const LAST_FAILURES: usize = 5;
 
 pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
-    let count = |dir: std::path::PathBuf| {
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| {
-                        let n = e.file_name();
-                        let n = n.to_string_lossy();
-                        !n.starts_with('.') && !n.ends_with(".tmp") && e.path().is_file()
-                    })
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    let inbox = count(project.state.inbox_dir());
-    let in_flight = count(project.state.processing_dir());
+    let inbox = project.state.inbox_depth();
+    let in_flight = project.state.processing_depth();
     let (mut waiting, mut exhausted, mut permanent, mut unreadable) = (0, 0, 0, 0);
     for r in project.state.dead_list() {
         match r.map(|r| r.state) {
@@ -54,11 +41,19 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
             break;
         }
     }
-    let daemon_pid: Option<u32> = None; // `autod run` is not built yet: no daemon can hold the root.
+    let daemon = project.state.daemon_running();
+    let uptime = |started: &str| {
+        crate::time::parse(started)
+            .and_then(|t| (crate::time::now() - t).to_std().ok())
+            .map(|d| {
+                humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+            })
+            .unwrap_or_default()
+    };
     if g.json {
         output::json(&json!({
             "root": project.root,
-            "daemon": daemon_pid.map(|pid| json!({"pid": pid})),
+            "daemon": daemon.as_ref().map(|d| json!({"pid": d.pid, "startedAt": d.started_at, "version": d.version})),
             "inbox": inbox,
             "inFlight": in_flight,
             "dead": {"waiting": waiting, "exhausted": exhausted, "permanent": permanent, "unreadable": unreadable},
@@ -70,7 +65,10 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
         format!("root:         {}", project.root.display()),
         format!(
             "daemon:       {}",
-            daemon_pid.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"))
+            daemon.as_ref().map_or_else(
+                || "not running (start it with `autod run`)".to_owned(),
+                |d| format!("pid {}, up {}", d.pid, uptime(&d.started_at))
+            )
         ),
         format!("inbox:        {inbox}"),
         format!("in flight:    {in_flight}"),

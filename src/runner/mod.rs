@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use tokio::sync::watch;
 
 pub use unix::signal_name;
 
@@ -38,6 +39,9 @@ pub struct RunSpec {
     pub stdin: Vec<u8>,
     pub timeout: Duration,
     pub kill_grace: Duration,
+    /// Becomes `true` when autod is shutting down: the handler's group is
+    /// stopped as on a timeout, and the run ends [`Termination::Cancelled`].
+    pub cancel: Option<watch::Receiver<bool>>,
 }
 
 /// How the handler ended.
@@ -51,6 +55,8 @@ pub enum Termination {
     },
     /// It never started; the message says why and what to do.
     SpawnFailed(String),
+    /// autod was shutting down and stopped it; nothing should be recorded.
+    Cancelled,
 }
 
 #[derive(Debug, Clone)]
@@ -158,17 +164,23 @@ pub async fn run(spec: RunSpec) -> RunOutput {
         err_tail.clone(),
     ));
 
-    let (status, timed_out) = match tokio::time::timeout(spec.timeout, child.wait()).await {
-        Ok(status) => (status, None),
+    let mut cancel = spec.cancel;
+    let finished = tokio::time::timeout(spec.timeout, async {
+        tokio::select! {
+            status = child.wait() => Some(status),
+            () = cancelled(&mut cancel) => None,
+        }
+    })
+    .await;
+    let (status, stopped) = match finished {
+        Ok(Some(status)) => (status, None),
+        Ok(None) => (
+            stop_group(&mut child, pid, spec.kill_grace).await.0,
+            Some(Stop::Cancelled),
+        ),
         Err(_) => {
-            unix::terminate_group(pid);
-            match tokio::time::timeout(spec.kill_grace, child.wait()).await {
-                Ok(status) => (status, Some(false)),
-                Err(_) => {
-                    unix::kill_group(pid);
-                    (child.wait().await, Some(true))
-                }
-            }
+            let (status, killed) = stop_group(&mut child, pid, spec.kill_grace).await;
+            (status, Some(Stop::TimedOut { killed }))
         }
     };
     let duration = started.elapsed();
@@ -176,8 +188,9 @@ pub async fn run(spec: RunSpec) -> RunOutput {
     writer.abort();
     let leaked = !wait_readers(out_reader, err_reader).await;
 
-    let termination = match (timed_out, status) {
-        (Some(killed), _) => Termination::TimedOut { killed },
+    let termination = match (stopped, status) {
+        (Some(Stop::TimedOut { killed }), _) => Termination::TimedOut { killed },
+        (Some(Stop::Cancelled), _) => Termination::Cancelled,
         (None, Ok(status)) => from_status(status),
         (None, Err(e)) => {
             Termination::SpawnFailed(format!("lost track of the handler process: {e}"))
@@ -190,6 +203,38 @@ pub async fn run(spec: RunSpec) -> RunOutput {
         stdout_tail: take(&out_tail),
         stderr_tail: take(&err_tail),
         leaked,
+    }
+}
+
+enum Stop {
+    TimedOut { killed: bool },
+    Cancelled,
+}
+
+/// SIGTERM to the group, then SIGKILL after `grace`; `true` when SIGKILL was needed.
+async fn stop_group(
+    child: &mut tokio::process::Child,
+    pid: u32,
+    grace: Duration,
+) -> (std::io::Result<ExitStatus>, bool) {
+    unix::terminate_group(pid);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => (status, false),
+        Err(_) => {
+            unix::kill_group(pid);
+            (child.wait().await, true)
+        }
+    }
+}
+
+/// Resolves when the flag turns `true`; never, without a flag.
+async fn cancelled(flag: &mut Option<watch::Receiver<bool>>) {
+    let Some(rx) = flag else {
+        return std::future::pending().await;
+    };
+    if rx.wait_for(|stop| *stop).await.is_err() {
+        // The sender is gone: nobody can ask for a stop any more.
+        std::future::pending::<()>().await;
     }
 }
 

@@ -13,7 +13,9 @@
 //! Every folder is created 0700 and every file 0600: events can hold anything.
 
 pub mod atomic;
+pub mod daemon_lock;
 pub mod dead;
+pub mod inbox;
 mod pairs;
 
 use std::io;
@@ -141,5 +143,21 @@ impl StateDir {
         self.pair_dir(event_id)
             .join(format!("{handler}.ok"))
             .exists()
+    }
+}
+
+impl StateDir {
+    /// When a schedule last fired (`.autod/schedules/<name>.json`).
+    pub fn schedule_last_fire(&self, name: &str) -> Option<crate::time::Timestamp> {
+        let bytes = std::fs::read(self.dir.join("schedules").join(format!("{name}.json"))).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        crate::time::parse(v.get("lastFire")?.as_str()?)
+    }
+
+    pub fn schedule_set_last_fire(&self, name: &str, at: crate::time::Timestamp) -> Result<()> {
+        let dir = self.ensure("schedules")?;
+        let path = dir.join(format!("{name}.json"));
+        let body = serde_json::json!({"version": 1, "lastFire": crate::time::format(at)});
+        atomic::write(&path, body.to_string().as_bytes()).at(&path)
     }
 }

@@ -1,0 +1,124 @@
+//! The inbox consumer: claim, validate, deliver, finish; and start-up recovery.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use notify::{RecursiveMode, Watcher};
+
+use super::{Daemon, KeyChains};
+use crate::intake;
+use crate::log::{RunLine, RunResult};
+use crate::state::inbox::Claimed;
+
+/// Wakes the consumer whenever something changes in the inbox folder.
+pub fn watch_inbox(daemon: &Arc<Daemon>) -> anyhow::Result<notify::RecommendedWatcher> {
+    let dir = daemon.state.ensure("inbox")?;
+    daemon.state.ensure("inbox/tmp")?;
+    let d = Arc::clone(daemon);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            d.inbox_wake.notify_one();
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+pub async fn run(daemon: Arc<Daemon>) {
+    let chains = KeyChains::default();
+    let mut stopping = daemon.stopping();
+    match daemon.state.processing_recover() {
+        Ok(files) => {
+            if !files.is_empty() {
+                tracing::info!(
+                    "recovering {} events left in processing/ by the last run",
+                    files.len()
+                );
+            }
+            for claimed in files {
+                deliver(&daemon, &chains, claimed);
+            }
+        }
+        Err(e) => tracing::error!("cannot recover processing/: {e}"),
+    }
+    loop {
+        if *stopping.borrow() {
+            return;
+        }
+        match daemon.state.inbox_claim() {
+            Ok(batch) => {
+                if batch.skipped > 0 {
+                    daemon.inbox_busy_names.store(true, Ordering::SeqCst);
+                }
+                for claimed in batch.claimed {
+                    deliver(&daemon, &chains, claimed);
+                }
+            }
+            Err(e) => tracing::error!("cannot claim from the inbox: {e}"),
+        }
+        tokio::select! {
+            () = daemon.inbox_wake.notified() => {}
+            () = super::stopped(&mut stopping) => return,
+        }
+    }
+}
+
+/// Validates a claimed file and starts its delivery; invalid files go to rejected/.
+fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
+    let origin = format!("inbox/{}", claimed.name);
+    let bytes = match std::fs::read(&claimed.path) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("{origin}: cannot read: {e}");
+            return;
+        }
+    };
+    let generation = daemon.generation();
+    let admitted = generation
+        .intake
+        .lock()
+        .expect("intake lock")
+        .admit(&bytes, None);
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(invalid) => {
+            let violations = intake::refusal_violations(&invalid);
+            for v in &violations {
+                tracing::error!("{origin}: rejected {v}");
+            }
+            let mut line =
+                RunLine::new(&intake::claimed_event_id(&bytes), "-", RunResult::Rejected);
+            line.input = Some(origin.clone());
+            line.error = violations.first().map(ToString::to_string);
+            generation.engine.log().record(&line);
+            if let Err(e) = daemon.state.processing_reject(&claimed, &violations) {
+                tracing::error!("{origin}: cannot move to rejected/: {e}");
+            }
+            return;
+        }
+    };
+    let guard = daemon.in_flight.enter();
+    let daemon = Arc::clone(daemon);
+    let key = admitted.event.key().map(str::to_owned);
+    chains.spawn(key.as_deref(), async move {
+        let _guard = guard;
+        let event = Arc::new(admitted.event);
+        if let Err(e) = daemon.state.archive(&event) {
+            tracing::error!("{origin}: not accepted, left in processing/: {e}");
+            return;
+        }
+        let outcomes = generation
+            .engine
+            .deliver(Arc::clone(&event), admitted.handlers, false)
+            .await;
+        if outcomes.iter().any(|o| o.interrupted) {
+            return; // Stays in processing/: the next start delivers it again.
+        }
+        if let Err(e) = daemon.state.processing_done(&claimed) {
+            tracing::error!("{origin}: {e}");
+        }
+        if daemon.inbox_busy_names.swap(false, Ordering::SeqCst) {
+            daemon.inbox_wake.notify_one();
+        }
+    });
+}

@@ -1,0 +1,325 @@
+//! `autod run`: the long-running side (SPEC §4b, §5, §6).
+//!
+//! Four intakes feed one engine:
+//!
+//! - `inbox.rs`: files renamed into `.autod/inbox/` (by `autod send`, by hand, or
+//!   by the two below) are claimed into `processing/`, validated, delivered and
+//!   removed once every pair has an outcome; `processing/` is recovered at start;
+//! - `watch.rs`: folder changes become events, written to the inbox;
+//! - `schedule.rs`: cron fires become events, written to the inbox;
+//! - `retry.rs`: dead letters in state `waiting` are retried when due.
+//!
+//! Watches and schedules go through the inbox so that an event they produce is
+//! durable before anything runs, exactly like one from `autod send`.
+//!
+//! Nothing here polls: intake waits on inotify, schedules and retries sleep until
+//! their next due time. SIGINT/SIGTERM stop intake, give running handlers
+//! `--grace` to finish, then stop their process groups and leave their events in
+//! `processing/` for the next start. SIGHUP reloads autod.toml; a bad config
+//! keeps the old one.
+
+mod inbox;
+mod retry;
+mod schedule;
+mod watch;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, watch as flag};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::exit::Code;
+use crate::intake::Intake;
+use crate::log::RunLog;
+use crate::project::Project;
+use crate::state::StateDir;
+use crate::state::daemon_lock::Acquire;
+
+pub struct Options {
+    pub jobs: usize,
+    /// How long running handlers get to finish after SIGINT/SIGTERM.
+    pub grace: Duration,
+}
+
+/// What a config reload replaces as a whole.
+struct Generation {
+    config: Config,
+    engine: Arc<Engine>,
+    intake: Mutex<Intake>,
+}
+
+/// Shared by every task of the daemon.
+struct Daemon {
+    root: std::path::PathBuf,
+    state: StateDir,
+    jobs: usize,
+    current: RwLock<Arc<Generation>>,
+    /// `true` once intake must stop (SIGINT/SIGTERM).
+    stopping: flag::Sender<bool>,
+    /// `true` once running handlers must be stopped (after the grace period).
+    killing: flag::Sender<bool>,
+    inbox_wake: Notify,
+    /// Set when a claim pass left a file behind for a name still in processing/.
+    inbox_busy_names: AtomicBool,
+    retry_wake: Notify,
+    in_flight: Arc<InFlight>,
+}
+
+impl Daemon {
+    fn generation(&self) -> Arc<Generation> {
+        Arc::clone(&self.current.read().expect("generation lock"))
+    }
+
+    fn stopping(&self) -> flag::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    fn build(&self, config: Config) -> Result<Generation> {
+        build(&self.root, &self.state, self.jobs, &self.killing, config)
+    }
+}
+
+fn build(
+    root: &std::path::Path,
+    state: &StateDir,
+    jobs: usize,
+    killing: &flag::Sender<bool>,
+    config: Config,
+) -> Result<Generation> {
+    let intake = Intake::new(root, &config)?;
+    let log = RunLog::new(state.log_dir(), config.log.clone());
+    let engine = Engine::new(root.to_owned(), &config, state.clone(), log, jobs)
+        .with_shutdown(killing.subscribe());
+    Ok(Generation {
+        config,
+        engine: Arc::new(engine),
+        intake: Mutex::new(intake),
+    })
+}
+
+/// Resolves once the flag is `true`.
+async fn stopped(flag: &mut flag::Receiver<bool>) {
+    let _ = flag.wait_for(|s| *s).await;
+}
+
+/// Counts deliveries in progress, so shutdown can wait for them.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(Arc::clone(self))
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+pub fn run(project: Project, options: Options) -> Result<Code> {
+    let _lock = match project.state.daemon_lock()? {
+        Acquire::Acquired(lock) => lock,
+        Acquire::Held(info) => {
+            let who = info.map_or_else(
+                || "another process".to_owned(),
+                |i| format!("autod run pid {} (since {})", i.pid, i.started_at),
+            );
+            bail!(
+                "{who} already runs for {}; stop it first, or give this one another --root",
+                project.root.display()
+            );
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(project, options))
+}
+
+async fn run_async(project: Project, options: Options) -> Result<Code> {
+    let (stopping, _) = flag::channel(false);
+    let (killing, _) = flag::channel(false);
+    let first = build(
+        &project.root,
+        &project.state,
+        options.jobs,
+        &killing,
+        project.config,
+    )?;
+    let daemon = Arc::new(Daemon {
+        root: project.root.clone(),
+        state: project.state.clone(),
+        jobs: options.jobs,
+        current: RwLock::new(Arc::new(first)),
+        stopping,
+        killing,
+        inbox_wake: Notify::new(),
+        inbox_busy_names: AtomicBool::new(false),
+        retry_wake: Notify::new(),
+        in_flight: Arc::default(),
+    });
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+
+    let _inbox_watcher = inbox::watch_inbox(&daemon)?;
+    let _dead_watcher = retry::watch_dead(&daemon)?;
+    let inbox_task = tokio::spawn(inbox::run(Arc::clone(&daemon)));
+    let retry_task = tokio::spawn(retry::run(Arc::clone(&daemon)));
+    let mut sources = Sources::start(&daemon);
+    let g = daemon.generation();
+    tracing::info!(
+        "autod run: pid {}, root {}, {} handlers, {} watches, {} schedules",
+        std::process::id(),
+        daemon.root.display(),
+        g.config.handlers.len(),
+        g.config.watches.len(),
+        g.config.schedules.len()
+    );
+    drop(g);
+
+    let signal_name = loop {
+        tokio::select! {
+            _ = terminate.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+            _ = hangup.recv() => {
+                match Config::load(&daemon.root).map_err(anyhow::Error::from).and_then(|c| daemon.build(c)) {
+                    Ok(generation) => {
+                        sources.stop();
+                        *daemon.current.write().expect("generation lock") = Arc::new(generation);
+                        sources = Sources::start(&daemon);
+                        daemon.inbox_wake.notify_one();
+                        daemon.retry_wake.notify_one();
+                        tracing::info!("SIGHUP: reloaded autod.toml");
+                    }
+                    Err(e) => tracing::error!("SIGHUP: kept the old config; the new one is invalid: {e:#}"),
+                }
+            }
+        }
+    };
+
+    tracing::info!(
+        "{signal_name}: stopping intake; running handlers get {} to finish",
+        humantime::format_duration(options.grace)
+    );
+    let _ = daemon.stopping.send(true);
+    sources.stop();
+    if tokio::time::timeout(options.grace, daemon.in_flight.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "grace period over: stopping the handlers still running; their events run again at the next start"
+        );
+        let _ = daemon.killing.send(true);
+        daemon.in_flight.wait_idle().await;
+    }
+    let _ = inbox_task.await;
+    let _ = retry_task.await;
+    tracing::info!("stopped");
+    Ok(Code::Success)
+}
+
+/// The watch and schedule tasks of the current config; replaced on reload.
+struct Sources {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Sources {
+    fn start(daemon: &Arc<Daemon>) -> Sources {
+        let g = daemon.generation();
+        let mut tasks = Vec::new();
+        for w in &g.config.watches {
+            tasks.push(tokio::spawn(watch::run(Arc::clone(daemon), w.clone())));
+        }
+        for s in &g.config.schedules {
+            tasks.push(tokio::spawn(schedule::run(Arc::clone(daemon), s.clone())));
+        }
+        Sources { tasks }
+    }
+
+    fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// Admits an event autod built itself (a watch change, a schedule fire) and
+/// writes it to the inbox. A refusal is logged; the source goes on.
+fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, origin: &str) {
+    let g = daemon.generation();
+    let admitted = g.intake.lock().expect("intake lock").admit_object(obj);
+    match admitted {
+        Ok(a) => match daemon.state.inbox_put(&a.event) {
+            Ok(_) => tracing::debug!("{origin}: queued {} {}", a.event.event_type(), a.event.id()),
+            Err(e) => tracing::error!("{origin}: could not queue {}: {e}", a.event.id()),
+        },
+        Err(invalid) => {
+            let violations = crate::intake::refusal_violations(&invalid);
+            let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
+            tracing::error!("{origin}: event rejected: {}", text.join("; "));
+            let mut line = crate::log::RunLine::new("-", "-", crate::log::RunResult::Rejected);
+            line.input = Some(origin.to_owned());
+            line.error = text.into_iter().next();
+            g.engine.log().record(&line);
+        }
+    }
+}
+
+/// Keeps events that share a `key` in order: each waits for the one before.
+#[derive(Default)]
+struct KeyChains {
+    last: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl KeyChains {
+    /// Spawns `work`, after the previous task with the same key, if any.
+    fn spawn<F>(&self, key: Option<&str>, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some(key) = key else {
+            tokio::spawn(work);
+            return;
+        };
+        let mut last = self.last.lock().expect("key chains lock");
+        last.retain(|_, h| !h.is_finished());
+        let previous = last.remove(key);
+        let handle = tokio::spawn(async move {
+            if let Some(p) = previous {
+                let _ = p.await;
+            }
+            work.await;
+        });
+        last.insert(key.to_owned(), handle);
+    }
+}
