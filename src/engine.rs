@@ -294,8 +294,8 @@ impl Engine {
     ) -> Result<RunSpec, state::StateError> {
         let event_file = self.state.event_file(event)?;
         let out_dir = self.state.out_dir(event.id(), &handler.name)?;
-        let emit_dir = self.state.ensure("emit")?;
-        let emit = emit_dir.join(format!("{}.{}.{attempt}.jsonl", event.id(), handler.name));
+        // Chaining (SPEC §8) is not processed yet; the handler may write here.
+        let emit = out_dir.join(format!(".emit.{attempt}.jsonl"));
         let argv = match &handler.command {
             HandlerCommand::Argv(argv) => argv.clone(),
             // Spawning a path that does not exist yields the runner's own clear

@@ -41,6 +41,40 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Replaces `path` atomically (temp file + rename) without waiting for the disk:
+/// for copies that can be rebuilt from a durable record, where an fsync would
+/// only slow the hot path down.
+pub fn write_fast(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("no parent folder"))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{}.{:x}.tmp", std::process::id(), fastrand::u64(..)));
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Makes a marker durable: its existence is what counts, not its content, so
+/// only the folder entry is synced (one fsync instead of two).
+pub fn mark(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("no parent folder"))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    f.write_all(bytes)?;
+    sync_dir(dir)
+}
+
 /// Creates `path` only if it does not exist; `Ok(false)` if it did.
 pub fn create_new(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     let dir = path
@@ -80,6 +114,12 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
         Some(from_dir) if from_dir != to_dir => sync_dir(from_dir),
         _ => Ok(()),
     }
+}
+
+/// Creates a private folder (and missing parents) without syncing: for folders
+/// whose loss in a crash loses nothing that matters (handler artifacts).
+pub fn create_dir_fast(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(path)
 }
 
 /// Creates a private folder (and missing parents); each new entry is made durable.

@@ -47,7 +47,7 @@ impl PairLock {
     /// Records success durably. The lock file is removed afterwards: anyone who
     /// still opens or waits on it will find the marker and skip.
     pub fn mark_succeeded(&self, detail: &[u8]) -> Result<()> {
-        atomic::write(&self.ok_path, detail).at(&self.ok_path)?;
+        atomic::mark(&self.ok_path, detail).at(&self.ok_path)?;
         let _ = std::fs::remove_file(&self.lock_path);
         Ok(())
     }

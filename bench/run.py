@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""autod benchmarks. Each one measures autod and its baseline in the same run and
+writes medians, ratios and the machine to BENCHMARKS.md.
+
+    bench/run                 all benchmarks, full size (several minutes)
+    bench/run --quick         smaller counts, for a smoke run
+    bench/run oneshot batch   only those
+
+Not part of the test suite: timings belong here, not in tests.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AUTOD = ROOT / "target" / "release" / "autod"
+RESULTS = {}
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build():
+    sh(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT)
+    stamp = ROOT / "target" / "release" / "bench-stamp"
+    sh(["cc", "-O2", "-o", str(stamp), str(ROOT / "bench" / "stamp.c")])
+    return stamp
+
+
+def project(tmp: Path, handler_body: str, extra_toml: str = "") -> Path:
+    """A minimal project: one schema, one handler `reader` on bench.ev."""
+    (tmp / "schemas").mkdir(parents=True)
+    (tmp / "schemas" / "bench.ev.json").write_text(json.dumps({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["n", "text"],
+        "properties": {
+            "n": {"type": "integer", "minimum": 0},
+            "text": {"type": "string", "maxLength": 4096},
+            "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9-]+$"}},
+        },
+        "additionalProperties": False,
+    }))
+    h = tmp / "handlers" / "reader"
+    h.mkdir(parents=True)
+    (h / "main.sh").write_text(handler_body)
+    (h / "main.sh").chmod(0o755)
+    (tmp / "autod.toml").write_text(
+        '[handlers.reader]\non = ["bench.ev"]\nowner = "bench"\noutput = "nothing"\n'
+        'retry = { max_attempts = 1 }\n' + extra_toml)
+    return tmp
+
+
+def event(n: int, size: int = 200) -> dict:
+    text = ("lorem ipsum " * (size // 12 + 1))[:size]
+    return {"eventType": "bench.ev", "source": "bench", "eventId": f"ev-{n}",
+            "payload": {"n": n, "text": text, "tags": ["a", "b-c"]}}
+
+
+def timed(cmd, **kw) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    return time.perf_counter() - t
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.2f} ms"
+
+
+def bench_oneshot(quick: bool):
+    runs = 30 if quick else 200
+    with tempfile.TemporaryDirectory() as d:
+        p = project(Path(d), "#!/bin/sh\ncat > /dev/null\n")
+        ev = p / "ev.json"
+        handler = p / "handlers" / "reader" / "main.sh"
+        a, b = [], []
+        for i in range(runs):
+            ev.write_text(json.dumps(event(i)))  # a new eventId each time: the handler really runs
+            a.append(timed([str(AUTOD), "-q", "dispatch", str(ev)], cwd=p))
+            with open(ev) as f:
+                b.append(timed([str(handler)], stdin=f, cwd=p))
+    ma, mb = statistics.median(a), statistics.median(b)
+    ok = ma <= 1.5 * mb and ma - mb <= 0.002
+    RESULTS["oneshot"] = {
+        "title": "1. One-shot: `autod dispatch ev.json` vs `handler < ev.json`",
+        "rows": [("autod dispatch", ms(ma)), ("handler alone (baseline)", ms(mb)),
+                 ("added", f"{ms(ma - mb)} ({(ma / mb - 1) * 100:.0f}%)")],
+        "target": "at most +50% and at most +2 ms",
+        "reached": ok, "runs": runs,
+    }
+
+
+def bench_batch(quick: bool):
+    count = 1000 if quick else 10000
+    with tempfile.TemporaryDirectory() as d:
+        p = project(Path(d), "#!/bin/sh\ncat > /dev/null\n")
+        evdir = p / "events"
+        evdir.mkdir()
+        files = []
+        for i in range(count):
+            f = evdir / f"{i:05}.json"
+            f.write_text(json.dumps(event(i, 100)))
+            files.append(str(f))
+        t_autod = timed([str(AUTOD), "-q", "dispatch", "--jobs", "2", *files], cwd=p)
+        handler = p / "handlers" / "reader" / "main.sh"
+        listing = "\n".join(files).encode()
+        t0 = time.perf_counter()
+        subprocess.run(["xargs", "-P", "2", "-I{}", "sh", "-c", f'exec {handler} < "$1"', "_", "{}"],
+                       input=listing, check=True, stdout=subprocess.DEVNULL)
+        t_xargs = time.perf_counter() - t0
+    rate_a, rate_x = count / t_autod, count / t_xargs
+    RESULTS["batch"] = {
+        "title": f"2. Batch: {count} events, `autod dispatch --jobs 2` vs `xargs -P 2` running the handler",
+        "rows": [("autod", f"{rate_a:.0f} events/s ({t_autod:.1f} s)"),
+                 ("xargs -P 2 (baseline)", f"{rate_x:.0f} events/s ({t_xargs:.1f} s)"),
+                 ("ratio", f"{rate_a / rate_x * 100:.0f}% of the bare rate")],
+        "target": "at least 70% of the bare rate",
+        "reached": rate_a >= 0.7 * rate_x, "runs": 1,
+    }
+
+
+class Daemon:
+    def __init__(self, root: Path, env=None):
+        self.root = root
+        self.err = open(root / "daemon.err", "w")
+        self.proc = subprocess.Popen([str(AUTOD), "--root", str(root), "run", "--jobs", "2"],
+                                     stderr=self.err, stdout=subprocess.DEVNULL, env=env)
+        deadline = time.time() + 10
+        while not (root / ".autod" / "daemon.json").exists():
+            if time.time() > deadline:
+                raise RuntimeError("daemon did not start")
+            time.sleep(0.01)
+        time.sleep(0.1)
+
+    def rss_kib(self) -> int:
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        self.err.close()
+
+
+def inbox_put(root: Path, name: str, body: str):
+    tmp = root / ".autod" / "inbox" / "tmp" / name
+    tmp.write_text(body)
+    os.rename(tmp, root / ".autod" / "inbox" / name)
+
+
+def wait_for_lines(path: Path, count: int, timeout: float):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and sum(1 for _ in open(path)) >= count:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"only {sum(1 for _ in open(path)) if path.exists() else 0} of {count} events arrived")
+
+
+def bench_daemon(quick: bool, stamp: Path):
+    count = 100 if quick else 1000
+    rate = 50.0
+    with tempfile.TemporaryDirectory() as d:
+        p = project(Path(d), f"#!/bin/sh\nexec {stamp}\n")
+        stamps = p / "stamps.txt"
+        env = dict(os.environ, STAMP_FILE=str(stamps))
+        daemon = Daemon(p, env)
+        sent = {}
+        for i in range(count):
+            body = json.dumps(event(i))
+            sent[f"ev-{i}"] = time.time_ns()
+            inbox_put(p, f"ev-{i}.json", body)
+            time.sleep(1 / rate)
+        wait_for_lines(stamps, count, 60)
+        daemon.stop()
+        lat = []
+        for line in open(stamps):
+            eid, ns = line.split()
+            lat.append((int(ns) - sent[eid]) / 1e6)
+    lat.sort()
+    p50 = statistics.median(lat)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    RESULTS["daemon"] = {
+        "title": f"3. Daemon: inbox rename → handler start, {count} events at {rate:.0f}/s",
+        "rows": [("p50", f"{p50:.2f} ms"), ("p99", f"{p99:.2f} ms"), ("max", f"{lat[-1]:.2f} ms")],
+        "target": "p50 under 5 ms, p99 under 50 ms",
+        "reached": p50 < 5 and p99 < 50, "runs": count,
+    }
+
+
+def bench_validation(quick: bool):
+    count = 20000 if quick else 100000
+    with tempfile.TemporaryDirectory() as d:
+        p = project(Path(d), "#!/bin/sh\ncat > /dev/null\n")
+        lines = "\n".join(json.dumps(event(i, 900)) for i in range(count)).encode()
+        size = len(lines) / count
+        # Baseline: the same bytes through `wc -l` (read and count only).
+        t_wc = time.perf_counter()
+        subprocess.run(["wc", "-l"], input=lines, check=True, stdout=subprocess.DEVNULL)
+        t_wc = time.perf_counter() - t_wc
+        t0 = time.perf_counter()
+        subprocess.run([str(AUTOD), "-q", "dispatch", "--dry-run", "--jobs", "1", "-"],
+                       input=lines, cwd=p, check=True, stdout=subprocess.DEVNULL)
+        t = time.perf_counter() - t0
+    rate = count / t
+    RESULTS["validation"] = {
+        "title": f"4. Validation (parse, envelope + payload schema, route; no handler), {count} events of {size:.0f} bytes",
+        "rows": [("autod dispatch --dry-run (one core)", f"{rate:,.0f} events/s"),
+                 ("wc -l on the same input (baseline)", f"{count / t_wc:,.0f} lines/s")],
+        "target": "over 100,000 events/s per core for 1 KiB events",
+        "reached": rate > 100000, "runs": 1,
+    }
+
+
+def bench_memory(quick: bool):
+    count = 5000 if quick else 100000
+    with tempfile.TemporaryDirectory() as d:
+        p = project(Path(d), "#!/bin/sh\nexit 0\n")
+        daemon = Daemon(p)
+        idle = daemon.rss_kib()
+        log = p / ".autod" / "log" / "autod.log"
+        batch = 500
+        for start in range(0, count, batch):
+            for i in range(start, min(count, start + batch)):
+                inbox_put(p, f"ev-{i}.json", json.dumps(event(i)))
+            wait_for_lines(log, min(count, start + batch), 600)
+        after = daemon.rss_kib()
+        daemon.stop()
+    RESULTS["memory"] = {
+        "title": f"5. Memory: peak RSS of `autod run`, idle and after {count} events",
+        "rows": [("idle", f"{idle / 1024:.1f} MiB"), (f"after {count} events", f"{after / 1024:.1f} MiB")],
+        "target": "under 15 MiB idle, no growth with event count",
+        "reached": idle < 15 * 1024 and after < idle * 1.5 + 4096, "runs": 1,
+    }
+
+
+def bench_lint(quick: bool):
+    schemas, fixtures = (100, 2000) if quick else (500, 10000)
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d)
+        (p / "schemas").mkdir()
+        for s in range(schemas):
+            t = f"type{s}.ev"
+            (p / "schemas" / f"{t}.json").write_text(json.dumps({
+                "type": "object", "required": ["n"],
+                "properties": {"n": {"type": "integer"}, "s": {"type": "string", "maxLength": 50}}}))
+        for f in range(fixtures):
+            t = f"type{f % schemas}.ev"
+            folder = p / "fixtures" / t
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{f}.json").write_text(json.dumps(
+                {"eventType": t, "source": "bench", "payload": {"n": f, "s": "x"}}))
+        (p / "autod.toml").write_text("")
+        # Baseline: reading every file once (cat), the floor for any linter.
+        t_cat = time.perf_counter()
+        subprocess.run(f"find {p}/schemas {p}/fixtures -name '*.json' -print0 | xargs -0 cat > /dev/null",
+                       shell=True, check=True)
+        t_cat = time.perf_counter() - t_cat
+        t0 = time.perf_counter()
+        subprocess.run([str(AUTOD), "-q", "lint"], cwd=p, stdout=subprocess.DEVNULL, check=False)
+        t = time.perf_counter() - t0
+    RESULTS["lint"] = {
+        "title": f"6. Lint: {schemas} schemas, {fixtures} fixtures",
+        "rows": [("autod lint", f"{t:.2f} s"), ("find | xargs cat (baseline)", f"{t_cat:.2f} s")],
+        "target": "under 2 s",
+        "reached": t < 2.0, "runs": 1,
+    }
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}, {rustc}"
+
+
+def write_report(quick: bool):
+    out = ["# Benchmarks", "",
+           "Written by `bench/run` (" + ("--quick, " if quick else "") + time.strftime("%Y-%m-%d") + "). "
+           "Each figure is measured beside its baseline in the same run.", "",
+           f"Machine: {machine()}", ""]
+    for key in ["oneshot", "batch", "daemon", "validation", "memory", "lint"]:
+        r = RESULTS.get(key)
+        if not r:
+            continue
+        out += [f"## {r['title']}", "", "| measure | value |", "|---|---|"]
+        out += [f"| {a} | {b} |" for a, b in r["rows"]]
+        out += ["", f"Target: {r['target']}. **{'Reached' if r['reached'] else 'Not reached'}.**", ""]
+    notes = ROOT / "bench" / "NOTES.md"
+    if notes.exists():
+        out += [notes.read_text()]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("which", nargs="*", default=["oneshot", "batch", "daemon", "validation", "memory", "lint"])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if shutil.which("cc") is None:
+        sys.exit("bench needs a C compiler (cc) for bench/stamp.c")
+    stamp = build()
+    for name in args.which:
+        print(f"==> {name}", file=sys.stderr, flush=True)
+        if name == "daemon":
+            bench_daemon(args.quick, stamp)
+        else:
+            globals()[f"bench_{name}"](args.quick)
+        r = RESULTS[name]
+        for a, b in r["rows"]:
+            print(f"    {a}: {b}", file=sys.stderr)
+        print(f"    target {r['target']}: {'reached' if r['reached'] else 'NOT reached'}", file=sys.stderr)
+    write_report(args.quick)
+
+
+if __name__ == "__main__":
+    main()
