@@ -159,9 +159,9 @@ pub struct DispatchArgs {
     /// Rerun pairs that already succeeded for this eventId
     #[arg(long)]
     pub force: bool,
-    /// Handler runs at once
-    #[arg(long, short, value_name = "N", default_value_t = default_jobs())]
-    pub jobs: usize,
+    /// Handler runs at once [default: the number of CPUs]
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -173,9 +173,9 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Handler runs at once
-    #[arg(long, short, value_name = "N", default_value_t = default_jobs())]
-    pub jobs: usize,
+    /// Handler runs at once [default: the number of CPUs]
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// How long running handlers may finish after SIGINT/SIGTERM before their groups are stopped
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub grace: std::time::Duration,
@@ -215,9 +215,9 @@ pub struct RetryArgs {
     /// Retry every matching record now, including exhausted and permanent ones
     #[arg(long)]
     pub all: bool,
-    /// Handler runs at once
-    #[arg(long, short, value_name = "N", default_value_t = default_jobs())]
-    pub jobs: usize,
+    /// Handler runs at once [default: the number of CPUs]
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,6 +279,11 @@ pub enum NewCommand {
     },
 }
 
-fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from)
+/// `--jobs`, or the number of CPUs. Resolved only when used: asking the
+/// system (cgroup files) costs start-up time on every command otherwise.
+pub fn jobs(flag: Option<u16>) -> usize {
+    flag.map_or_else(
+        || std::thread::available_parallelism().map_or(2, usize::from),
+        usize::from,
+    )
 }

@@ -45,7 +45,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
         &project.config,
         project.state.clone(),
         log.clone(),
-        args.jobs,
+        crate::cli::jobs(args.jobs),
     ));
     if !args.dry_run {
         project

@@ -83,7 +83,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
         &project.config,
         project.state.clone(),
         project.run_log(),
-        args.jobs,
+        crate::cli::jobs(args.jobs),
     ));
     let rt = super::runtime()?;
     let results = rt.block_on(async {

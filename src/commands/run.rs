@@ -11,7 +11,7 @@ pub fn run(project: Project, args: &RunArgs) -> Result<Code> {
     daemon::run(
         project,
         daemon::Options {
-            jobs: args.jobs,
+            jobs: crate::cli::jobs(args.jobs),
             grace: args.grace,
         },
     )
