@@ -67,4 +67,26 @@ mod tests {
             );
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn delay_stays_between_half_and_full_base(initial in 1u64..600, max in 1u64..86_400, n in 1u32..200) {
+                let c = cfg(initial.min(max), max);
+                let base = base_delay(&c, n);
+                let d = delay(&c, n);
+                prop_assert!(base <= Duration::from_secs(max));
+                prop_assert!(d <= base && d >= base / 2, "{:?} not in [{:?}/2, {:?}]", d, base, base);
+            }
+
+            #[test]
+            fn base_never_shrinks(initial in 1u64..600, max in 600u64..86_400, n in 1u32..100) {
+                let c = cfg(initial, max);
+                prop_assert!(base_delay(&c, n + 1) >= base_delay(&c, n));
+            }
+        }
+    }
 }

@@ -202,4 +202,64 @@ mod tests {
         assert!(Pattern::parse("a.b").unwrap().is_literal());
         assert!(!Pattern::parse("a.*").unwrap().is_literal());
     }
+
+    mod properties {
+        use super::super::Pattern;
+        use proptest::prelude::*;
+
+        /// The matcher's meaning, written as a regex: `*` is `[^.]*`, `**` is `.*`.
+        fn reference(pattern: &str) -> regex::Regex {
+            let mut re = String::from("^");
+            let mut rest = pattern;
+            while !rest.is_empty() {
+                if let Some(r) = rest.strip_prefix("**") {
+                    re.push_str(".*");
+                    rest = r;
+                } else if let Some(r) = rest.strip_prefix('*') {
+                    re.push_str("[^.]*");
+                    rest = r;
+                } else {
+                    let c = rest.chars().next().unwrap();
+                    re.push_str(&regex::escape(&c.to_string()));
+                    rest = &rest[c.len_utf8()..];
+                }
+            }
+            re.push('$');
+            regex::Regex::new(&re).unwrap()
+        }
+
+        fn event_type() -> impl Strategy<Value = String> {
+            "[a-c][a-c.]{0,8}"
+        }
+
+        fn pattern() -> impl Strategy<Value = String> {
+            prop::collection::vec(
+                prop_oneof!["[a-c.]{1,2}", Just("*".to_owned()), Just("**".to_owned())],
+                1..5,
+            )
+            .prop_map(|parts| parts.concat())
+            .prop_filter("no ***", |p| !p.contains("***"))
+        }
+
+        proptest! {
+            #[test]
+            fn agrees_with_the_reference(p in pattern(), t in event_type()) {
+                let compiled = Pattern::parse(&p).unwrap();
+                prop_assert_eq!(compiled.matches(&t), reference(&p).is_match(&t), "pattern {} type {}", p, t);
+            }
+
+            #[test]
+            fn a_literal_matches_only_itself(a in event_type(), b in event_type()) {
+                let p = Pattern::parse(&a).unwrap();
+                prop_assert!(p.matches(&a));
+                prop_assert_eq!(p.matches(&b), a == b);
+            }
+
+            #[test]
+            fn double_star_matches_everything(t in event_type()) {
+                prop_assert!(Pattern::parse("**").unwrap().matches(&t));
+                prop_assert_eq!(Pattern::parse("*").unwrap().matches(&t), !t.contains('.'));
+            }
+        }
+    }
 }
