@@ -197,11 +197,18 @@ fn announce(line: &RunLine) {
         }
         return;
     }
-    let detail = match (&line.exit_code, &line.signal, &line.error) {
-        (_, _, Some(e)) => e.clone(),
-        (_, Some(s), _) => format!("killed by {s}"),
-        (Some(c), _, _) if *c != 0 => format!("exit {c}"),
-        _ => String::new(),
+    // How it ended, then why (a timeout's error already names its signal).
+    let how = match (&line.exit_code, &line.signal) {
+        _ if line.result == RunResult::Timeout => None,
+        (_, Some(s)) => Some(format!("killed by {s}")),
+        (Some(c), _) if *c != 0 => Some(format!("exit {c}")),
+        _ => None,
+    };
+    let detail = match (how, &line.error) {
+        (Some(how), Some(e)) => format!("{how}: {e}"),
+        (Some(how), None) => how,
+        (None, Some(e)) => e.clone(),
+        (None, None) => String::new(),
     };
     let duration = line
         .duration_ms
