@@ -1,0 +1,14 @@
+//! Integration tests: the real `autod` binary against projects in temp
+//! directories (see `common::Project`). One test binary, so it links once.
+
+mod common;
+
+mod bad_input;
+mod dispatch;
+mod failures;
+mod idempotency;
+mod query;
+mod root;
+mod runner;
+mod scaffold;
+mod state;
