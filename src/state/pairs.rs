@@ -17,11 +17,22 @@ pub struct PairLock {
     file: File,
     lock_path: PathBuf,
     ok_path: PathBuf,
+    /// The pair's folder was created by this lock and its entry in `done/` is not
+    /// on disk yet: see [`PairLock::folder_sync`].
+    new_folder: Option<PathBuf>,
 }
 
 impl PairLock {
     pub(super) fn acquire(dir: &Path, handler: &str) -> Result<PairLock> {
-        atomic::create_dir(dir).at(dir)?;
+        let new_folder = if dir.is_dir() {
+            None
+        } else {
+            if let Some(parent) = dir.parent() {
+                atomic::create_dir(parent).at(parent)?;
+            }
+            atomic::create_dir_fast(dir).at(dir)?;
+            dir.parent().map(Path::to_path_buf)
+        };
         let lock_path = dir.join(format!("{handler}.lock"));
         let file = OpenOptions::new()
             .read(true)
@@ -36,7 +47,16 @@ impl PairLock {
             file,
             ok_path: dir.join(format!("{handler}.ok")),
             lock_path,
+            new_folder,
         })
+    }
+
+    /// The fsync that makes a new pair folder's entry durable, to run while the
+    /// handler runs (it is only needed before success is recorded), so the
+    /// flush is hidden behind the handler's own time. `None` if there is none.
+    pub fn folder_sync(&self) -> Option<impl FnOnce() -> Result<()> + Send + 'static> {
+        let parent = self.new_folder.clone()?;
+        Some(move || atomic::sync_dir(&parent).at(&parent))
     }
 
     /// Whether this pair already succeeded (by any process, at any time).
