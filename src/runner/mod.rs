@@ -211,20 +211,33 @@ enum Stop {
     Cancelled,
 }
 
-/// SIGTERM to the group, then SIGKILL after `grace`; `true` when SIGKILL was needed.
+/// SIGTERM to the group, then SIGKILL after `grace` to whatever is left of it
+/// (the handler, or anything it started that ignores SIGTERM); `true` when the
+/// handler itself needed SIGKILL.
 async fn stop_group(
     child: &mut tokio::process::Child,
     pid: u32,
     grace: Duration,
 ) -> (std::io::Result<ExitStatus>, bool) {
+    let deadline = tokio::time::Instant::now() + grace;
     unix::terminate_group(pid);
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => (status, false),
+    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
+        Ok(status) => status,
         Err(_) => {
             unix::kill_group(pid);
-            (child.wait().await, true)
+            return (child.wait().await, true);
         }
+    };
+    // The handler is gone; while a process of its group is left, the group id
+    // cannot be reused, so signalling it reaches only what the handler started.
+    while unix::group_alive(pid) {
+        if tokio::time::Instant::now() >= deadline {
+            unix::kill_group(pid);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (status, false)
 }
 
 /// Resolves when the flag turns `true`; never, without a flag.

@@ -75,12 +75,25 @@ fn hanging_handler_times_out() {
 }
 
 #[test]
+fn handler_that_stops_on_sigterm_does_not_wait_out_the_grace_period() {
+    let p = project(
+        "timeout = \"1s\"\nkill_grace = \"5s\"",
+        "sleep 60 &\nsleep 60",
+    );
+    let out = p.autod(["dispatch", "e.json"]).run();
+    out.code(1).faster_than(Duration::from_secs(4));
+    let d = p.dead_letter("h", "ev-1");
+    assert_eq!(d["lastResult"], "timeout");
+    assert_eq!(d["lastSignal"], "SIGTERM");
+}
+
+#[test]
 fn handler_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let p = project(
         "timeout = \"1s\"\nkill_grace = \"1s\"",
         r#"
         trap 'echo caught TERM >&2' TERM
-        while :; do sleep 1; done
+        while :; do sleep 60 & wait $!; done
         "#,
     );
     let out = p.autod(["dispatch", "e.json"]).run();
@@ -218,4 +231,42 @@ fn missing_configured_command() {
 fn handler_that_is_not_executable() {
     let p = with_other(project("", "exit 0")).mode("handlers/h/main.sh", 0o644);
     cannot_start(&p, "chmod +x");
+}
+
+/// Whether a process with this pid is still running (not a zombie).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn timeout_reaches_a_grandchild_that_ignores_sigterm() {
+    let p = project(
+        "timeout = \"1s\"\nkill_grace = \"1s\"",
+        r#"
+        (trap '' TERM; exec sleep 30) &
+        echo $! > bg.pid
+        sleep 60
+        "#,
+    );
+    let out = p.autod(["dispatch", "e.json"]).run();
+    let pid = p.read("bg.pid").trim().to_owned();
+    let _bg = KillOnDrop(pid.clone());
+    out.code(1).faster_than(Duration::from_secs(10));
+    assert_eq!(p.dead_letter("h", "ev-1")["lastResult"], "timeout");
+    // SIGKILL is delivered at once, but give the kernel a moment to finish it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while alive(&pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !alive(&pid),
+        "the handler's grandchild {pid} outlived the timeout's SIGKILL\n{out}"
+    );
 }
