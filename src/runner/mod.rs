@@ -87,6 +87,16 @@ impl Tail {
     fn finish(mut self) -> Vec<u8> {
         if self.buf.len() > TAIL_BYTES {
             self.buf.drain(..self.buf.len() - TAIL_BYTES);
+            // Cut at a character, not inside one: the tail becomes a string,
+            // where a broken first character would turn into U+FFFD and push
+            // the tail past the cap.
+            let partial = self
+                .buf
+                .iter()
+                .take(3)
+                .take_while(|b| (0x80..0xC0).contains(*b))
+                .count();
+            self.buf.drain(..partial);
         }
         self.buf
     }

@@ -270,3 +270,26 @@ fn timeout_reaches_a_grandchild_that_ignores_sigterm() {
         "the handler's grandchild {pid} outlived the timeout's SIGKILL\n{out}"
     );
 }
+
+#[test]
+fn output_tail_cut_inside_a_character_stays_within_64_kib() {
+    // 80,000 bytes of "é" (2 bytes each) and a newline: the last 64 KiB start
+    // in the middle of a character.
+    let p = project("", "yes é | head -n 40000 | tr -d '\\n'\necho\nexit 1");
+    p.autod(["dispatch", "e.json"]).run().code(1);
+    let tail = p.dead_letter("h", "ev-1")["stdoutTail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        tail.len() <= 64 * 1024,
+        "stdoutTail is {} bytes",
+        tail.len()
+    );
+    assert!(tail.len() > 60 * 1024, "stdoutTail is {} bytes", tail.len());
+    assert!(
+        tail.trim_end().chars().all(|c| c == 'é'),
+        "the tail has something else than the output: {:?}",
+        &tail[..12]
+    );
+}
