@@ -146,12 +146,7 @@ impl RunLog {
 
     fn rotate(&self) -> io::Result<()> {
         let lock_path = self.dir.join(".rotate.lock");
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(atomic::FILE_MODE)
-            .open(&lock_path)?;
+        let lock = atomic::lock_file(&lock_path)?;
         lock.lock()?;
         let path = self.path();
         // Another process may have rotated while we waited for the lock.

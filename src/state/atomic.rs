@@ -14,7 +14,19 @@ use std::path::Path;
 pub const FILE_MODE: u32 = 0o600;
 pub const DIR_MODE: u32 = 0o700;
 
+/// Replaces `path` crash-safely: temp file, fsync, rename, fsync the folder.
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Replaces `path` atomically (temp file + rename) without waiting for the disk:
+/// for copies that can be rebuilt from a durable record, where an fsync would
+/// only slow the hot path down.
+pub fn write_fast(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("no parent folder"))?;
@@ -31,9 +43,11 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .mode(FILE_MODE)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        if durable { sync_dir(dir) } else { Ok(()) }
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -41,30 +55,23 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
-/// Replaces `path` atomically (temp file + rename) without waiting for the disk:
-/// for copies that can be rebuilt from a durable record, where an fsync would
-/// only slow the hot path down.
-pub fn write_fast(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("no parent folder"))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.{:x}.tmp", std::process::id(), fastrand::u64(..)));
-    let result = OpenOptions::new()
+/// Opens (creating if needed) a private file used only for its flock.
+pub fn lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(false)
         .mode(FILE_MODE)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+        .open(path)
 }
 
 /// Makes a marker durable: its existence is what counts, not its content, so
 /// only the folder entry is synced (one fsync instead of two).
 pub fn mark(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("no parent folder"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("no parent folder"))?;
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -119,7 +126,10 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
 /// Creates a private folder (and missing parents) without syncing: for folders
 /// whose loss in a crash loses nothing that matters (handler artifacts).
 pub fn create_dir_fast(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(path)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
 }
 
 /// Creates a private folder (and missing parents); each new entry is made durable.

@@ -2,8 +2,7 @@
 //! whole life, and keeps its pid and start time in `.autod/daemon.json`. The lock
 //! dies with the process, so a crash never leaves a stale lock behind.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,14 +32,7 @@ impl StateDir {
     pub fn daemon_lock(&self) -> Result<Acquire> {
         let dir = self.ensure("")?;
         let path = dir.join("daemon.lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(atomic::FILE_MODE)
-            .open(&path)
-            .at(&path)?;
+        let file = atomic::lock_file(&path).at(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(Acquire::Held(self.daemon_info())),

@@ -122,7 +122,11 @@ impl StateDir {
     pub fn event_file(&self, event: &Event) -> Result<PathBuf> {
         let path = self.archive_path(event.id());
         let intact = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0);
-        if intact { Ok(path) } else { self.archive(event) }
+        if intact {
+            Ok(path)
+        } else {
+            self.archive(event)
+        }
     }
 
     /// The handler's own artifacts folder for this event, created on demand

@@ -5,8 +5,7 @@
 //! `.ok` marker before it runs anything. The marker is written (durably) before
 //! the lock is released, so whoever gets the lock next sees it.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::{Context, Result, atomic};
@@ -34,14 +33,7 @@ impl PairLock {
             dir.parent().map(Path::to_path_buf)
         };
         let lock_path = dir.join(format!("{handler}.lock"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(atomic::FILE_MODE)
-            .open(&lock_path)
-            .at(&lock_path)?;
+        let file = atomic::lock_file(&lock_path).at(&lock_path)?;
         file.lock().at(&lock_path)?;
         Ok(PairLock {
             file,
