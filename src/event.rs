@@ -57,13 +57,20 @@ impl fmt::Display for Violation {
     }
 }
 
-/// The rejection of an event over `[validation] max_event_bytes`.
+/// The rejection of an event over `[validation] max_event_bytes`. A stream (a
+/// pipe, a device) is read only one byte past the limit, so for `size` just
+/// past it the event may be larger still.
 pub fn too_large(size: u64, max_bytes: u64) -> Violation {
+    let at_least = if size == max_bytes.saturating_add(1) {
+        "at least "
+    } else {
+        ""
+    };
     Violation::new(
         "",
         "maxEventBytes",
         format!(
-            "event is {size} bytes, over the {max_bytes}-byte limit (raise [validation] max_event_bytes if this is intended)"
+            "event is {at_least}{size} bytes, over the {max_bytes}-byte limit (raise [validation] max_event_bytes if this is intended)"
         ),
     )
 }

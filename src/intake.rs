@@ -156,7 +156,16 @@ fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, InputError> {
     if meta.len() > max_bytes {
         return Err(InputError::TooLarge(meta.len()));
     }
-    std::fs::read(path).map_err(unreadable)
+    // A pipe or a device has no size up front (and /dev/zero never ends): read
+    // no more than one byte past the limit.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(InputError::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// stdin holds one event (possibly pretty-printed) or one event per line.

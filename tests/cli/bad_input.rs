@@ -359,3 +359,15 @@ fn max_event_bytes_is_configurable() {
         .stderr_has("100-byte limit");
     assert_eq!(p.runs(), ["uploader file.uploaded up-1 1"]);
 }
+
+#[test]
+fn endless_device_is_rejected_without_reading_it_all() {
+    let p = project();
+    p.autod_with_memory_limit(1 << 20, ["dispatch", "/dev/zero"])
+        .run()
+        .code(3)
+        .stderr_has("/dev/zero")
+        .stderr_has("1048576-byte limit")
+        .faster_than(std::time::Duration::from_secs(10));
+    assert_nothing_ran(&p);
+}

@@ -127,6 +127,23 @@ impl Project {
         cmd
     }
 
+    /// Like [`Project::autod`], under `ulimit -v KIB`: for tests that would eat
+    /// the machine's memory if autod regressed.
+    pub fn autod_with_memory_limit<I, S>(&self, kib: u64, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let script = format!("ulimit -v {kib} && exec \"$0\" \"$@\"");
+        let mut cmd = Cmd::program("sh", ["-c", &script, env!("CARGO_BIN_EXE_autod")]);
+        cmd.cmd
+            .args(args)
+            .arg("--root")
+            .arg(&self.root)
+            .current_dir(&self.root);
+        cmd
+    }
+
     pub fn exists(&self, rel: &str) -> bool {
         self.path(rel).exists()
     }
@@ -213,7 +230,15 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_autod"));
+        Cmd::program(env!("CARGO_BIN_EXE_autod"), args)
+    }
+
+    fn program<I, S>(program: &str, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(program);
         cmd.args(args);
         // The developer's own settings must not leak into a test.
         for var in ["AUTOD_ROOT", "AUTOD_LOG", "AUTOD_LOG_FORMAT"] {
