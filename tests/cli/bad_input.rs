@@ -371,3 +371,25 @@ fn endless_device_is_rejected_without_reading_it_all() {
         .faster_than(std::time::Duration::from_secs(10));
     assert_nothing_ran(&p);
 }
+
+#[test]
+fn timestamp_that_is_not_rfc3339() {
+    let (_, out) = rejected(with("ts", "yesterday at noon"));
+    out.stderr_has("/ts").stderr_has("format");
+}
+
+#[test]
+fn rejection_as_json_for_scripts() {
+    let mut ev = good();
+    ev["payload"]["size"] = json!("big");
+    let p = project().event("bad.json", ev);
+    let out = p.autod(["dispatch", "--json", "bad.json"]).run();
+    out.code(3);
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["input"], "bad.json");
+    assert_eq!(lines[0]["status"], "rejected");
+    assert_eq!(lines[0]["errors"][0]["pointer"], "/payload/size");
+    assert_eq!(lines[0]["errors"][0]["keyword"], "type");
+    assert_nothing_ran(&p);
+}

@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod daemon;
 mod dispatch;
 mod failures;
 mod idempotency;

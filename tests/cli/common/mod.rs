@@ -383,6 +383,16 @@ impl Running {
         self.child.id()
     }
 
+    /// Sends SIGTERM, as a service manager stopping autod would.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {} failed", self.id());
+    }
+
     /// Waits (polling, up to the run limit) for autod to exit and its output to end.
     pub fn wait(mut self) -> Output {
         let deadline = self.started + RUN_LIMIT;
@@ -423,6 +433,26 @@ impl Running {
         );
         assert!(!out.stderr.contains("panicked"), "autod panicked\n{out}");
         out
+    }
+}
+
+/// A test that fails before [`Running::wait`] does not leave autod behind.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds; fails the test after `limit`.
+#[track_caller]
+pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
