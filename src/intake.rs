@@ -3,7 +3,7 @@
 //! rejection that says why. Everything after intake (the engine, the runner)
 //! works the same whatever the source.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -116,27 +116,86 @@ pub enum InputError {
     TooLarge(u64),
 }
 
-/// Every FILE argument as inputs; `-` expands to the events on stdin.
-pub fn read_inputs(files: &[PathBuf], max_bytes: u64) -> anyhow::Result<Vec<Input>> {
-    let mut inputs = Vec::new();
-    let mut stdin_used = false;
-    for f in files {
+/// The inputs of FILE arguments, read one at a time as they are consumed; `-`
+/// expands to the events on stdin. Memory stays bounded by the size limit: a
+/// long NDJSON stream is never held whole, and neither is an endless pipe.
+pub fn read_inputs(files: &[PathBuf], max_bytes: u64) -> anyhow::Result<impl Iterator<Item = Input>> {
+    let stdin_count = files.iter().filter(|f| f.as_os_str() == "-").count();
+    anyhow::ensure!(stdin_count <= 1, "`-` (stdin) given twice");
+    let files = files.to_vec();
+    Ok(files.into_iter().flat_map(move |f| -> Box<dyn Iterator<Item = Input>> {
         if f.as_os_str() == "-" {
-            anyhow::ensure!(!stdin_used, "`-` (stdin) given twice");
-            stdin_used = true;
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .map_err(|e| anyhow::anyhow!("cannot read stdin: {e}"))?;
-            inputs.extend(split_stdin(buf, max_bytes));
+            Box::new(stdin_inputs(max_bytes))
         } else {
-            inputs.push(Input {
+            Box::new(std::iter::once(Input {
                 label: f.display().to_string(),
-                bytes: read_file(f, max_bytes),
-            });
+                bytes: read_file(&f, max_bytes),
+            }))
+        }
+    }))
+}
+
+/// stdin holds one event (possibly pretty-printed) or one event per line. Up to
+/// the size limit it is read whole and both are tried; past it, it can only be
+/// NDJSON and is read a line at a time, each line capped at the limit.
+fn stdin_inputs(max_bytes: u64) -> Box<dyn Iterator<Item = Input>> {
+    let mut head = Vec::new();
+    let stdin = std::io::stdin();
+    if let Err(e) = stdin.lock().take(max_bytes.saturating_add(1)).read_to_end(&mut head) {
+        return Box::new(std::iter::once(Input {
+            label: "stdin".into(),
+            bytes: Err(InputError::Unreadable(format!("cannot read stdin: {e}"))),
+        }));
+    }
+    if head.len() as u64 <= max_bytes {
+        return Box::new(split_stdin(head, max_bytes).into_iter());
+    }
+    let reader = std::io::BufReader::new(std::io::Cursor::new(head).chain(stdin));
+    Box::new(NdjsonLines { reader, line: 0, max_bytes })
+}
+
+struct NdjsonLines<R> {
+    reader: R,
+    line: usize,
+    max_bytes: u64,
+}
+
+impl<R: BufRead> Iterator for NdjsonLines<R> {
+    type Item = Input;
+
+    fn next(&mut self) -> Option<Input> {
+        loop {
+            let mut buf = Vec::new();
+            let cap = self.max_bytes.saturating_add(2); // the line, a '\r' and its '\n'
+            match (&mut self.reader).take(cap).read_until(b'\n', &mut buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    return Some(Input {
+                        label: format!("stdin:{}", self.line + 1),
+                        bytes: Err(InputError::Unreadable(format!("cannot read stdin: {e}"))),
+                    });
+                }
+            }
+            self.line += 1;
+            let label = format!("stdin:{}", self.line);
+            if !buf.ends_with(b"\n") && buf.len() as u64 >= cap {
+                // Over the limit: drop the rest of the line unread.
+                let _ = self.reader.skip_until(b'\n');
+                return Some(Input { label, bytes: Err(InputError::TooLarge(self.max_bytes + 1)) });
+            }
+            while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                buf.pop();
+            }
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if buf.len() as u64 > self.max_bytes {
+                return Some(Input { label, bytes: Err(InputError::TooLarge(buf.len() as u64)) });
+            }
+            return Some(Input { label, bytes: Ok(buf) });
         }
     }
-    Ok(inputs)
 }
 
 fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, InputError> {

@@ -62,6 +62,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
     let mut last_for_key: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let (results_tx, mut results_rx) = tokio::sync::mpsc::unbounded_channel();
 
+    // Events read ahead of the ones running: enough to keep every job busy,
+    // few enough that a long stream on stdin never piles up in memory.
+    let window = Arc::new(tokio::sync::Semaphore::new(crate::cli::jobs(args.jobs) * 64));
     let _guard = rt.enter();
     for input in inputs {
         let admitted = match input.bytes {
@@ -119,6 +122,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
             tally.errors += 1;
             continue;
         }
+        let slot = rt
+            .block_on(Arc::clone(&window).acquire_owned())
+            .expect("the window semaphore is never closed");
         let previous = event.key().and_then(|k| last_for_key.remove(k));
         let key = event.key().map(str::to_owned);
         let engine = Arc::clone(&engine);
@@ -126,6 +132,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
         let force = args.force;
         let label = input.label;
         let task = tokio::spawn(async move {
+            let _slot = slot;
             if let Some(prev) = previous {
                 let _ = prev.await;
             }
