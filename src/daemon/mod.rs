@@ -39,7 +39,7 @@ use crate::intake::Intake;
 use crate::log::RunLog;
 use crate::project::Project;
 use crate::state::StateDir;
-use crate::state::daemon_lock::Acquire;
+use crate::state::daemon_lock::{Acquire, DaemonLock};
 
 pub struct Options {
     pub jobs: usize,
@@ -143,7 +143,7 @@ impl Drop for InFlightGuard {
 }
 
 pub fn run(project: Project, options: Options) -> Result<Code> {
-    let _lock = match project.state.daemon_lock()? {
+    let lock = match project.state.daemon_lock()? {
         Acquire::Acquired(lock) => lock,
         Acquire::Held(info) => {
             let who = info.map_or_else(
@@ -160,10 +160,10 @@ pub fn run(project: Project, options: Options) -> Result<Code> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(project, options))
+    runtime.block_on(run_async(project, options, &lock))
 }
 
-async fn run_async(project: Project, options: Options) -> Result<Code> {
+async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Result<Code> {
     let (stopping, _) = flag::channel(false);
     let (killing, _) = flag::channel(false);
     let first = build(
@@ -195,6 +195,7 @@ async fn run_async(project: Project, options: Options) -> Result<Code> {
     let inbox_task = tokio::spawn(inbox::run(Arc::clone(&daemon)));
     let retry_task = tokio::spawn(retry::run(Arc::clone(&daemon)));
     let mut sources = Sources::start(&daemon);
+    daemon.state.daemon_announce(lock)?;
     let g = daemon.generation();
     tracing::info!(
         "autod run: pid {}, root {}, {} handlers, {} watches, {} schedules",

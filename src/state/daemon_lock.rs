@@ -38,15 +38,22 @@ impl StateDir {
             Err(std::fs::TryLockError::WouldBlock) => return Ok(Acquire::Held(self.daemon_info())),
             Err(std::fs::TryLockError::Error(e)) => return Err(e).at(&path),
         }
+        // A previous daemon's announcement is stale from this moment on.
+        let _ = std::fs::remove_file(dir.join("daemon.json"));
+        Ok(Acquire::Acquired(DaemonLock { _file: file }))
+    }
+
+    /// Announces the daemon (pid, start time) in `.autod/daemon.json`. Called once
+    /// it is ready, signal handlers included: whoever waits for this file may
+    /// signal it at once.
+    pub fn daemon_announce(&self, _lock: &DaemonLock) -> Result<()> {
         let info = DaemonInfo {
             pid: std::process::id(),
             started_at: crate::time::now_rfc3339(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        let info_path = dir.join("daemon.json");
-        atomic::write(&info_path, &serde_json::to_vec(&info).expect("serializes"))
-            .at(&info_path)?;
-        Ok(Acquire::Acquired(DaemonLock { _file: file }))
+        let info_path = self.path().join("daemon.json");
+        atomic::write(&info_path, &serde_json::to_vec(&info).expect("serializes")).at(&info_path)
     }
 
     /// The running daemon's info, or `None` when no daemon holds the root.
