@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     max_term_width = 100,
     after_help = "\
 Examples:
-  autod dispatch fixtures/note.saved/basic.json     run an event's handlers now
+  autod dispatch fixtures/note.saved/ideas.json     run an event's handlers now
   echo '{\"eventType\":\"digest.due\",\"source\":\"cli\",\"payload\":{\"kind\":\"daily\"}}' | autod dispatch -
   autod dead list                                   what failed, and when it retries
   autod retry                                       retry the dead letters that are due
