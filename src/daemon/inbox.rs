@@ -16,7 +16,8 @@ pub fn watch_inbox(daemon: &Arc<Daemon>) -> anyhow::Result<notify::RecommendedWa
     daemon.state.ensure("inbox/tmp")?;
     let d = Arc::clone(daemon);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // An error (a lost event, a queue overflow) may hide a new file: look.
+        if event.map_or(true, |e| super::is_change(e.kind)) {
             d.inbox_wake.notify_one();
         }
     })?;

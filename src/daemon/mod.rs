@@ -274,6 +274,19 @@ impl Sources {
     }
 }
 
+/// Whether a notify event reports a change. Besides changes, notify reports
+/// opens and read-only closes (inotify's IN_OPEN, IN_CLOSE_NOWRITE): waking on
+/// those, the inbox consumer woke itself by listing the inbox (a busy loop),
+/// and a handler that merely read a watched file caused a `modify` event.
+fn is_change(kind: notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Admits an event autod built itself (a watch change, a schedule fire) and
 /// writes it to the inbox. A refusal is logged; the source goes on.
 fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, origin: &str) {

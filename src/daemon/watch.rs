@@ -74,7 +74,9 @@ pub async fn run(daemon: Arc<Daemon>, w: WatchConfig) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
+            if let Ok(event) = event
+                && super::is_change(event.kind)
+            {
                 for path in event.paths {
                     let _ = tx.send(path);
                 }
