@@ -95,24 +95,31 @@ impl StateDir {
         Ok(Batch { claimed, skipped })
     }
 
-    /// Files left in processing/ by a previous run that stopped mid-way.
+    /// Files left in processing/ by a previous run that stopped mid-way, oldest
+    /// first like [`StateDir::inbox_claim`] (a rename keeps the mtime), so events
+    /// that share a key are delivered again in the order they came.
     pub fn processing_recover(&self) -> Result<Vec<Claimed>> {
         let dir = self.ensure("processing")?;
-        let mut out = Vec::new();
+        let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
         for entry in fs::read_dir(&dir).at(&dir)?.flatten() {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let regular = fs::symlink_metadata(entry.path()).is_ok_and(|m| m.file_type().is_file());
-            if is_candidate(&name) && regular {
-                out.push(Claimed {
-                    path: entry.path(),
-                    name,
-                });
+            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if is_candidate(&name) && meta.file_type().is_file() {
+                found.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), name));
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        found.sort();
+        Ok(found
+            .into_iter()
+            .map(|(_, name)| Claimed {
+                path: dir.join(&name),
+                name,
+            })
+            .collect())
     }
 
     /// Every pair of a claimed event has an outcome: the file can go.
