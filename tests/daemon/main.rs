@@ -1,0 +1,20 @@
+//! `autod run` through the real binary: the daemon started in a temp project,
+//! fed through its inbox, signalled, killed and restarted.
+//!
+//! Every test waits by polling a condition (never a bare sleep, except where
+//! idling is the point), and every daemon is killed at the end of its test even
+//! when the test fails.
+
+mod helper;
+
+mod crash;
+mod idle;
+mod inbox;
+mod keys;
+mod lock;
+mod reload;
+mod retries;
+mod schedules;
+mod send;
+mod signals;
+mod watches;
