@@ -103,6 +103,12 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
     let key = admitted.event.key().map(str::to_owned);
     chains.spawn(key.as_deref(), async move {
         let _guard = guard;
+        if *daemon.stopping.borrow() {
+            // Shutdown began while it waited behind an earlier event with its
+            // key: it starts nothing now and stays in processing/ for the next
+            // start, like an event stopped mid-run.
+            return;
+        }
         let event = Arc::new(admitted.event);
         if let Err(e) = daemon.state.archive(&event) {
             tracing::error!("{origin}: not accepted, left in processing/: {e}");
