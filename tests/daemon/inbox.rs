@@ -133,3 +133,34 @@ fn an_invalid_file_goes_to_rejected_with_the_reason_beside_it() {
     assert_eq!(p.logged("rejected").len(), 3);
     assert!(p.logged("rejected").contains(&"bad-1".to_owned()));
 }
+
+#[test]
+fn an_event_sent_again_while_its_first_copy_runs_is_skipped_after_it() {
+    let p = Project::new()
+        .open_schema("job.due")
+        .config(
+            r#"
+            [handlers.worker]
+            on = ["job.due"]
+            "#,
+        )
+        .handler(
+            "worker",
+            r#"
+            echo "$AUTOD_EVENT_ID" >> started.txt
+            sleep 0.5
+            echo "$AUTOD_EVENT_ID" >> ran.txt
+            "#,
+        );
+    let _daemon = p.start(&[]);
+    p.inbox_put("dup.json", &event("job.due", "dup"));
+    wait_until(LIMIT, "the first copy to start", || p.exists("started.txt"));
+    // Same eventId, same file name, while the first copy is in processing/.
+    p.inbox_put("dup.json", &event("job.due", "dup"));
+    wait_until(LIMIT, "the second copy to be handled", || {
+        p.results("dup", "worker").len() == 2
+    });
+    wait_until(LIMIT, "inbox/ and processing/ to empty", || p.drained());
+    assert_eq!(p.results("dup", "worker"), ["ok", "skipped"]);
+    assert_eq!(p.lines("ran.txt"), ["dup"]);
+}
