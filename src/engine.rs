@@ -5,7 +5,8 @@
 //!
 //! 1. wait for a slot (`--jobs`, then the handler's `concurrency`);
 //! 2. own the pair (an flock shared by every autod process on the root);
-//! 3. skip it if it already succeeded (unless forced);
+//! 3. skip it if it already succeeded (unless forced), and leave it alone if
+//!    autod gave up on it (unless a person asks, see [`Mode`]);
 //! 4. run the handler;
 //! 5. record: success → done marker, dead letter removed; failure → dead letter
 //!    (waiting with backoff, exhausted, or permanent on exit 65); a run-log line
@@ -31,6 +32,25 @@ use crate::time;
 
 /// The exit code a handler uses to say "this event can never succeed".
 pub const EXIT_PERMANENT: i32 = 65;
+
+/// Who is asking for a pair to run, which decides what may run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Automatic delivery (the daemon's intake, recovery and retries): a pair
+    /// that was given up on (exhausted, permanent) stays given up.
+    Automatic,
+    /// A person asked (`dispatch`, `retry`): a given-up pair runs again.
+    Requested,
+    /// A person asked to rerun even pairs that succeeded (`dispatch --force`).
+    Forced,
+}
+
+impl From<bool> for Mode {
+    /// `false` is automatic delivery, `true` a forced rerun.
+    fn from(force: bool) -> Mode {
+        if force { Mode::Forced } else { Mode::Automatic }
+    }
+}
 
 /// What happened to one (event, handler) pair.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -136,14 +156,15 @@ impl Engine {
         self: &Arc<Self>,
         event: Arc<Event>,
         handlers: Vec<String>,
-        force: bool,
+        mode: impl Into<Mode>,
     ) -> Vec<PairOutcome> {
+        let mode = mode.into();
         let tasks: Vec<_> = handlers
             .into_iter()
             .map(|name| {
                 let engine = Arc::clone(self);
                 let event = Arc::clone(&event);
-                tokio::spawn(async move { engine.run_pair(&event, &name, force).await })
+                tokio::spawn(async move { engine.run_pair(&event, &name, mode).await })
             })
             .collect();
         let mut outcomes = Vec::with_capacity(tasks.len());
@@ -154,7 +175,13 @@ impl Engine {
     }
 
     /// One pair, start to recorded finish.
-    pub async fn run_pair(&self, event: &Event, handler_name: &str, force: bool) -> PairOutcome {
+    pub async fn run_pair(
+        &self,
+        event: &Event,
+        handler_name: &str,
+        mode: impl Into<Mode>,
+    ) -> PairOutcome {
+        let mode = mode.into();
         let Some(handler) = self.handlers.get(handler_name).cloned() else {
             let mut o = PairOutcome::new(handler_name, RunResult::Failed);
             o.error = Some(format!("handler {handler_name:?} is not in autod.toml"));
@@ -185,7 +212,7 @@ impl Engine {
             Ok(l) => l,
             Err(e) => return self.state_failure(event, handler_name, None, e),
         };
-        if lock.succeeded() && !force {
+        if lock.succeeded() && mode != Mode::Forced {
             // A crash between "done" and "dead letter removed" leaves a stale record.
             let _ = self.state.dead_remove(handler_name, event.id());
             let mut line = self.line(event, handler_name, RunResult::Skipped);
@@ -198,13 +225,36 @@ impl Engine {
             Ok(p) => p,
             Err(e) => return self.state_failure(event, handler_name, None, e),
         };
+        if let Some(p) = &previous
+            && p.state != DeadState::Waiting
+            && mode == Mode::Automatic
+        {
+            // Redelivered (say, recovered after a crash) after autod gave up on
+            // it: only a person may revive it, with `autod retry`.
+            tracing::info!(
+                "not running {handler_name} for {}: given up earlier ({}); `autod retry {} --handler {handler_name}` runs it again",
+                event.id(),
+                p.state.as_str(),
+                event.id()
+            );
+            let mut o = PairOutcome::new(handler_name, RunResult::Dead);
+            o.attempt = Some(p.attempts);
+            o.dead = Some(p.state);
+            return o;
+        }
         let attempt = previous
             .as_ref()
             .map_or(1, |p| p.attempts.saturating_add(1));
 
         let folder_sync = lock.folder_sync().map(tokio::task::spawn_blocking);
         let output = match self.spec(event, &handler, attempt) {
-            Ok(spec) => runner::run(spec).await,
+            Ok(mut spec) => {
+                spec.inherit = match lock.share() {
+                    Ok(fd) => Some(fd),
+                    Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),
+                };
+                runner::run(spec).await
+            }
             Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),
         };
         if let Some(sync) = folder_sync
@@ -340,6 +390,7 @@ impl Engine {
             timeout: handler.timeout,
             kill_grace: handler.kill_grace,
             cancel: self.shutdown.clone(),
+            inherit: None,
         })
     }
 

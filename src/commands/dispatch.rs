@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use crate::cli::{DispatchArgs, GlobalArgs};
-use crate::engine::{Engine, PairOutcome};
+use crate::engine::{Engine, Mode, PairOutcome};
 use crate::event::Event;
 use crate::exit::Code;
 use crate::intake::{self, Admitted, InputError, Intake};
@@ -64,7 +64,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
 
     // Events read ahead of the ones running: enough to keep every job busy,
     // few enough that a long stream on stdin never piles up in memory.
-    let window = Arc::new(tokio::sync::Semaphore::new(crate::cli::jobs(args.jobs) * 64));
+    let window = Arc::new(tokio::sync::Semaphore::new(
+        crate::cli::jobs(args.jobs) * 64,
+    ));
     let _guard = rt.enter();
     for input in inputs {
         let admitted = match input.bytes {
@@ -137,7 +139,13 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
                 let _ = prev.await;
             }
             let event = Arc::new(event);
-            let outcomes = engine.deliver(Arc::clone(&event), handlers, force).await;
+            let outcomes = engine
+                .deliver(
+                    Arc::clone(&event),
+                    handlers,
+                    if force { Mode::Forced } else { Mode::Requested },
+                )
+                .await;
             let _ = tx.send((label, event, outcomes));
         });
         match key {

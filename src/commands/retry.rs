@@ -100,7 +100,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
                         record.handler, record.event_id, record.handler
                     )));
                 }
-                let outcome = engine.run_pair(&event, &record.handler, false).await;
+                let outcome = engine
+                    .run_pair(&event, &record.handler, crate::engine::Mode::Requested)
+                    .await;
                 (record, Ok(outcome))
             }));
         }

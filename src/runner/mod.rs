@@ -30,7 +30,7 @@ pub const TAIL_BYTES: usize = 64 * 1024;
 pub const LEAK_GRACE: Duration = Duration::from_millis(100);
 
 /// Everything needed to start one handler run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunSpec {
     pub argv: Vec<OsString>,
     pub cwd: PathBuf,
@@ -39,6 +39,11 @@ pub struct RunSpec {
     pub stdin: Vec<u8>,
     pub timeout: Duration,
     pub kill_grace: Duration,
+    /// A descriptor the handler inherits and keeps open for as long as it
+    /// runs: the caller's lock on what the handler works on, so that if autod
+    /// dies, the lock lives on with the orphaned handler instead of letting a
+    /// restarted autod run the same work beside it.
+    pub inherit: Option<std::os::fd::OwnedFd>,
     /// Becomes `true` when autod is shutting down: the handler's group is
     /// stopped as on a timeout, and the run ends [`Termination::Cancelled`].
     pub cancel: Option<watch::Receiver<bool>>,
@@ -150,7 +155,17 @@ pub async fn run(spec: RunSpec) -> RunOutput {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    let mut child = match cmd.spawn() {
+    // Only this spawn may inherit the descriptor: it is close-on-exec again (in
+    // fact closed) as soon as the child exists. The runtime spawns one process
+    // at a time, so no other handler can inherit it in between.
+    if let Some(fd) = &spec.inherit
+        && let Err(e) = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+    {
+        return failed(format!("cannot pass the pair lock to the handler: {e}"));
+    }
+    let spawned = cmd.spawn();
+    drop(spec.inherit);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return failed(spawn_error(program, &e)),
     };

@@ -51,6 +51,14 @@ impl PairLock {
         Some(move || atomic::sync_dir(&parent).at(&parent))
     }
 
+    /// A second descriptor on the lock, for the handler to inherit: the lock is
+    /// then held until both this process and the handler are gone (or this
+    /// process unlocks explicitly, which it does when the pair is finished).
+    pub fn share(&self) -> Result<std::os::fd::OwnedFd> {
+        let dup = self.file.try_clone().at(&self.lock_path)?;
+        Ok(dup.into())
+    }
+
     /// Whether this pair already succeeded (by any process, at any time).
     pub fn succeeded(&self) -> bool {
         self.ok_path.exists()
