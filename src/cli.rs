@@ -73,7 +73,8 @@ Examples:
     /// Validate events and hand them to the running daemon (the inbox); print their eventIds
     #[command(after_help = "\
 Returns as soon as each event is durably in .autod/inbox/; `autod run` delivers it.
-Exit codes: 0 queued, 2 usage error, 3 rejected (invalid or unroutable).
+Exit codes: 0 queued, 1 could not be stored (disk full, read-only), 2 usage error,
+3 rejected (invalid or unroutable).
 
 Examples:
   autod send event.json

@@ -31,7 +31,16 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &SendArgs) -> Result<Code> {
         };
         match admitted {
             Ok(a) => {
-                let path = project.state.inbox_put(&a.event)?;
+                // A valid event autod could not store (disk full, read-only) is
+                // autod's failure, not a usage error: exit 1, and go on.
+                let path = match project.state.inbox_put(&a.event) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!("{}: not queued: {e}", input.label);
+                        code = code.worst(Code::Failed);
+                        continue;
+                    }
+                };
                 queued += 1;
                 tracing::debug!("{}: queued as {}", input.label, path.display());
                 if g.json {

@@ -32,7 +32,8 @@ pub const DIR_NAME: &str = ".autod";
 #[error("state {path}: {source}")]
 pub struct StateError {
     pub path: PathBuf,
-    #[source]
+    // Not `#[source]`: the message already says it, and error chains
+    // (`{:#}`) would say it twice.
     pub source: io::Error,
 }
 
