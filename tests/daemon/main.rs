@@ -17,4 +17,5 @@ mod retries;
 mod schedules;
 mod send;
 mod signals;
+mod status;
 mod watches;

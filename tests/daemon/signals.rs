@@ -195,3 +195,50 @@ fn sigint_stops_an_idle_daemon_like_sigterm() {
     let status: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert!(status["daemon"].is_null(), "{status}");
 }
+
+#[test]
+fn a_handler_that_ignores_sigterm_is_killed_with_its_group_after_the_grace() {
+    let p = Project::new()
+        .open_schema("job.due")
+        .config(
+            r#"
+            [handlers.stubborn]
+            on = ["job.due"]
+            kill_grace = "1s"
+            "#,
+        )
+        // SIGTERM is ignored by the shell and, inherited, by its sleep.
+        .handler(
+            "stubborn",
+            r#"
+            trap '' TERM
+            sleep 60 &
+            echo "$$ $!" > pids.tmp && mv pids.tmp pids
+            wait $!
+            "#,
+        );
+    let mut daemon = p.start(&["--grace", "1s"]);
+    p.inbox_put("e1.json", &event("job.due", "e1"));
+    wait_until(LIMIT, "the handler to start", || p.exists("pids"));
+    let pids: Vec<u32> = p
+        .read("pids")
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let asked = Instant::now();
+    daemon.terminate();
+    let status = daemon.wait(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}\n{}", daemon.stderr());
+    assert!(
+        asked.elapsed() < Duration::from_secs(6),
+        "took {:?} to stop",
+        asked.elapsed()
+    );
+    wait_until(
+        Duration::from_secs(2),
+        "the handler's group to be gone",
+        || pids.iter().all(|&pid| !alive(pid)),
+    );
+    assert_eq!(p.processing(), ["e1.json"]);
+    assert!(p.dead_letter("stubborn", "e1").is_none());
+}
