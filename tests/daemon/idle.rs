@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use crate::helper::{LIMIT, Project, event, wait_until};
 
+/// Regression: the inbox consumer woke on the open of its own inbox listing,
+/// and spun at 100% CPU from the start.
 #[test]
 fn an_idle_daemon_uses_almost_no_cpu() {
     let p = Project::new()
