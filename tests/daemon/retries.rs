@@ -39,9 +39,11 @@ fn a_failed_pair_is_retried_when_due_and_its_dead_letter_goes() {
     wait_until(LIMIT, "the automatic retry to succeed", || {
         p.done("e1", "flaky")
     });
-    wait_until(LIMIT, "the dead letter to go", || {
-        p.dead_letter("flaky", "e1").is_none()
+    // The run-log line comes last, after the marker and the dead letter's removal.
+    wait_until(LIMIT, "the retry to be logged", || {
+        p.results("e1", "flaky").len() == 2
     });
+    assert!(p.dead_letter("flaky", "e1").is_none());
     assert_eq!(p.results("e1", "flaky"), ["failed", "ok"]);
     assert_eq!(p.lines("ran.txt"), ["e1 2"]);
     let ok = p.log().into_iter().find(|l| l["result"] == "ok").unwrap();
