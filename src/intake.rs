@@ -119,20 +119,25 @@ pub enum InputError {
 /// The inputs of FILE arguments, read one at a time as they are consumed; `-`
 /// expands to the events on stdin. Memory stays bounded by the size limit: a
 /// long NDJSON stream is never held whole, and neither is an endless pipe.
-pub fn read_inputs(files: &[PathBuf], max_bytes: u64) -> anyhow::Result<impl Iterator<Item = Input>> {
+pub fn read_inputs(
+    files: &[PathBuf],
+    max_bytes: u64,
+) -> anyhow::Result<impl Iterator<Item = Input>> {
     let stdin_count = files.iter().filter(|f| f.as_os_str() == "-").count();
     anyhow::ensure!(stdin_count <= 1, "`-` (stdin) given twice");
     let files = files.to_vec();
-    Ok(files.into_iter().flat_map(move |f| -> Box<dyn Iterator<Item = Input>> {
-        if f.as_os_str() == "-" {
-            Box::new(stdin_inputs(max_bytes))
-        } else {
-            Box::new(std::iter::once(Input {
-                label: f.display().to_string(),
-                bytes: read_file(&f, max_bytes),
-            }))
-        }
-    }))
+    Ok(files
+        .into_iter()
+        .flat_map(move |f| -> Box<dyn Iterator<Item = Input>> {
+            if f.as_os_str() == "-" {
+                Box::new(stdin_inputs(max_bytes))
+            } else {
+                Box::new(std::iter::once(Input {
+                    label: f.display().to_string(),
+                    bytes: read_file(&f, max_bytes),
+                }))
+            }
+        }))
 }
 
 /// stdin holds one event (possibly pretty-printed) or one event per line. Up to
@@ -141,7 +146,11 @@ pub fn read_inputs(files: &[PathBuf], max_bytes: u64) -> anyhow::Result<impl Ite
 fn stdin_inputs(max_bytes: u64) -> Box<dyn Iterator<Item = Input>> {
     let mut head = Vec::new();
     let stdin = std::io::stdin();
-    if let Err(e) = stdin.lock().take(max_bytes.saturating_add(1)).read_to_end(&mut head) {
+    if let Err(e) = stdin
+        .lock()
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut head)
+    {
         return Box::new(std::iter::once(Input {
             label: "stdin".into(),
             bytes: Err(InputError::Unreadable(format!("cannot read stdin: {e}"))),
@@ -151,7 +160,11 @@ fn stdin_inputs(max_bytes: u64) -> Box<dyn Iterator<Item = Input>> {
         return Box::new(split_stdin(head, max_bytes).into_iter());
     }
     let reader = std::io::BufReader::new(std::io::Cursor::new(head).chain(stdin));
-    Box::new(NdjsonLines { reader, line: 0, max_bytes })
+    Box::new(NdjsonLines {
+        reader,
+        line: 0,
+        max_bytes,
+    })
 }
 
 struct NdjsonLines<R> {
@@ -182,7 +195,10 @@ impl<R: BufRead> Iterator for NdjsonLines<R> {
             if !buf.ends_with(b"\n") && buf.len() as u64 >= cap {
                 // Over the limit: drop the rest of the line unread.
                 let _ = self.reader.skip_until(b'\n');
-                return Some(Input { label, bytes: Err(InputError::TooLarge(self.max_bytes + 1)) });
+                return Some(Input {
+                    label,
+                    bytes: Err(InputError::TooLarge(self.max_bytes + 1)),
+                });
             }
             while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 buf.pop();
@@ -191,9 +207,15 @@ impl<R: BufRead> Iterator for NdjsonLines<R> {
                 continue;
             }
             if buf.len() as u64 > self.max_bytes {
-                return Some(Input { label, bytes: Err(InputError::TooLarge(buf.len() as u64)) });
+                return Some(Input {
+                    label,
+                    bytes: Err(InputError::TooLarge(buf.len() as u64)),
+                });
             }
-            return Some(Input { label, bytes: Ok(buf) });
+            return Some(Input {
+                label,
+                bytes: Ok(buf),
+            });
         }
     }
 }
