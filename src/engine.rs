@@ -102,6 +102,7 @@ pub struct Engine {
     jobs: Arc<Semaphore>,
     per_handler: HashMap<String, Arc<Semaphore>>,
     shutdown: Option<watch::Receiver<bool>>,
+    stop_starting: Option<watch::Receiver<bool>>,
 }
 
 impl Engine {
@@ -133,6 +134,7 @@ impl Engine {
             jobs: Arc::new(Semaphore::new(jobs.max(1))),
             per_handler,
             shutdown: None,
+            stop_starting: None,
         }
     }
 
@@ -140,6 +142,14 @@ impl Engine {
     /// nothing at all: their events stay where recovery finds them.
     pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Engine {
         self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// Once `stop` turns true, a pair that has not started yet (waiting for a
+    /// job slot, say) does not start: it ends interrupted, recording nothing,
+    /// and its event stays where recovery finds it.
+    pub fn with_stop_starting(mut self, stop: watch::Receiver<bool>) -> Engine {
+        self.stop_starting = Some(stop);
         self
     }
 
@@ -203,6 +213,12 @@ impl Engine {
             .await
             .expect("semaphore never closes");
 
+        if self.stop_starting.as_ref().is_some_and(|s| *s.borrow()) {
+            let mut o = PairOutcome::new(handler_name, RunResult::Failed);
+            o.interrupted = true;
+            o.error = Some("not started: autod is stopping".into());
+            return o;
+        }
         let state = self.state.clone();
         let (id, name) = (event.id().to_owned(), handler_name.to_owned());
         let lock = tokio::task::spawn_blocking(move || state.lock_pair(&id, &name))

@@ -81,7 +81,14 @@ impl Daemon {
     }
 
     fn build(&self, config: Config) -> Result<Generation> {
-        build(&self.root, &self.state, self.jobs, &self.killing, config)
+        build(
+            &self.root,
+            &self.state,
+            self.jobs,
+            &self.stopping,
+            &self.killing,
+            config,
+        )
     }
 }
 
@@ -89,13 +96,15 @@ fn build(
     root: &std::path::Path,
     state: &StateDir,
     jobs: usize,
+    stopping: &flag::Sender<bool>,
     killing: &flag::Sender<bool>,
     config: Config,
 ) -> Result<Generation> {
     let intake = Intake::new(root, &config)?;
     let log = RunLog::new(state.log_dir(), config.log.clone());
     let engine = Engine::new(root.to_owned(), &config, state.clone(), log, jobs)
-        .with_shutdown(killing.subscribe());
+        .with_shutdown(killing.subscribe())
+        .with_stop_starting(stopping.subscribe());
     Ok(Generation {
         config,
         engine: Arc::new(engine),
@@ -170,6 +179,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
         &project.root,
         &project.state,
         options.jobs,
+        &stopping,
         &killing,
         project.config,
     )?;

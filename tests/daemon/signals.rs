@@ -176,7 +176,6 @@ fn sigterm_starts_no_event_waiting_behind_its_key() {
 }
 
 #[test]
-#[ignore = "engine.rs starts pairs queued for a --jobs slot after SIGTERM; see the daemon tests' report"]
 fn sigterm_starts_no_event_waiting_for_a_job_slot() {
     let p = slow_project();
     queue(&p, &["e1", "e2", "e3"], None);
