@@ -42,10 +42,14 @@ pub async fn run(daemon: Arc<Daemon>) {
         }
         Err(e) => tracing::error!("cannot recover processing/: {e}"),
     }
+    let mut watch: Option<(notify::RecommendedWatcher, u64)> = None;
     loop {
         if *stopping.borrow() {
             return;
         }
+        // The inbox folder may have been deleted (and recreated by `autod send`)
+        // under us; a watch on the old folder would never fire again.
+        watch = rewatch(&daemon, watch);
         match daemon.state.inbox_claim() {
             Ok(batch) => {
                 if batch.skipped > 0 {
@@ -57,9 +61,41 @@ pub async fn run(daemon: Arc<Daemon>) {
             }
             Err(e) => tracing::error!("cannot claim from the inbox: {e}"),
         }
+        // Without a working watch, look again every few seconds rather than never.
+        let fallback = if watch.is_some() {
+            None
+        } else {
+            Some(std::time::Duration::from_secs(5))
+        };
         tokio::select! {
             () = daemon.inbox_wake.notified() => {}
+            () = super::retry::sleep_or_forever(fallback) => {}
             () = super::stopped(&mut stopping) => return,
+        }
+    }
+}
+
+/// Keeps the watch on the inbox folder that exists now: a new one when the
+/// folder was replaced (its inode changed) or the last attempt failed.
+fn rewatch(
+    daemon: &Arc<Daemon>,
+    current: Option<(notify::RecommendedWatcher, u64)>,
+) -> Option<(notify::RecommendedWatcher, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = |d: &Arc<Daemon>| std::fs::metadata(d.state.inbox_dir()).ok().map(|m| m.ino());
+    match (current, inode(daemon)) {
+        (Some((w, ino)), Some(now)) if ino == now => Some((w, ino)),
+        (previous, _) => {
+            if previous.is_some() {
+                tracing::warn!("the inbox folder was replaced; watching the new one");
+            }
+            match watch_inbox(daemon) {
+                Ok(w) => inode(daemon).map(|ino| (w, ino)),
+                Err(e) => {
+                    tracing::error!("cannot watch the inbox: {e:#}; looking every 5s instead");
+                    None
+                }
+            }
         }
     }
 }

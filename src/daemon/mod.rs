@@ -38,8 +38,8 @@ use crate::exit::Code;
 use crate::intake::Intake;
 use crate::log::RunLog;
 use crate::project::Project;
-use crate::state::StateDir;
 use crate::state::daemon_lock::{Acquire, DaemonLock};
+use crate::state::{StateDir, atomic};
 
 pub struct Options {
     pub jobs: usize,
@@ -152,7 +152,17 @@ impl Drop for InFlightGuard {
 }
 
 pub fn run(project: Project, options: Options) -> Result<Code> {
-    let lock = match project.state.daemon_lock()? {
+    // A daemon killed a moment ago can hold the lock a little longer through a
+    // child caught between fork and exec: give it a second before refusing.
+    let mut acquired = project.state.daemon_lock()?;
+    for _ in 0..10 {
+        if matches!(acquired, Acquire::Acquired(_)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        acquired = project.state.daemon_lock()?;
+    }
+    let lock = match acquired {
         Acquire::Acquired(lock) => lock,
         Acquire::Held(info) => {
             let who = info.map_or_else(
@@ -200,11 +210,14 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
 
-    let _inbox_watcher = inbox::watch_inbox(&daemon)?;
     let _dead_watcher = retry::watch_dead(&daemon)?;
     let inbox_task = tokio::spawn(inbox::run(Arc::clone(&daemon)));
     let retry_task = tokio::spawn(retry::run(Arc::clone(&daemon)));
     let mut sources = Sources::start(&daemon);
+    let swept = atomic::sweep_temp_files(daemon.state.path(), &daemon.state.inbox_dir());
+    if swept > 0 {
+        tracing::info!("removed {swept} temp files left by writers that were killed mid-write");
+    }
     daemon.state.daemon_announce(lock)?;
     let g = daemon.generation();
     tracing::info!(

@@ -88,7 +88,7 @@ pub async fn run(daemon: Arc<Daemon>) {
     }
 }
 
-async fn sleep_or_forever(wait: Option<Duration>) {
+pub(super) async fn sleep_or_forever(wait: Option<Duration>) {
     match wait {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,

@@ -55,6 +55,45 @@ fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     result
 }
 
+/// Removes the temp files that writers killed mid-write left behind under
+/// `dir`: `.NAME.PID.HEX.tmp` whose PID no longer runs. Files directly in `spare`
+/// (a folder people write into, like the inbox) are never touched. Returns how
+/// many were removed.
+pub fn sweep_temp_files(dir: &Path, spare: &Path) -> usize {
+    let mut removed = 0;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => removed += sweep_temp_files(&path, spare),
+            Ok(t) if t.is_file() && dir != spare => {
+                let name = entry.file_name();
+                if let Some(pid) = name.to_str().and_then(temp_file_pid)
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+                    && fs::remove_file(&path).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    removed
+}
+
+/// The writer's pid in a temp file name made by [`replace`].
+fn temp_file_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = rest.rsplitn(3, '.');
+    let hex = parts.next()?;
+    let pid = parts.next()?;
+    parts.next()?;
+    u64::from_str_radix(hex, 16).ok()?;
+    pid.parse().ok()
+}
+
 /// Opens (creating if needed) a private file used only for its flock.
 pub fn lock_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
@@ -169,6 +208,24 @@ mod tests {
         );
         // No temp files left behind.
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sweeps_only_dead_writers_temp_files() {
+        let d = tempfile::tempdir().unwrap();
+        let dead = d.path().join(".x.json.999999999.ab12.tmp");
+        let alive = d
+            .path()
+            .join(format!(".y.json.{}.ab12.tmp", std::process::id()));
+        let user = d.path().join("note.json.tmp");
+        for p in [&dead, &alive, &user] {
+            fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(sweep_temp_files(d.path(), Path::new("/nonexistent")), 1);
+        let spared = d.path().join(".z.json.999999999.ab12.tmp");
+        fs::write(&spared, b"x").unwrap();
+        assert_eq!(sweep_temp_files(d.path(), d.path()), 0);
+        assert!(!dead.exists() && alive.exists() && user.exists());
     }
 
     #[test]
