@@ -24,9 +24,10 @@
 //!
 //! # Guarantees
 //!
-//! - Nothing accepted is lost: an event is archived (fsync'd) before any handler
-//!   runs, and a pair's outcome is on disk (done marker or dead letter) before the
-//!   command reports it.
+//! - Nothing accepted is lost: an accepted event is durable before any handler
+//!   runs (the caller's file for `dispatch`, the inbox/processing file for the
+//!   daemon), and a pair's outcome is on disk (done marker or dead letter) before
+//!   the command reports it or the daemon lets the event go.
 //! - A pair that succeeded never runs again for the same eventId, even across
 //!   processes: pairs are serialized by an flock and checked under it.
 //! - Nothing in an event chooses what runs or where a file goes: handlers are
