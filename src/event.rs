@@ -178,6 +178,62 @@ pub fn check_ids(obj: &Map<String, Value>) -> Vec<Violation> {
     problems
 }
 
+/// The built-in envelope (`src/envelope.schema.json`) in code, for projects
+/// without a `schemas/event.json`. The id fields are [`check_ids`]'s.
+pub fn check_envelope(obj: &Map<String, Value>) -> Vec<Violation> {
+    let mut problems = Vec::new();
+    for field in ["source", "payload"] {
+        if !obj.contains_key(field) {
+            problems.push(Violation::new(
+                "",
+                "required",
+                format!("{field:?} is a required property"),
+            ));
+        }
+    }
+    for field in ["source", "key"] {
+        match obj.get(field) {
+            None => {}
+            Some(Value::String(s)) => {
+                let chars = s.chars().count();
+                if chars == 0 {
+                    problems.push(Violation::new(
+                        format!("/{field}"),
+                        "minLength",
+                        format!("{s:?} is shorter than 1 character"),
+                    ));
+                } else if chars > 256 {
+                    problems.push(Violation::new(
+                        format!("/{field}"),
+                        "maxLength",
+                        format!("{field} is longer than 256 characters"),
+                    ));
+                }
+            }
+            Some(other) => problems.push(Violation::new(
+                format!("/{field}"),
+                "type",
+                format!("{other} is not of type \"string\""),
+            )),
+        }
+    }
+    match obj.get("ts") {
+        None => {}
+        Some(Value::String(s)) if crate::time::parse(s).is_some() => {}
+        Some(Value::String(s)) => problems.push(Violation::new(
+            "/ts",
+            "format",
+            format!("{s:?} is not a \"date-time\" (RFC 3339, e.g. 2026-11-24T09:00:00Z)"),
+        )),
+        Some(other) => problems.push(Violation::new(
+            "/ts",
+            "type",
+            format!("{other} is not of type \"string\""),
+        )),
+    }
+    problems
+}
+
 /// A validated, normalized event. Only `schema.rs` (and trusted state files)
 /// construct one.
 #[derive(Debug, Clone, PartialEq)]
