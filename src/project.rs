@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config, ConfigError};
+use crate::engine::Engine;
 use crate::log::RunLog;
 use crate::state::StateDir;
 
@@ -46,6 +47,17 @@ impl Project {
 
     pub fn run_log(&self) -> RunLog {
         RunLog::new(self.state.log_dir(), self.config.log.clone())
+    }
+
+    /// The engine that runs this project's pairs, `jobs` at a time.
+    pub fn engine(&self, jobs: usize) -> Engine {
+        Engine::new(
+            self.root.clone(),
+            &self.config,
+            self.state.clone(),
+            self.run_log(),
+            jobs,
+        )
     }
 }
 

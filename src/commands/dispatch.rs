@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use crate::cli::{DispatchArgs, GlobalArgs};
-use crate::engine::{Engine, Mode, PairOutcome};
+use crate::engine::{Mode, PairOutcome};
 use crate::event::Event;
 use crate::exit::Code;
 use crate::intake::{self, Admitted, InputError, Intake};
@@ -40,13 +40,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
     let mut intake = Intake::new(&project.root, &project.config)?;
     let inputs = intake::read_inputs(&args.files, max_bytes)?;
     let log = project.run_log();
-    let engine = Arc::new(Engine::new(
-        project.root.clone(),
-        &project.config,
-        project.state.clone(),
-        log.clone(),
-        crate::cli::jobs(args.jobs),
-    ));
+    let engine = Arc::new(project.engine(crate::cli::jobs(args.jobs)));
     if !args.dry_run {
         project
             .state

@@ -6,7 +6,6 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, RetryArgs};
-use crate::engine::Engine;
 use crate::event::Event;
 use crate::exit::Code;
 use crate::output;
@@ -78,13 +77,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
         return Ok(code);
     }
 
-    let engine = Arc::new(Engine::new(
-        project.root.clone(),
-        &project.config,
-        project.state.clone(),
-        project.run_log(),
-        crate::cli::jobs(args.jobs),
-    ));
+    let engine = Arc::new(project.engine(crate::cli::jobs(args.jobs)));
     let rt = super::runtime()?;
     let results = rt.block_on(async {
         let mut tasks = Vec::new();
