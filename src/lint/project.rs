@@ -1,7 +1,8 @@
 //! autod.toml checks: parse errors and unknown keys (with their line), handler
 //! commands that are missing or not executable, `on` patterns that match no
-//! known eventType, eventTypes with no handler, schedules whose cron expression
-//! does not parse, watches whose folder does not exist.
+//! known eventType, eventTypes with no handler, watches whose folder does not
+//! exist. A schedule whose cron expression or timezone does not parse fails the
+//! config itself, so it arrives here as a `config` finding with its line.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -51,27 +52,6 @@ pub fn check_config(lint: &mut Lint, root: &Path) -> Option<Config> {
                 format!("handler {:?}: {why}", h.name),
             )
             .at(line, None);
-        }
-    }
-    for s in &config.schedules {
-        let line = config::line_of(&text, &format!("name = \"{}\"", s.name));
-        if let Err(e) = crate::cron::CronExpr::parse(&s.cron) {
-            lint.error(
-                &path,
-                "schedule-cron",
-                format!("schedule {:?}: {e}", s.name),
-            )
-            .at(line, None);
-        }
-        if let Some(tz) = &s.timezone
-            && tz.parse::<chrono_tz::Tz>().is_err()
-        {
-            lint.error(
-                    &path,
-                    "schedule-timezone",
-                    format!("schedule {:?}: unknown timezone {tz:?} (use an IANA name like \"Europe/Berlin\")", s.name),
-                )
-                .at(line, None);
         }
     }
     for w in &config.watches {
