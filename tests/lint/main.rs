@@ -39,7 +39,15 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false
 }"#;
 
+/// The clean project's handler table; tests append what they break.
+const NOTIFY: &str = "[handlers.notify]\non = [\"job.*\"]\nowner = \"me\"\noutput = \"a line\"\n";
+
 impl Project {
+    /// Writes autod.toml as the clean project's, plus `extra`.
+    fn config_with(&self, extra: &str) -> &Project {
+        self.write("autod.toml", &format!("{NOTIFY}{extra}"))
+    }
+
     /// A project that lints clean with --strict: one schema, a valid and an
     /// invalid fixture, one executable handler with owner and output, and the
     /// HANDLERS.md that `handlers doc` writes.
@@ -58,10 +66,7 @@ impl Project {
         );
         p.write("handlers/notify/main.sh", "#!/bin/sh\ncat >/dev/null\n");
         p.chmod("handlers/notify/main.sh", 0o755);
-        p.write(
-            "autod.toml",
-            "[handlers.notify]\non = [\"job.*\"]\nowner = \"me\"\noutput = \"a line\"\n",
-        );
+        p.config_with("");
         let doc = p.autod(&["handlers", "doc"]);
         assert_eq!(doc.code, 0, "{}", doc.stderr);
         p
@@ -352,10 +357,7 @@ fn unreadable_fixture_is_a_finding() {
 #[test]
 fn config_unknown_key_names_key_and_line() {
     let p = Project::clean();
-    p.write(
-        "autod.toml",
-        "[handlers.notify]\non = [\"job.*\"]\nowner = \"me\"\noutput = \"a line\"\ntiemout = \"3s\"\n",
-    );
+    p.config_with("tiemout = \"3s\"\n");
     let f = assert_error(&p.lint(&[]), "config", "autod.toml");
     assert_eq!(f["line"], 5, "{f}");
     assert!(f["message"].as_str().unwrap().contains("tiemout"), "{f}");
@@ -364,10 +366,7 @@ fn config_unknown_key_names_key_and_line() {
 #[test]
 fn handler_command_missing() {
     let p = Project::clean();
-    p.write(
-        "autod.toml",
-        "[handlers.notify]\non = [\"job.*\"]\nowner = \"me\"\noutput = \"a line\"\ncommand = [\"handlers/nope.sh\"]\n",
-    );
+    p.config_with("command = [\"handlers/nope.sh\"]\n");
     let f = assert_error(&p.lint(&[]), "handler-command", "autod.toml");
     assert!(
         f["message"].as_str().unwrap().contains("does not exist"),
@@ -427,9 +426,8 @@ fn shared_schemas_that_are_only_referenced_need_no_handler() {
 #[test]
 fn bad_cron_expression() {
     let p = Project::clean();
-    p.write(
-        "autod.toml",
-        "[handlers.notify]\non = [\"job.*\"]\nowner = \"me\"\noutput = \"a line\"\n\n[[schedules]]\nname = \"nightly\"\ncron = \"0 25 * * *\"\nevent_type = \"job.done\"\n",
+    p.config_with(
+        "\n[[schedules]]\nname = \"nightly\"\ncron = \"0 25 * * *\"\nevent_type = \"job.done\"\n",
     );
     let f = assert_error(&p.lint(&[]), "config", "autod.toml");
     assert!(f["message"].as_str().unwrap().contains("nightly"), "{f}");
@@ -439,9 +437,8 @@ fn bad_cron_expression() {
 #[test]
 fn watch_folder_missing_is_a_warning() {
     let p = Project::clean();
-    p.write(
-        "autod.toml",
-        "[handlers.notify]\non = [\"job.*\"]\nowner = \"me\"\noutput = \"a line\"\n\n[[watches]]\nname = \"drop\"\npath = \"no-such-folder\"\nevent_type = \"job.done\"\n",
+    p.config_with(
+        "\n[[watches]]\nname = \"drop\"\npath = \"no-such-folder\"\nevent_type = \"job.done\"\n",
     );
     let run = p.lint(&[]);
     assert_eq!(run.code, 0, "{}", run.stdout);
