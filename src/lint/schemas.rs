@@ -48,8 +48,7 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
             continue;
         }
         if let Err(e) = schema::compile(&dir, &rel, &value, path) {
-            let rule = if e.message.contains("$ref") || e.message.to_lowercase().contains("resolv")
-            {
+            let rule = if is_ref_error(&e.message) {
                 "schema-ref"
             } else {
                 "schema-invalid"
@@ -61,6 +60,23 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
         *is_lib = referenced.contains(&format!("{t}.json"));
     }
     known
+}
+
+/// Whether a compile error is a `$ref` that does not resolve: a missing file
+/// (`Resource '…'`), pointer (`Pointer '…' does not exist`) or anchor, or a
+/// reference that is not a valid URI. The messages are the `referencing` crate's.
+fn is_ref_error(message: &str) -> bool {
+    message.contains("$ref")
+        || message.to_lowercase().contains("resolv")
+        || [
+            "Resource '",
+            "Pointer '",
+            "pointer '",
+            "Anchor '",
+            "Invalid URI",
+        ]
+        .iter()
+        .any(|m| message.contains(m))
 }
 
 /// Reads and parses a JSON file, turning every failure into a finding.
