@@ -90,9 +90,11 @@ impl Lint {
 }
 
 impl Finding {
+    /// Locates the finding. Lines and columns are 1-based; serde_json reports
+    /// column 0 for an error right after a newline, which is column 1 of that line.
     fn at(&mut self, line: Option<usize>, column: Option<usize>) {
         self.line = line;
-        self.column = column;
+        self.column = column.map(|c| c.max(1));
     }
 }
 
