@@ -51,7 +51,11 @@ pub fn check(
     )
     .map_err(|_| format!("--against {rev}: not a git revision here"))?;
     let tree = format!("{rev}:{prefix}schemas");
-    let old_files: Vec<String> = match git(root, &["ls-tree", "--name-only", &tree]) {
+    // Without --full-tree, ls-tree run in a subfolder of the repository (a project
+    // that is not at its top) lists only entries under that subfolder's path
+    // *inside* the tree named, which is nothing.
+    let old_files: Vec<String> = match git(root, &["ls-tree", "--full-tree", "--name-only", &tree])
+    {
         Ok(list) => list
             .lines()
             .filter(|f| f.ends_with(".json"))
