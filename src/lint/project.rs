@@ -13,6 +13,14 @@ use crate::config::{self, Config, ConfigError, HandlerCommand};
 pub fn check_config(lint: &mut Lint, root: &Path) -> Option<Config> {
     let path = root.join(config::FILE_NAME);
     let text = std::fs::read_to_string(&path).unwrap_or_default();
+    // The loader treats a missing autod.toml as an empty config; an autod.toml
+    // that is there but cannot be followed (a dangling symlink) is not missing.
+    if path.is_symlink()
+        && let Err(e) = std::fs::metadata(&path)
+    {
+        lint.error(&path, "unreadable", format!("cannot read: {e}"));
+        return None;
+    }
     let config = match Config::load(root) {
         Ok(c) => c,
         Err(ConfigError::Read { path, source }) => {
