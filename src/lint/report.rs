@@ -30,7 +30,22 @@ fn text(f: &Finding) -> String {
         Severity::Error => "error",
         Severity::Warning => "warning",
     };
-    format!("{loc}: {sev}: {} [{}]", f.message, f.rule)
+    format!("{loc}: {sev}: {} [{}]", one_line(&f.message), f.rule)
+}
+
+/// A message on one line, so each text finding is one line (grep, editors). Some
+/// messages quote their input over several lines (a cron parser's caret under
+/// the bad field); the caret lines mean nothing once joined and are dropped.
+fn one_line(message: &str) -> String {
+    if !message.contains('\n') {
+        return message.to_owned();
+    }
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == '~'))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `::error file=F,line=L,col=C,title=T::message`, escaped as the runner expects.
