@@ -1,0 +1,219 @@
+//! autod.toml: unknown keys, handler commands, routes, schedules, watches.
+
+use crate::common::{Project, SCHEMA, assert_error, assert_warning};
+
+#[test]
+fn config_unknown_key_names_key_and_line() {
+    let p = Project::clean();
+    p.config_with("tiemout = \"3s\"\n");
+    let f = assert_error(&p.lint(&[]), "config", "autod.toml");
+    assert_eq!(f["line"], 5, "{f}");
+    assert!(f["message"].as_str().unwrap().contains("tiemout"), "{f}");
+    assert!(
+        p.annotation("config")
+            .starts_with("::error file=autod.toml,line=5,title=autod lint (config)::"),
+        "{}",
+        p.annotation("config")
+    );
+}
+
+#[test]
+fn config_unknown_table_names_its_line() {
+    let p = Project::clean();
+    p.config_with("\n[bogus]\nx = 1\n");
+    let f = assert_error(&p.lint(&[]), "config", "autod.toml");
+    assert_eq!(f["line"], 6, "{f}");
+    assert!(f["message"].as_str().unwrap().contains("bogus"), "{f}");
+}
+
+#[test]
+fn config_that_is_not_toml() {
+    let p = Project::clean();
+    p.config_with("on = [\n");
+    let f = assert_error(&p.lint(&[]), "config", "autod.toml");
+    assert!(f["line"].as_u64().is_some(), "{f}");
+}
+
+/// Was no finding: the config loader reads a missing autod.toml as an empty
+/// config, and a dangling symlink looked missing, so lint went on with no handlers.
+#[test]
+fn unreadable_config_is_a_finding() {
+    let p = Project::clean();
+    p.dangling("autod.toml");
+    let run = p.lint(&[]);
+    let f = assert_error(&run, "unreadable", "autod.toml");
+    assert!(
+        f["message"].as_str().unwrap().contains("cannot read"),
+        "{f}"
+    );
+}
+
+#[test]
+fn handler_command_missing() {
+    let p = Project::clean();
+    p.config_with("command = [\"handlers/nope.sh\"]\n");
+    let f = assert_error(&p.lint(&[]), "handler-command", "autod.toml");
+    assert!(
+        f["message"].as_str().unwrap().contains("does not exist"),
+        "{f}"
+    );
+    assert_eq!(f["line"], 1, "{f}");
+    assert!(
+        p.annotation("handler-command").starts_with(
+            "::error file=autod.toml,line=1,title=autod lint (handler-command)::handler \"notify\""
+        ),
+        "{}",
+        p.annotation("handler-command")
+    );
+}
+
+#[test]
+fn handler_command_not_on_path() {
+    let p = Project::clean();
+    p.config_with("command = [\"no-such-program-anywhere\"]\n");
+    let f = assert_error(&p.lint(&[]), "handler-command", "autod.toml");
+    assert!(f["message"].as_str().unwrap().contains("PATH"), "{f}");
+}
+
+#[test]
+fn handler_not_executable() {
+    let p = Project::clean();
+    p.chmod("handlers/notify/main.sh", 0o644);
+    let f = assert_error(&p.lint(&[]), "handler-command", "autod.toml");
+    assert!(f["message"].as_str().unwrap().contains("chmod +x"), "{f}");
+}
+
+#[test]
+fn pattern_matching_no_event_type_is_a_warning_and_strict_fails() {
+    let p = Project::clean();
+    p.write(
+        "autod.toml",
+        "[handlers.notify]\non = [\"job.*\", \"nothing.here\"]\nowner = \"me\"\noutput = \"a line\"\n",
+    );
+    p.handlers_doc();
+    let f = assert_warning(&p, "route-unknown", "autod.toml");
+    assert_eq!(f["line"], 1, "{f}");
+    assert!(
+        f["message"].as_str().unwrap().contains("nothing.here"),
+        "{f}"
+    );
+    assert!(
+        p.annotation("route-unknown")
+            .starts_with("::warning file=autod.toml,line=1,title=autod lint (route-unknown)::"),
+        "{}",
+        p.annotation("route-unknown")
+    );
+}
+
+#[test]
+fn schema_without_handler_is_a_warning() {
+    let p = Project::clean();
+    p.write("schemas/orphan.ev.json", SCHEMA);
+    let f = assert_warning(&p, "unhandled", "schemas/orphan.ev.json");
+    assert!(f["message"].as_str().unwrap().contains("orphan.ev"), "{f}");
+}
+
+const NIGHTLY: &str = "\n[[schedules]]\nname = \"nightly\"\n";
+
+#[test]
+fn bad_cron_expression() {
+    let p = Project::clean();
+    p.config_with(&format!(
+        "{NIGHTLY}cron = \"0 25 * * *\"\nevent_type = \"job.done\"\n"
+    ));
+    let f = assert_error(&p.lint(&[]), "config", "autod.toml");
+    assert!(f["message"].as_str().unwrap().contains("nightly"), "{f}");
+    assert_eq!(f["line"], 7, "{f}");
+}
+
+/// The cron parser's message spans three lines (the expression, a caret, the
+/// reason); a text finding is one `path:line: error: message [rule]` line.
+#[test]
+fn bad_cron_is_one_text_line() {
+    let p = Project::clean();
+    p.config_with(&format!(
+        "{NIGHTLY}cron = \"0 25 * * *\"\nevent_type = \"job.done\"\n"
+    ));
+    let run = p.autod(&["lint"]);
+    assert_eq!(run.code, 1);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stdout);
+    assert!(
+        lines[0].starts_with("autod.toml:7: error: schedule \"nightly\""),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].ends_with(" [config]"), "{}", lines[0]);
+    assert!(lines[0].contains("25"), "{}", lines[0]);
+}
+
+#[test]
+fn cron_with_the_wrong_number_of_fields() {
+    let p = Project::clean();
+    p.config_with(&format!(
+        "{NIGHTLY}cron = \"daily\"\nevent_type = \"job.done\"\n"
+    ));
+    let f = assert_error(&p.lint(&[]), "config", "autod.toml");
+    assert_eq!(f["line"], 7, "{f}");
+}
+
+#[test]
+fn unknown_schedule_timezone() {
+    let p = Project::clean();
+    p.config_with(&format!(
+        "{NIGHTLY}cron = \"0 2 * * *\"\ntimezone = \"Mars/Olympus\"\nevent_type = \"job.done\"\n"
+    ));
+    let f = assert_error(&p.lint(&[]), "config", "autod.toml");
+    assert!(
+        f["message"].as_str().unwrap().contains("Mars/Olympus"),
+        "{f}"
+    );
+}
+
+#[test]
+fn good_schedule_is_clean() {
+    let p = Project::clean();
+    p.config_with(&format!(
+        "{NIGHTLY}cron = \"0 2 * * *\"\ntimezone = \"Europe/Berlin\"\nevent_type = \"job.done\"\n"
+    ));
+    let run = p.autod(&["lint", "--strict"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn schedule_for_an_event_type_without_schema_is_a_warning() {
+    let p = Project::clean();
+    p.config_with(&format!(
+        "{NIGHTLY}cron = \"0 2 * * *\"\nevent_type = \"job.gone\"\n"
+    ));
+    let f = assert_warning(&p, "schedule-type", "autod.toml");
+    assert_eq!(f["line"], 7, "{f}");
+}
+
+#[test]
+fn watch_folder_missing_is_a_warning() {
+    let p = Project::clean();
+    p.config_with(
+        "\n[[watches]]\nname = \"drop\"\npath = \"no-such-folder\"\nevent_type = \"job.done\"\n",
+    );
+    let f = assert_warning(&p, "watch-path", "autod.toml");
+    assert_eq!(f["line"], 7, "{f}");
+    assert!(
+        p.annotation("watch-path").starts_with(
+            "::warning file=autod.toml,line=7,title=autod lint (watch-path)::watch \"drop\""
+        ),
+        "{}",
+        p.annotation("watch-path")
+    );
+}
+
+#[test]
+fn watch_folder_that_exists_is_clean() {
+    let p = Project::clean();
+    std::fs::create_dir(p.path("inbox-drop")).unwrap();
+    p.config_with(
+        "\n[[watches]]\nname = \"drop\"\npath = \"inbox-drop\"\nevent_type = \"job.done\"\n",
+    );
+    let run = p.autod(&["lint", "--strict"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+}
