@@ -34,7 +34,10 @@ pub enum Severity {
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub severity: Severity,
-    /// Relative to the project root.
+    /// Relative to the project root. A name that is not UTF-8 is written with
+    /// U+FFFD in its place: the finding still says which file, and `--format
+    /// json` does not fail on it.
+    #[serde(serialize_with = "lossy_path")]
     pub file: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
@@ -42,6 +45,10 @@ pub struct Finding {
     pub column: Option<usize>,
     pub rule: &'static str,
     pub message: String,
+}
+
+fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }
 
 /// What lint found, and what it knows about the project for later checks.
