@@ -190,3 +190,28 @@ fn unreadable_invalid_fixture_is_a_finding() {
         "fixtures/invalid/job.done/x.json",
     );
 }
+
+/// Was a panic in `--format json` ("path contains invalid UTF-8 characters"):
+/// a finding's file name is written lossily, in every format.
+#[test]
+fn fixture_whose_name_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::clean();
+    let name = std::ffi::OsStr::from_bytes(b"fixtures/job.done/\xff.json");
+    std::fs::write(p.dir.path().join(name), "<not json>").unwrap();
+    let f = assert_error(
+        &p.lint(&[]),
+        "fixture-invalid",
+        "fixtures/job.done/\u{fffd}.json",
+    );
+    assert_eq!(f["line"], 1, "{f}");
+    for format in ["text", "github"] {
+        let run = p.autod(&["lint", "--format", format]);
+        assert_eq!(run.code, 1, "{format}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("\u{fffd}.json"),
+            "{format}: {}",
+            run.stdout
+        );
+    }
+}
