@@ -47,7 +47,7 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
             );
             continue;
         }
-        if let Err(e) = schema::compile(&dir, &rel, &value, path) {
+        if let Err(e) = schema::compile(&dir, &uri_path(&rel), &value, path) {
             let rule = if is_ref_error(&e.message) {
                 "schema-ref"
             } else {
@@ -60,6 +60,21 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
         *is_lib = referenced.contains(&format!("{t}.json"));
     }
     known
+}
+
+/// `rel` as the path of a URI, percent-encoded: the schema's file name becomes
+/// its base URI, and a name such as `common types.json` is not a valid one as
+/// it stands. `$ref`s are percent-decoded when they are looked up.
+fn uri_path(rel: &str) -> String {
+    let mut out = String::with_capacity(rel.len());
+    for b in rel.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Whether a compile error is a `$ref` that does not resolve: a missing file

@@ -268,3 +268,26 @@ fn shared_schemas_that_are_only_referenced_need_no_handler() {
     let run = p.autod(&["lint", "--strict"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }
+
+/// Was `schema-ref` "Invalid URI reference": a file name became the schema's
+/// base URI without percent-encoding.
+#[test]
+fn shared_schema_whose_name_has_a_space() {
+    let p = Project::clean();
+    p.write("schemas/common types.json", r#"{"type": "string"}"#);
+    p.write(
+        "schemas/job.done.json",
+        r#"{"type":"object","required":["name"],"properties":{"name":{"$ref":"common%20types.json"}}}"#,
+    );
+    let run = p.autod(&["lint", "--strict"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn shared_schema_in_a_subfolder_whose_name_has_a_space() {
+    let p = Project::clean();
+    p.write("schemas/shared lib/name.json", r#"{"type": "string"}"#);
+    p.write("schemas/shared lib/uses.json", r#"{"$ref": "name.json"}"#);
+    let run = p.autod(&["lint", "--strict"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+}
