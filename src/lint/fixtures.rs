@@ -132,7 +132,9 @@ fn type_folders(lint: &mut Lint, base: &Path, skip_invalid: bool) -> Vec<(String
     let mut out: Vec<(String, PathBuf)> = entries
         .flatten()
         .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().into_string().ok().map(|n| (n, e.path())))
+        // A name that is not UTF-8 is no eventType, and says so as
+        // fixture-no-schema rather than being skipped unchecked.
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
         .filter(|(n, _)| {
             let hidden = n.starts_with('.');
             let invalid_folder = skip_invalid && n == "invalid";

@@ -215,3 +215,21 @@ fn fixture_whose_name_is_not_utf8() {
         );
     }
 }
+
+/// Was silently skipped, its fixtures never checked.
+#[test]
+fn fixture_folder_whose_name_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::clean();
+    let dir = p
+        .dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"fixtures/job\xff.done"));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("a.json"), event("job.done", json!({"name": "a"}))).unwrap();
+    assert_error(
+        &p.lint(&[]),
+        "fixture-no-schema",
+        "fixtures/job\u{fffd}.done",
+    );
+}
