@@ -40,23 +40,35 @@ pub fn table(config: &Config) -> String {
 pub fn render(config: &Config, existing: Option<&str>) -> String {
     let table = table(config);
     match existing {
-        Some(text) => match (text.find(BEGIN), text.find(END)) {
-            (Some(b), Some(e)) if b < e => {
-                format!("{}{table}{}", &text[..b], &text[e + END.len()..])
+        Some(text) => {
+            match marker_line(text, BEGIN, 0).and_then(|b| Some((b, marker_line(text, END, b)?))) {
+                Some((b, e)) => {
+                    format!("{}{table}{}", &text[..b], &text[e + END.len()..])
+                }
+                None => {
+                    let sep = if text.ends_with('\n') || text.is_empty() {
+                        ""
+                    } else {
+                        "\n"
+                    };
+                    format!("{text}{sep}\n{table}\n")
+                }
             }
-            _ => {
-                let sep = if text.ends_with('\n') || text.is_empty() {
-                    ""
-                } else {
-                    "\n"
-                };
-                format!("{text}{sep}\n{table}\n")
-            }
-        },
+        }
         None => format!(
             "# Handlers\n\nWhat runs in this project, for which events, who owns it and what it produces.\nThe table is generated from autod.toml by `autod handlers doc`; edit the config, not the table.\n\n{table}\n"
         ),
     }
+}
+
+/// Where `marker` starts a line, at or after `from`. Prose that mentions a
+/// marker mid-line is not the table; an end marker counts only after the begin
+/// marker, or `handlers doc` would append a new table on every run.
+fn marker_line(text: &str, marker: &str, from: usize) -> Option<usize> {
+    text[from..]
+        .match_indices(marker)
+        .map(|(i, _)| from + i)
+        .find(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
 }
 
 pub fn check(lint: &mut Lint, root: &Path, config: &Config) {

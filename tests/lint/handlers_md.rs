@@ -168,3 +168,45 @@ fn handler_with_an_empty_owner() {
     p.handlers_doc();
     assert_error(&p.lint(&[]), "handler-doc", "autod.toml");
 }
+
+/// Was a new table appended on every `handlers doc` run (and lint never clean):
+/// prose naming the end marker before the table made the end come "before" the
+/// begin.
+#[test]
+fn prose_that_mentions_the_markers_is_not_the_table() {
+    let p = Project::clean();
+    let doc = p.read("HANDLERS.md");
+    let table_start = doc.find("<!-- autod:handlers:begin -->").unwrap();
+    let prose = "# Handlers\n\nThe table between `<!-- autod:handlers:begin -->` and \
+                 `<!-- autod:handlers:end -->` is generated.\n\n";
+    p.write("HANDLERS.md", &format!("{prose}{}", &doc[table_start..]));
+    let run = p.autod(&["lint", "--strict"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    p.write(
+        "autod.toml",
+        "[handlers.notify]\non = [\"job.*\"]\nowner = \"me\"\noutput = \"two lines\"\n",
+    );
+    p.handlers_doc();
+    let once = p.read("HANDLERS.md");
+    p.handlers_doc();
+    assert_eq!(p.read("HANDLERS.md"), once, "handlers doc is idempotent");
+    assert!(once.starts_with(prose), "{once}");
+    assert_eq!(once.matches("| `notify` |").count(), 1, "{once}");
+    assert!(once.contains("| two lines |"), "{once}");
+    assert_eq!(p.autod(&["lint", "--strict"]).code, 0);
+}
+
+#[test]
+fn stray_end_marker_before_a_table_is_not_the_table() {
+    let p = Project::clean();
+    p.write(
+        "HANDLERS.md",
+        "# Handlers\n\n<!-- autod:handlers:end -->\n\nWords.\n",
+    );
+    p.handlers_doc();
+    let once = p.read("HANDLERS.md");
+    p.handlers_doc();
+    assert_eq!(p.read("HANDLERS.md"), once, "handlers doc is idempotent");
+    assert!(once.contains("Words."), "{once}");
+    assert_eq!(p.autod(&["lint", "--strict"]).code, 0, "{once}");
+}
