@@ -27,6 +27,15 @@ fn config_unknown_table_names_its_line() {
 }
 
 #[test]
+fn config_unknown_key_in_a_watch_names_its_line() {
+    let p = Project::clean();
+    p.config_with("\n[[watches]]\nname = \"drop\"\npath = \".\"\nevnt_type = \"job.done\"\n");
+    let f = assert_error(&p.lint(&[]), "config", "autod.toml");
+    assert_eq!(f["line"], 9, "{f}");
+    assert!(f["message"].as_str().unwrap().contains("evnt_type"), "{f}");
+}
+
+#[test]
 fn config_that_is_not_toml() {
     let p = Project::clean();
     p.config_with("on = [\n");
