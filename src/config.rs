@@ -520,13 +520,8 @@ fn check_sources(
         if let Err(e) = crate::cron::CronExpr::parse(&s.cron) {
             problem(format!("schedule {:?}: {e}", s.name));
         }
-        if let Some(tz) = &s.timezone
-            && tz.parse::<chrono_tz::Tz>().is_err()
-        {
-            problem(format!(
-                "schedule {:?}: unknown timezone {tz:?}; use an IANA name like \"Europe/Berlin\"",
-                s.name
-            ));
+        if let Err(e) = crate::zone::Zone::parse(s.timezone.as_deref()) {
+            problem(format!("schedule {:?}: {e}", s.name));
         }
         if let Some(c) = &s.catch_up
             && !["none", "last", "all"].contains(&c.as_str())

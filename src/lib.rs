@@ -55,6 +55,7 @@ pub mod runner;
 pub mod schema;
 pub mod state;
 pub mod time;
+pub mod zone;
 
 use clap::Parser;
 

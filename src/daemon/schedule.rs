@@ -10,56 +10,34 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use serde_json::{Map, Value, json};
 
 use super::Daemon;
 use crate::config::ScheduleConfig;
 use crate::cron::CronExpr;
 use crate::time::{self, Timestamp};
+use crate::zone::Zone;
 
 pub const MAX_CATCH_UP: usize = 100;
 
-/// The zone a schedule's fields are read in.
-#[derive(Debug, Clone, Copy)]
-pub enum Zone {
-    Local,
-    Named(chrono_tz::Tz),
-}
-
-impl Zone {
-    pub fn parse(name: Option<&str>) -> Result<Zone, String> {
-        match name {
-            None => Ok(Zone::Local),
-            Some(n) => n.parse::<chrono_tz::Tz>().map(Zone::Named).map_err(|_| {
-                format!("unknown timezone {n:?}; use an IANA name like \"Europe/Berlin\"")
-            }),
-        }
-    }
-
-    /// The first fire of `expr` strictly after `t`, read in this zone.
-    pub fn next_after(self, expr: &CronExpr, t: Timestamp) -> Option<Timestamp> {
-        fn next<Z: TimeZone>(expr: &CronExpr, t: DateTime<Z>) -> Option<Timestamp> {
-            expr.next_after(&t).map(|n| n.with_timezone(&Utc))
-        }
-        match self {
-            Zone::Local => next(expr, t.with_timezone(&chrono::Local)),
-            Zone::Named(tz) => next(expr, t.with_timezone(&tz)),
-        }
-    }
+/// The first fire of `expr` strictly after `t`, read in `zone`.
+pub fn next_after(expr: &CronExpr, zone: &Zone, t: Timestamp) -> Option<Timestamp> {
+    expr.next_after(&t.with_timezone(&zone.rules()))
+        .map(|n| n.with_timezone(&Utc))
 }
 
 /// The fires in `(after, until]`, oldest first, at most `cap` of the newest.
 pub fn fires_between(
     expr: &CronExpr,
-    zone: Zone,
+    zone: &Zone,
     after: Timestamp,
     until: Timestamp,
     cap: usize,
 ) -> Vec<Timestamp> {
     let mut out = std::collections::VecDeque::new();
     let mut t = after;
-    while let Some(n) = zone.next_after(expr, t) {
+    while let Some(n) = next_after(expr, zone, t) {
         if n > until {
             break;
         }
@@ -98,7 +76,7 @@ pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
     let now = time::now();
     let mut last = match daemon.state.schedule_last_fire(&s.name) {
         Some(last) => {
-            let missed = fires_between(&expr, zone, last, now, MAX_CATCH_UP);
+            let missed = fires_between(&expr, &zone, last, now, MAX_CATCH_UP);
             let catch_up: &[Timestamp] = match s.catch_up.as_deref().unwrap_or("last") {
                 "none" => &[],
                 "all" => &missed,
@@ -120,7 +98,7 @@ pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
     }
     last = last.max(now);
     loop {
-        let Some(next) = zone.next_after(&expr, last) else {
+        let Some(next) = next_after(&expr, &zone, last) else {
             tracing::info!("{origin}: no more fires");
             return;
         };
@@ -180,19 +158,59 @@ mod tests {
         let berlin = Zone::parse(Some("Europe/Berlin")).unwrap();
         // 09:00 in Berlin in winter is 08:00 UTC.
         assert_eq!(
-            berlin.next_after(&expr, at("2026-11-24T00:00:00Z")),
+            next_after(&expr, &berlin, at("2026-11-24T00:00:00Z")),
             Some(at("2026-11-24T08:00:00Z"))
         );
         assert!(Zone::parse(Some("Mars/Olympus")).is_err());
     }
 
+    /// Daylight saving in Berlin, 2026: 02:00–03:00 does not exist on 29 March
+    /// and happens twice on 25 October.
+    #[test]
+    fn daylight_saving_gap_and_fold() {
+        let berlin = Zone::parse(Some("Europe/Berlin")).unwrap();
+        let expr = CronExpr::parse("30 2 * * *").unwrap();
+        let fires = |from, to| fires_between(&expr, &berlin, at(from), at(to), 100);
+        // The skipped hour has no 02:30: that day has no fire at all.
+        assert_eq!(
+            fires("2026-03-27T12:00:00Z", "2026-03-30T12:00:00Z"),
+            vec![at("2026-03-28T01:30:00Z"), at("2026-03-30T00:30:00Z")]
+        );
+        // The repeated hour fires once, at the first 02:30 (summer time).
+        assert_eq!(
+            fires("2026-10-24T12:00:00Z", "2026-10-26T12:00:00Z"),
+            vec![at("2026-10-25T00:30:00Z"), at("2026-10-26T01:30:00Z")]
+        );
+        let hourly = CronExpr::parse("0 * * * *").unwrap();
+        let n = fires_between(
+            &hourly,
+            &berlin,
+            at("2026-10-24T22:00:00Z"),
+            at("2026-10-25T04:00:00Z"),
+            100,
+        );
+        // Six real hours but five wall-clock hours: 02:00 fires once, in
+        // summer time (00:00Z), not again at 01:00Z.
+        assert_eq!(
+            n,
+            [
+                "2026-10-24T23:00:00Z",
+                "2026-10-25T00:00:00Z",
+                "2026-10-25T02:00:00Z",
+                "2026-10-25T03:00:00Z",
+                "2026-10-25T04:00:00Z"
+            ]
+            .map(at)
+        );
+    }
+
     #[test]
     fn catch_up_is_capped_to_the_newest() {
         let expr = CronExpr::parse("@hourly").unwrap();
-        let z = Zone::Named(chrono_tz::UTC);
+        let z = Zone::utc();
         let f = fires_between(
             &expr,
-            z,
+            &z,
             at("2026-11-24T00:30:00Z"),
             at("2026-11-24T05:00:00Z"),
             2,
@@ -203,7 +221,7 @@ mod tests {
         );
         let all = fires_between(
             &expr,
-            z,
+            &z,
             at("2026-11-24T00:30:00Z"),
             at("2026-11-24T05:00:00Z"),
             100,
