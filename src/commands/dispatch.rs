@@ -40,7 +40,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
     let mut intake = Intake::new(&project.root, &project.config)?;
     let inputs = intake::read_inputs(&args.files, max_bytes)?;
     let log = project.run_log();
-    let engine = Arc::new(project.engine(crate::cli::jobs(args.jobs)));
+    // Asked once: without --jobs it reads the cgroup's CPU quota from /proc and /sys.
+    let jobs = crate::cli::jobs(args.jobs);
+    let engine = Arc::new(project.engine(jobs));
     if !args.dry_run {
         project
             .state
@@ -58,9 +60,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
 
     // Events read ahead of the ones running: enough to keep every job busy,
     // few enough that a long stream on stdin never piles up in memory.
-    let window = Arc::new(tokio::sync::Semaphore::new(
-        crate::cli::jobs(args.jobs) * 64,
-    ));
+    let window = Arc::new(tokio::sync::Semaphore::new(jobs * 64));
     let _guard = rt.enter();
     for input in inputs {
         let admitted = match input.bytes {
