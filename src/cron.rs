@@ -50,6 +50,19 @@ impl CronExpr {
             }
         };
         let [min, hour, dom, month, dow] = [rest[0], rest[1], rest[2], rest[3], rest[4]];
+        // Checked here so that a mistake is named in crontab's own terms: the
+        // crate's messages quote its 6-field form and state bounds off by one.
+        let checks = [
+            (fields.len() == 6, "second", sec, 0, 59, &[][..]),
+            (true, "minute", min, 0, 59, &[][..]),
+            (true, "hour", hour, 0, 23, &[][..]),
+            (true, "day-of-month", dom, 1, 31, &[][..]),
+            (true, "month", month, 1, 12, &MONTHS[..]),
+        ];
+        for (_, name, field, lo, hi, names) in checks.into_iter().filter(|c| c.0) {
+            check_field(field, lo, hi, names)
+                .map_err(|e| format!("{source:?}: {name} {field:?}: {e}"))?;
+        }
         let dow_crate =
             translate_weekdays(dow).map_err(|e| format!("{source:?}: day-of-week {dow:?}: {e}"))?;
         let restricted = |f: &str| !f.starts_with('*') && f != "?";
@@ -64,11 +77,27 @@ impl CronExpr {
         let schedules = variants
             .into_iter()
             .map(|(d, w)| {
-                cron::Schedule::from_str(&format!("{sec} {min} {hour} {d} {month} {w}"))
-                    .map_err(|e| format!("{source:?} is not a valid cron expression: {e}"))
+                cron::Schedule::from_str(&format!("{sec} {min} {hour} {d} {month} {w}")).map_err(
+                    |e| {
+                        // The crate's message spans lines and points into its own form.
+                        let e = e.to_string();
+                        let reason = e.lines().last().unwrap_or_default().trim().to_owned();
+                        format!("{source:?} is not a valid cron expression: {reason}")
+                    },
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CronExpr { source, schedules })
+        let expr = CronExpr { source, schedules };
+        // A day that never comes (30 February) would leave a schedule silent
+        // forever; a leap day (29 February) comes within 8 years.
+        let start = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        if expr.next_after(&start).is_none() {
+            return Err(format!(
+                "{:?} never fires: no month has that day",
+                expr.source
+            ));
+        }
+        Ok(expr)
     }
 
     pub fn source(&self) -> &str {
@@ -82,6 +111,62 @@ impl CronExpr {
             .filter_map(|s| s.after(t).next())
             .min()
     }
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+/// One field of minutes, hours, days or months: `*`, `?` (day fields), `n`,
+/// `a-b`, each optionally `/step`, in a comma-separated list; names for months.
+fn check_field(field: &str, lo: u32, hi: u32, names: &[&str]) -> Result<(), String> {
+    let value = |v: &str| -> Result<u32, String> {
+        let n = match v.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => match names.iter().position(|m| v.eq_ignore_ascii_case(m)) {
+                Some(i) => u32::try_from(i).expect("12 names") + 1,
+                None if names.is_empty() => {
+                    return Err(format!(
+                        "{v:?} is not a number (use {lo}-{hi}, a range like 1-5, a step like */15)"
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "{v:?} is not a number {lo}-{hi} or a name like jan"
+                    ));
+                }
+            },
+        };
+        if (lo..=hi).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("{n} is out of range ({lo}-{hi})"))
+        }
+    };
+    for item in field.split(',') {
+        let range = match item.split_once('/') {
+            Some((r, step)) => {
+                match step.parse::<u32>() {
+                    Ok(0) => return Err("a step of 0 never advances".into()),
+                    Ok(_) => {}
+                    Err(_) => return Err(format!("step {step:?} is not a number")),
+                }
+                r
+            }
+            None => item,
+        };
+        if range == "*" || range == "?" {
+            continue;
+        }
+        if let Some((a, b)) = range.split_once('-') {
+            if value(a)? > value(b)? {
+                return Err(format!("range {range:?} runs backwards"));
+            }
+        } else {
+            value(range)?;
+        }
+    }
+    Ok(())
 }
 
 /// Crontab weekdays (0–7, names, ranges, steps, lists) → the crate's 1–7 list.
@@ -236,7 +321,41 @@ mod tests {
                 .unwrap_err()
                 .contains("not a weekday")
         );
-        assert!(CronExpr::parse("61 * * * *").is_err());
+        let cases = [
+            ("0 24 * * *", "hour \"24\": 24 is out of range (0-23)"),
+            ("61 * * * *", "minute \"61\": 61 is out of range (0-59)"),
+            ("* * 0 * *", "day-of-month \"0\": 0 is out of range (1-31)"),
+            ("* * 32 * *", "32 is out of range (1-31)"),
+            ("* * * 13 *", "month \"13\": 13 is out of range (1-12)"),
+            (
+                "0 0 * foo *",
+                "\"foo\" is not a number 1-12 or a name like jan",
+            ),
+            ("*/0 * * * *", "a step of 0 never advances"),
+            ("*/x * * * *", "step \"x\" is not a number"),
+            ("a * * * *", "\"a\" is not a number"),
+            ("5-1 * * * *", "range \"5-1\" runs backwards"),
+            ("60 * * * * *", "second \"60\": 60 is out of range (0-59)"),
+            ("0 0 30 2 *", "never fires"),
+            ("0 0 31 4,6,9,11 *", "never fires"),
+        ];
+        for (expr, want) in cases {
+            let e = CronExpr::parse(expr).unwrap_err();
+            assert!(e.contains(want), "{expr}: {e}");
+            assert!(!e.contains('\n'), "{expr}: one line: {e}");
+            assert!(!e.contains("0 0 0"), "{expr}: no internal form: {e}");
+        }
+        // Valid ones that look odd.
+        for expr in [
+            "0 0 29 2 *",
+            "0 0 * jan-mar *",
+            "0 0 * JAN,dec *",
+            "0 0 ? * mon",
+            "*/15 0-23/2 1-31 * *",
+            "0 0 31 * *",
+        ] {
+            assert!(CronExpr::parse(expr).is_ok(), "{expr}");
+        }
         assert!(
             CronExpr::parse("@reboot")
                 .unwrap_err()

@@ -135,6 +135,32 @@ fn bad_cron_expression() {
     assert_eq!(f["line"], 7, "{f}");
 }
 
+/// The message names the field and its range in crontab's terms.
+#[test]
+fn bad_cron_names_the_field_and_its_range() {
+    let p = Project::clean();
+    p.config_with(&format!(
+        "{NIGHTLY}cron = \"0 25 * * *\"\nevent_type = \"job.done\"\n"
+    ));
+    let f = assert_error(&p.lint(&[]), "config", "autod.toml");
+    let m = f["message"].as_str().unwrap();
+    assert!(m.contains("hour \"25\": 25 is out of range (0-23)"), "{m}");
+}
+
+/// A day that no month has would leave the schedule silent forever.
+#[test]
+fn cron_that_never_fires() {
+    let p = Project::clean();
+    p.config_with(&format!(
+        "{NIGHTLY}cron = \"0 0 30 2 *\"\nevent_type = \"job.done\"\n"
+    ));
+    let f = assert_error(&p.lint(&[]), "config", "autod.toml");
+    assert!(
+        f["message"].as_str().unwrap().contains("never fires"),
+        "{f}"
+    );
+}
+
 /// The cron parser's message spans three lines (the expression, a caret, the
 /// reason); a text finding is one `path:line: error: message [rule]` line.
 #[test]
