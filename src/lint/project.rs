@@ -51,7 +51,7 @@ pub fn check_config(lint: &mut Lint, root: &Path) -> Option<Config> {
         let line = config::line_of(&text, &format!("[handlers.{}]", h.name));
         let problem = match &h.command {
             HandlerCommand::Missing(why) => Some(why.clone()),
-            HandlerCommand::Argv(argv) => command_problem(&argv[0]),
+            HandlerCommand::Argv(argv) => command_problem(root, &argv[0]),
         };
         if let Some(why) = problem {
             lint.error(
@@ -77,7 +77,7 @@ pub fn check_config(lint: &mut Lint, root: &Path) -> Option<Config> {
                 format!(
                     "watch {:?}: folder {} does not exist (yet)",
                     w.name,
-                    dir.display()
+                    shown(root, &dir)
                 ),
             )
             .at(line, None);
@@ -86,8 +86,14 @@ pub fn check_config(lint: &mut Lint, root: &Path) -> Option<Config> {
     Some(config)
 }
 
+/// A path under the project as the user wrote it (`handlers/x/main.sh`), so
+/// findings read the same on every machine; anything else in full.
+fn shown(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
+}
+
 /// Why `program` cannot be run, if it cannot.
-fn command_problem(program: &std::ffi::OsStr) -> Option<String> {
+fn command_problem(root: &Path, program: &std::ffi::OsStr) -> Option<String> {
     let path = Path::new(program);
     if !path.is_absolute() {
         // A bare name such as `python3`: it must be on PATH.
@@ -96,13 +102,13 @@ fn command_problem(program: &std::ffi::OsStr) -> Option<String> {
             .unwrap_or(false);
         return (!found).then(|| format!("command {} is not on PATH", path.display()));
     }
+    let name = shown(root, path);
     match std::fs::metadata(path) {
-        Err(_) => Some(format!("command {} does not exist", path.display())),
-        Ok(m) if !m.is_file() => Some(format!("command {} is not a file", path.display())),
-        Ok(m) if m.permissions().mode() & 0o111 == 0 => Some(format!(
-            "command {} is not executable (chmod +x it)",
-            path.display()
-        )),
+        Err(_) => Some(format!("command {name} does not exist")),
+        Ok(m) if !m.is_file() => Some(format!("command {name} is not a file")),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+            Some(format!("command {name} is not executable (chmod +x it)"))
+        }
         Ok(_) => None,
     }
 }

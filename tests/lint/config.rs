@@ -62,8 +62,12 @@ fn handler_command_missing() {
     let p = Project::clean();
     p.config_with("command = [\"handlers/nope.sh\"]\n");
     let f = assert_error(&p.lint(&[]), "handler-command", "autod.toml");
+    // Named as written, relative to the project: the same on every machine.
     assert!(
-        f["message"].as_str().unwrap().contains("does not exist"),
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("command handlers/nope.sh does not exist"),
         "{f}"
     );
     assert_eq!(f["line"], 1, "{f}");
@@ -89,7 +93,13 @@ fn handler_not_executable() {
     let p = Project::clean();
     p.chmod("handlers/notify/main.sh", 0o644);
     let f = assert_error(&p.lint(&[]), "handler-command", "autod.toml");
-    assert!(f["message"].as_str().unwrap().contains("chmod +x"), "{f}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("command handlers/notify/main.sh is not executable (chmod +x it)"),
+        "{f}"
+    );
 }
 
 #[test]
@@ -233,6 +243,13 @@ fn watch_folder_missing_is_a_warning() {
     );
     let f = assert_warning(&p, "watch-path", "autod.toml");
     assert_eq!(f["line"], 7, "{f}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("folder no-such-folder does not exist"),
+        "{f}"
+    );
     assert!(
         p.annotation("watch-path").starts_with(
             "::warning file=autod.toml,line=7,title=autod lint (watch-path)::watch \"drop\""
