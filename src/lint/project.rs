@@ -89,7 +89,10 @@ pub fn check_config(lint: &mut Lint, root: &Path) -> Option<Config> {
 /// A path under the project as the user wrote it (`handlers/x/main.sh`), so
 /// findings read the same on every machine; anything else in full.
 fn shown(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).display().to_string()
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// Why `program` cannot be run, if it cannot.
