@@ -52,14 +52,14 @@ impl CronExpr {
         let [min, hour, dom, month, dow] = [rest[0], rest[1], rest[2], rest[3], rest[4]];
         // Checked here so that a mistake is named in crontab's own terms: the
         // crate's messages quote its 6-field form and state bounds off by one.
+        let seconds = (fields.len() == 6).then_some(("second", sec, 0, 59, &[][..]));
         let checks = [
-            (fields.len() == 6, "second", sec, 0, 59, &[][..]),
-            (true, "minute", min, 0, 59, &[][..]),
-            (true, "hour", hour, 0, 23, &[][..]),
-            (true, "day-of-month", dom, 1, 31, &[][..]),
-            (true, "month", month, 1, 12, &MONTHS[..]),
+            ("minute", min, 0, 59, &[][..]),
+            ("hour", hour, 0, 23, &[][..]),
+            ("day-of-month", dom, 1, 31, &[][..]),
+            ("month", month, 1, 12, &MONTHS[..]),
         ];
-        for (_, name, field, lo, hi, names) in checks.into_iter().filter(|c| c.0) {
+        for (name, field, lo, hi, names) in seconds.into_iter().chain(checks) {
             check_field(field, lo, hi, names)
                 .map_err(|e| format!("{source:?}: {name} {field:?}: {e}"))?;
         }
