@@ -143,30 +143,7 @@ fn check_field(field: &str, lo: u32, hi: u32, names: &[&str]) -> Result<(), Stri
             Err(format!("{n} is out of range ({lo}-{hi})"))
         }
     };
-    for item in field.split(',') {
-        let range = match item.split_once('/') {
-            Some((r, step)) => {
-                match step.parse::<u32>() {
-                    Ok(0) => return Err("a step of 0 never advances".into()),
-                    Ok(_) => {}
-                    Err(_) => return Err(format!("step {step:?} is not a number")),
-                }
-                r
-            }
-            None => item,
-        };
-        if range == "*" || range == "?" {
-            continue;
-        }
-        if let Some((a, b)) = range.split_once('-') {
-            if value(a)? > value(b)? {
-                return Err(format!("range {range:?} runs backwards"));
-            }
-        } else {
-            value(range)?;
-        }
-    }
-    Ok(())
+    items(field, (lo, hi), value).map(|_| ())
 }
 
 /// Crontab weekdays (0–7, names, ranges, steps, lists) → the crate's 1–7 list.
@@ -175,34 +152,9 @@ fn translate_weekdays(field: &str) -> Result<String, String> {
         return Ok("*".into());
     }
     let mut days = [false; 7];
-    for item in field.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((r, s)) => (
-                r,
-                s.parse::<usize>().map_err(|_| format!("bad step {s:?}"))?,
-            ),
-            None => (item, 1),
-        };
-        if step == 0 {
-            return Err("a step of 0 never advances".into());
-        }
-        let (lo, hi) = match range {
-            "*" => (0, 6),
-            r => match r.split_once('-') {
-                Some((a, b)) => (weekday(a)?, weekday(b)?),
-                // `5/2` means 5, 7, … up to the end, as in Vixie cron.
-                None if item.contains('/') => (weekday(r)?, 6),
-                None => {
-                    let d = weekday(r)?;
-                    (d, d)
-                }
-            },
-        };
-        if lo > hi {
-            return Err(format!("range {range:?} runs backwards"));
-        }
-        for d in (lo..=hi).step_by(step) {
-            days[d % 7] = true;
+    for (lo, hi, step) in items(field, (0, 7), weekday)? {
+        for d in (lo..=hi).step_by(step as usize) {
+            days[d as usize % 7] = true;
         }
     }
     Ok(days
@@ -214,9 +166,46 @@ fn translate_weekdays(field: &str) -> Result<String, String> {
         .join(","))
 }
 
+/// The items of a comma-separated field as `(first, last, step)`: `*` and `?`
+/// span `full`, and `n/step` runs from n to the end, as in Vixie cron.
+fn items(
+    field: &str,
+    full: (u32, u32),
+    value: impl Fn(&str) -> Result<u32, String>,
+) -> Result<Vec<(u32, u32, u32)>, String> {
+    field
+        .split(',')
+        .map(|item| {
+            let (range, step) = match item.split_once('/') {
+                Some((r, s)) => match s.parse::<u32>() {
+                    Ok(0) => return Err("a step of 0 never advances".to_owned()),
+                    Ok(n) => (r, Some(n)),
+                    Err(_) => return Err(format!("step {s:?} is not a number")),
+                },
+                None => (item, None),
+            };
+            let (lo, hi) = match range {
+                "*" | "?" => full,
+                r => match r.split_once('-') {
+                    Some((a, b)) => (value(a)?, value(b)?),
+                    None if step.is_some() => (value(r)?, full.1),
+                    None => {
+                        let n = value(r)?;
+                        (n, n)
+                    }
+                },
+            };
+            if lo > hi {
+                return Err(format!("range {range:?} runs backwards"));
+            }
+            Ok((lo, hi, step.unwrap_or(1)))
+        })
+        .collect()
+}
+
 /// 0–7 or a name; returns 0–7 (7 stays 7 so that `5-7` is a valid range).
-fn weekday(s: &str) -> Result<usize, String> {
-    if let Ok(n) = s.parse::<usize>() {
+fn weekday(s: &str) -> Result<u32, String> {
+    if let Ok(n) = s.parse::<u32>() {
         return if n <= 7 {
             Ok(n)
         } else {
@@ -227,6 +216,7 @@ fn weekday(s: &str) -> Result<usize, String> {
     WEEKDAYS
         .iter()
         .position(|w| lower == *w || (lower.len() > 3 && lower.starts_with(w)))
+        .map(|d| u32::try_from(d).expect("7 names"))
         .ok_or_else(|| format!("{s:?} is not a weekday (0-7 or sun..sat)"))
 }
 
@@ -279,6 +269,15 @@ mod tests {
         let f = fires("0 12 * * */2", "2026-11-22T13:00:00Z", 3); // after Sunday noon
         let days: Vec<Weekday> = f.iter().map(|t| t.weekday()).collect();
         assert_eq!(days, vec![Weekday::Tue, Weekday::Thu, Weekday::Sat]);
+        // `5/2` runs to the end of 0-7: Friday and Sunday.
+        let f = fires("0 12 * * 5/2", "2026-11-24T00:00:00Z", 3);
+        let days: Vec<Weekday> = f.iter().map(|t| t.weekday()).collect();
+        assert_eq!(days, vec![Weekday::Fri, Weekday::Sun, Weekday::Fri]);
+        assert!(
+            CronExpr::parse("0 0 * * 5-1")
+                .unwrap_err()
+                .contains("runs backwards")
+        );
     }
 
     #[test]
