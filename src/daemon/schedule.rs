@@ -35,9 +35,13 @@ pub fn fires_between(
     until: Timestamp,
     cap: usize,
 ) -> Vec<Timestamp> {
+    let rules = zone.rules();
     let mut out = std::collections::VecDeque::new();
     let mut t = after;
-    while let Some(n) = next_after(expr, zone, t) {
+    while let Some(n) = expr
+        .next_after(&t.with_timezone(&rules))
+        .map(|n| n.with_timezone(&Utc))
+    {
         if n > until {
             break;
         }
