@@ -10,6 +10,7 @@ Not part of the test suite: timings belong here, not in tests.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -26,6 +27,20 @@ ROOT = Path(__file__).resolve().parent.parent
 AUTOD = ROOT / "target" / "release" / "autod"
 RESULTS = {}
 ALL = ["oneshot", "batch", "daemon", "validation", "memory", "lint"]
+
+
+# Every benchmark's folder is removed only when the whole run ends. On ext4
+# without a journal (this machine's disk), creating a file shortly after many
+# were deleted is several times slower for about a minute (new inodes must skip
+# the recently deleted ones), so one benchmark's clean-up would slow the next.
+LEFT_FOR_LATER: list[str] = []
+
+
+@contextlib.contextmanager
+def workdir():
+    d = tempfile.mkdtemp(prefix="autod-bench-")
+    LEFT_FOR_LATER.append(d)
+    yield d
 
 
 def sh(cmd, **kw):
@@ -81,7 +96,7 @@ def ms(x: float) -> str:
 
 def bench_oneshot(quick: bool):
     runs = 30 if quick else 200
-    with tempfile.TemporaryDirectory() as d:
+    with workdir() as d:
         p = project(Path(d), "#!/bin/sh\ncat > /dev/null\n")
         ev = p / "ev.json"
         handler = p / "handlers" / "reader" / "main.sh"
@@ -104,7 +119,7 @@ def bench_oneshot(quick: bool):
 
 def bench_batch(quick: bool):
     count = 1000 if quick else 10000
-    with tempfile.TemporaryDirectory() as d:
+    with workdir() as d:
         p = project(Path(d), "#!/bin/sh\ncat > /dev/null\n")
         evdir = p / "events"
         evdir.mkdir()
@@ -192,7 +207,7 @@ def wait_for_lines(path: Path, count: int, timeout: float):
 def bench_daemon(quick: bool, stamp: Path):
     count = 100 if quick else 1000
     rate = 50.0
-    with tempfile.TemporaryDirectory() as d:
+    with workdir() as d:
         # The stamp is the handler itself: a shell in front of it would add its
         # own start-up (about 1 ms) to what is meant to be autod's latency.
         p = project(Path(d), "#!/bin/sh\nexit 1\n", f'command = ["{stamp}"]\n')
@@ -224,7 +239,7 @@ def bench_daemon(quick: bool, stamp: Path):
 
 def bench_validation(quick: bool):
     count = 20000 if quick else 100000
-    with tempfile.TemporaryDirectory() as d:
+    with workdir() as d:
         p = project(Path(d), "#!/bin/sh\ncat > /dev/null\n")
         lines = "\n".join(json.dumps(event(i, 900)) for i in range(count)).encode()
         size = len(lines) / count
@@ -248,7 +263,7 @@ def bench_validation(quick: bool):
 
 def bench_memory(quick: bool):
     count = 5000 if quick else 100000
-    with tempfile.TemporaryDirectory() as d:
+    with workdir() as d:
         # One log file for the whole run, so that progress is its line count.
         p = project(Path(d), "#!/bin/sh\nexit 0\n", "\n[log]\nmax_bytes = 4000000000\n")
         daemon = Daemon(p)
@@ -278,7 +293,7 @@ def bench_memory(quick: bool):
 
 def bench_lint(quick: bool):
     schemas, fixtures = (100, 2000) if quick else (500, 10000)
-    with tempfile.TemporaryDirectory() as d:
+    with workdir() as d:
         p = Path(d)
         (p / "schemas").mkdir()
         for s in range(schemas):
@@ -353,6 +368,14 @@ def main():
     if shutil.which("cc") is None:
         sys.exit("bench needs a C compiler (cc) for bench/stamp.c")
     stamp = build()
+    try:
+        run(args, stamp)
+    finally:
+        for d in LEFT_FOR_LATER:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def run(args, stamp: Path):
     for name in args.which:
         print(f"==> {name}", file=sys.stderr, flush=True)
         if name == "daemon":
