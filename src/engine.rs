@@ -219,16 +219,24 @@ impl Engine {
             o.error = Some("not started: autod is stopping".into());
             return o;
         }
-        let state = self.state.clone();
-        let (id, name) = (event.id().to_owned(), handler_name.to_owned());
-        let lock = tokio::task::spawn_blocking(move || state.lock_pair(&id, &name))
-            .await
-            .expect("lock task does not panic");
-        let lock = match lock {
-            Ok(l) => l,
-            Err(e) => return self.state_failure(event, handler_name, None, e),
+        // A done marker, once there, stays: seeing it is enough to skip, and
+        // saves creating a lock file for a pair that has nothing left to do.
+        let done_before =
+            mode != Mode::Forced && self.state.pair_succeeded(event.id(), handler_name);
+        let lock = if done_before {
+            None
+        } else {
+            let state = self.state.clone();
+            let (id, name) = (event.id().to_owned(), handler_name.to_owned());
+            let lock = tokio::task::spawn_blocking(move || state.lock_pair(&id, &name))
+                .await
+                .expect("lock task does not panic");
+            match lock {
+                Ok(l) => Some(l),
+                Err(e) => return self.state_failure(event, handler_name, None, e),
+            }
         };
-        if lock.succeeded() && mode != Mode::Forced {
+        let Some(lock) = lock.filter(|l| !l.succeeded() || mode == Mode::Forced) else {
             // A crash between "done" and "dead letter removed" leaves a stale record.
             let _ = self.state.dead_remove(handler_name, event.id());
             let mut line = self.line(event, handler_name, RunResult::Skipped);
@@ -236,7 +244,7 @@ impl Engine {
                 Some("already succeeded for this eventId (use --force to run again)".into());
             self.log.record(&line);
             return PairOutcome::new(handler_name, RunResult::Skipped);
-        }
+        };
         let previous = match self.state.dead_get(handler_name, event.id()) {
             Ok(p) => p,
             Err(e) => return self.state_failure(event, handler_name, None, e),

@@ -105,22 +105,6 @@ pub fn lock_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Makes a marker durable: its existence is what counts, not its content, so
-/// only the folder entry is synced (one fsync instead of two).
-pub fn mark(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("no parent folder"))?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(path)?;
-    f.write_all(bytes)?;
-    sync_dir(dir)
-}
-
 /// Creates `path` only if it does not exist; `Ok(false)` if it did.
 pub fn create_new(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     let dir = path

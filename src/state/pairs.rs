@@ -64,12 +64,19 @@ impl PairLock {
         self.ok_path.exists()
     }
 
-    /// Records success durably. The lock file is removed afterwards: anyone who
-    /// still opens or waits on it will find the marker and skip.
+    /// Records success durably. The locked file itself becomes the marker:
+    /// its content is written first, then it is renamed to `<handler>.ok`, so
+    /// a marker is never seen empty and success creates no new file. Whoever
+    /// still waits on the old name's lock gets it on this same file and finds
+    /// the marker; whoever opens the name afterwards makes a new lock file and
+    /// finds the marker too.
     pub fn mark_succeeded(&self, detail: &[u8]) -> Result<()> {
-        atomic::mark(&self.ok_path, detail).at(&self.ok_path)?;
-        let _ = std::fs::remove_file(&self.lock_path);
-        Ok(())
+        use std::os::unix::fs::FileExt;
+        self.file.set_len(0).at(&self.lock_path)?;
+        self.file.write_all_at(detail, 0).at(&self.lock_path)?;
+        std::fs::rename(&self.lock_path, &self.ok_path).at(&self.ok_path)?;
+        let dir = self.ok_path.parent().unwrap_or(Path::new("."));
+        atomic::sync_dir(dir).at(dir)
     }
 }
 

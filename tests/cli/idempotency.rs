@@ -32,6 +32,31 @@ fn same_event_twice_is_skipped_the_second_time() {
 }
 
 #[test]
+fn success_leaves_one_complete_marker_and_no_lock_file() {
+    let p = project(RECORD);
+    let listing = |p: &Project| {
+        let mut names: Vec<String> = std::fs::read_dir(p.path(".autod/done/ev-1"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    p.autod(["dispatch", "e.json"]).run().code(0);
+    assert_eq!(listing(&p), ["indexer.ok"]);
+    let marker: serde_json::Value =
+        serde_json::from_str(&p.read(".autod/done/ev-1/indexer.ok")).unwrap();
+    assert_eq!(marker["attempt"], 1, "{marker}");
+    // Skipping takes no lock, so it leaves nothing behind either; --force
+    // replaces the marker.
+    p.autod(["dispatch", "e.json"]).run().code(0);
+    assert_eq!(listing(&p), ["indexer.ok"]);
+    p.autod(["dispatch", "--force", "e.json"]).run().code(0);
+    assert_eq!(listing(&p), ["indexer.ok"]);
+    assert_eq!(p.runs().len(), 2);
+}
+
+#[test]
 fn same_event_twice_in_one_command_runs_once() {
     let p = project(RECORD).event("copy.json", event("note.saved", "ev-1", json!({})));
     p.autod(["dispatch", "e.json", "copy.json"]).run().code(0);
