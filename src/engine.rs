@@ -270,7 +270,6 @@ impl Engine {
             .as_ref()
             .map_or(1, |p| p.attempts.saturating_add(1));
 
-        let folder_sync = lock.folder_sync().map(tokio::task::spawn_blocking);
         let output = match self.spec(event, &handler, attempt) {
             Ok(mut spec) => {
                 spec.inherit = match lock.share() {
@@ -281,12 +280,6 @@ impl Engine {
             }
             Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),
         };
-        if let Some(sync) = folder_sync
-            && let Err(e) = sync.await.expect("fsync task does not panic")
-        {
-            return self.state_failure(event, handler_name, Some(attempt), e);
-        }
-
         let mut outcome = PairOutcome::new(handler_name, RunResult::Ok);
         outcome.attempt = Some(attempt);
         outcome.duration_ms = Some(millis(&output));

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! .autod/archive/<eventId>.json          accepted events (AUTOD_EVENT_FILE, replay)
-//! .autod/done/<eventId>/<handler>.ok     a pair that succeeded: never run again
-//! .autod/done/<eventId>/<handler>.lock   held (flock) while the pair runs
+//! .autod/done/<eventId>.<handler>.ok     a pair that succeeded: never run again
+//! .autod/done/<eventId>.<handler>.lock   held (flock) while the pair runs
 //! .autod/dead/<handler>/<eventId>.json   a pair that failed (see `dead.rs`)
 //! .autod/out/<eventId>/<handler>/        the handler's artifacts (AUTOD_OUTPUT_DIR)
 //! .autod/log/autod.log                   the run log (see `log.rs`)
@@ -89,8 +89,8 @@ impl StateDir {
         self.dir.join("archive").join(format!("{event_id}.json"))
     }
 
-    fn pair_dir(&self, event_id: &str) -> PathBuf {
-        self.dir.join("done").join(event_id)
+    fn pair_paths(&self, event_id: &str, handler: &str) -> pairs::PairPaths {
+        pairs::PairPaths::new(&self.dir.join("done"), event_id, handler)
     }
 
     /// Creates `.autod/<sub>` (and `.autod/` itself) privately if missing.
@@ -141,16 +141,15 @@ impl StateDir {
     /// Blocks until this process owns the (event, handler) pair. Call from a
     /// blocking thread.
     pub fn lock_pair(&self, event_id: &str, handler: &str) -> Result<PairLock> {
-        PairLock::acquire(&self.pair_dir(event_id), handler)
+        self.ensure("done")?;
+        PairLock::acquire(self.pair_paths(event_id, handler))
     }
 }
 
 impl StateDir {
     /// Whether the pair already succeeded, without taking its lock (for display).
     pub fn pair_succeeded(&self, event_id: &str, handler: &str) -> bool {
-        self.pair_dir(event_id)
-            .join(format!("{handler}.ok"))
-            .exists()
+        self.pair_paths(event_id, handler).succeeded()
     }
 }
 

@@ -1,14 +1,41 @@
 //! One (event, handler) pair at a time, and its success recorded for good.
 //!
 //! Two autod processes on one root (a cron overlap, a daemon and `autod retry`)
-//! serialize on an flock of `done/<eventId>/<handler>.lock`; the owner checks the
+//! serialize on an flock of `done/<eventId>.<handler>.lock`; the owner checks the
 //! `.ok` marker before it runs anything. The marker is written (durably) before
 //! the lock is released, so whoever gets the lock next sees it.
+//!
+//! The files sit directly in `done/` (a handler name has no `.`, so the name
+//! splits one way): a folder per event cost a directory inode per event, on
+//! the path of every event.  Markers from before, `done/<eventId>/<handler>.ok`,
+//! still count.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::{Context, Result, atomic};
+
+/// Where a pair's lock and marker live.
+pub(super) struct PairPaths {
+    pub lock: PathBuf,
+    pub ok: PathBuf,
+    /// The marker as versions before 0.1 (unreleased) wrote it.
+    pub legacy_ok: PathBuf,
+}
+
+impl PairPaths {
+    pub fn new(done: &Path, event_id: &str, handler: &str) -> PairPaths {
+        PairPaths {
+            lock: done.join(format!("{event_id}.{handler}.lock")),
+            ok: done.join(format!("{event_id}.{handler}.ok")),
+            legacy_ok: done.join(event_id).join(format!("{handler}.ok")),
+        }
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.ok.exists() || self.legacy_ok.exists()
+    }
+}
 
 /// Ownership of one pair, released on drop.
 #[derive(Debug)]
@@ -16,39 +43,20 @@ pub struct PairLock {
     file: File,
     lock_path: PathBuf,
     ok_path: PathBuf,
-    /// The pair's folder was created by this lock and its entry in `done/` is not
-    /// on disk yet: see [`PairLock::folder_sync`].
-    new_folder: Option<PathBuf>,
+    legacy_ok: PathBuf,
 }
 
 impl PairLock {
-    pub(super) fn acquire(dir: &Path, handler: &str) -> Result<PairLock> {
-        let new_folder = if dir.is_dir() {
-            None
-        } else {
-            if let Some(parent) = dir.parent() {
-                atomic::create_dir(parent).at(parent)?;
-            }
-            atomic::create_dir_fast(dir).at(dir)?;
-            dir.parent().map(Path::to_path_buf)
-        };
-        let lock_path = dir.join(format!("{handler}.lock"));
-        let file = atomic::lock_file(&lock_path).at(&lock_path)?;
-        file.lock().at(&lock_path)?;
+    /// Blocks until the lock is ours; `done/` must exist.
+    pub(super) fn acquire(paths: PairPaths) -> Result<PairLock> {
+        let file = atomic::lock_file(&paths.lock).at(&paths.lock)?;
+        file.lock().at(&paths.lock)?;
         Ok(PairLock {
             file,
-            ok_path: dir.join(format!("{handler}.ok")),
-            lock_path,
-            new_folder,
+            lock_path: paths.lock,
+            ok_path: paths.ok,
+            legacy_ok: paths.legacy_ok,
         })
-    }
-
-    /// The fsync that makes a new pair folder's entry durable, to run while the
-    /// handler runs (it is only needed before success is recorded), so the
-    /// flush is hidden behind the handler's own time. `None` if there is none.
-    pub fn folder_sync(&self) -> Option<impl FnOnce() -> Result<()> + Send + 'static> {
-        let parent = self.new_folder.clone()?;
-        Some(move || atomic::sync_dir(&parent).at(&parent))
     }
 
     /// A second descriptor on the lock, for the handler to inherit: the lock is
@@ -61,7 +69,7 @@ impl PairLock {
 
     /// Whether this pair already succeeded (by any process, at any time).
     pub fn succeeded(&self) -> bool {
-        self.ok_path.exists()
+        self.ok_path.exists() || self.legacy_ok.exists()
     }
 
     /// Records success durably. The locked file itself becomes the marker:

@@ -35,7 +35,7 @@ fn same_event_twice_is_skipped_the_second_time() {
 fn success_leaves_one_complete_marker_and_no_lock_file() {
     let p = project(RECORD);
     let listing = |p: &Project| {
-        let mut names: Vec<String> = std::fs::read_dir(p.path(".autod/done/ev-1"))
+        let mut names: Vec<String> = std::fs::read_dir(p.path(".autod/done"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
@@ -43,17 +43,27 @@ fn success_leaves_one_complete_marker_and_no_lock_file() {
         names
     };
     p.autod(["dispatch", "e.json"]).run().code(0);
-    assert_eq!(listing(&p), ["indexer.ok"]);
+    assert_eq!(listing(&p), ["ev-1.indexer.ok"]);
     let marker: serde_json::Value =
-        serde_json::from_str(&p.read(".autod/done/ev-1/indexer.ok")).unwrap();
+        serde_json::from_str(&p.read(".autod/done/ev-1.indexer.ok")).unwrap();
     assert_eq!(marker["attempt"], 1, "{marker}");
     // Skipping takes no lock, so it leaves nothing behind either; --force
     // replaces the marker.
     p.autod(["dispatch", "e.json"]).run().code(0);
-    assert_eq!(listing(&p), ["indexer.ok"]);
+    assert_eq!(listing(&p), ["ev-1.indexer.ok"]);
     p.autod(["dispatch", "--force", "e.json"]).run().code(0);
-    assert_eq!(listing(&p), ["indexer.ok"]);
+    assert_eq!(listing(&p), ["ev-1.indexer.ok"]);
     assert_eq!(p.runs().len(), 2);
+}
+
+#[test]
+fn a_marker_in_the_old_per_event_folder_still_counts() {
+    let p = project(RECORD).file(".autod/done/ev-1/indexer.ok", "{}\n");
+    p.autod(["dispatch", "e.json"])
+        .run()
+        .code(0)
+        .stderr_has("already succeeded");
+    assert!(p.runs().is_empty(), "{:?}", p.runs());
 }
 
 #[test]

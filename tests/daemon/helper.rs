@@ -228,7 +228,7 @@ impl Project {
     }
 
     pub fn done(&self, event_id: &str, handler: &str) -> bool {
-        self.exists(&format!(".autod/done/{event_id}/{handler}.ok"))
+        self.exists(&format!(".autod/done/{event_id}.{handler}.ok"))
     }
 
     pub fn dead_letter(&self, handler: &str, event_id: &str) -> Option<Value> {

@@ -64,6 +64,6 @@ fn send_refuses_an_invalid_event_with_exit_3_and_queues_nothing() {
     wait_until(LIMIT, "inbox/ and processing/ to empty", || p.drained());
     assert!(p.names(".autod/inbox/tmp").is_empty());
     assert!(p.names(".autod/rejected").is_empty());
-    assert!(!p.exists(".autod/done/bad-1"));
+    assert!(!p.done("bad-1", "worker"));
     assert_eq!(p.lines("ran.txt"), ["good-1"]);
 }

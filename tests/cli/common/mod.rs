@@ -213,7 +213,7 @@ impl Project {
     }
 
     pub fn done(&self, event_id: &str, handler: &str) -> bool {
-        self.exists(&format!(".autod/done/{event_id}/{handler}.ok"))
+        self.exists(&format!(".autod/done/{event_id}.{handler}.ok"))
     }
 }
 
