@@ -7,8 +7,8 @@
 //!
 //! The files sit directly in `done/` (a handler name has no `.`, so the name
 //! splits one way): a folder per event cost a directory inode per event, on
-//! the path of every event.  Markers from before, `done/<eventId>/<handler>.ok`,
-//! still count.
+//! the path of every event. Markers in the earlier layout,
+//! `done/<eventId>/<handler>.ok`, still count.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use super::{Context, Result, atomic};
 
 /// Where a pair's lock and marker live.
+#[derive(Debug)]
 pub(super) struct PairPaths {
     pub lock: PathBuf,
     pub ok: PathBuf,
-    /// The marker as versions before 0.1 (unreleased) wrote it.
+    /// The marker where builds before 2026-11-25 wrote it.
     pub legacy_ok: PathBuf,
 }
 
@@ -41,9 +42,7 @@ impl PairPaths {
 #[derive(Debug)]
 pub struct PairLock {
     file: File,
-    lock_path: PathBuf,
-    ok_path: PathBuf,
-    legacy_ok: PathBuf,
+    paths: PairPaths,
 }
 
 impl PairLock {
@@ -51,39 +50,35 @@ impl PairLock {
     pub(super) fn acquire(paths: PairPaths) -> Result<PairLock> {
         let file = atomic::lock_file(&paths.lock).at(&paths.lock)?;
         file.lock().at(&paths.lock)?;
-        Ok(PairLock {
-            file,
-            lock_path: paths.lock,
-            ok_path: paths.ok,
-            legacy_ok: paths.legacy_ok,
-        })
+        Ok(PairLock { file, paths })
     }
 
     /// A second descriptor on the lock, for the handler to inherit: the lock is
     /// then held until both this process and the handler are gone (or this
     /// process unlocks explicitly, which it does when the pair is finished).
     pub fn share(&self) -> Result<std::os::fd::OwnedFd> {
-        let dup = self.file.try_clone().at(&self.lock_path)?;
+        let dup = self.file.try_clone().at(&self.paths.lock)?;
         Ok(dup.into())
     }
 
     /// Whether this pair already succeeded (by any process, at any time).
     pub fn succeeded(&self) -> bool {
-        self.ok_path.exists() || self.legacy_ok.exists()
+        self.paths.succeeded()
     }
 
     /// Records success durably. The locked file itself becomes the marker:
-    /// its content is written first, then it is renamed to `<handler>.ok`, so
+    /// its content is written first, then it is renamed to its `.ok` name, so
     /// a marker is never seen empty and success creates no new file. Whoever
     /// still waits on the old name's lock gets it on this same file and finds
     /// the marker; whoever opens the name afterwards makes a new lock file and
     /// finds the marker too.
     pub fn mark_succeeded(&self, detail: &[u8]) -> Result<()> {
         use std::os::unix::fs::FileExt;
-        self.file.set_len(0).at(&self.lock_path)?;
-        self.file.write_all_at(detail, 0).at(&self.lock_path)?;
-        std::fs::rename(&self.lock_path, &self.ok_path).at(&self.ok_path)?;
-        let dir = self.ok_path.parent().unwrap_or(Path::new("."));
+        let PairPaths { lock, ok, .. } = &self.paths;
+        self.file.set_len(0).at(lock)?;
+        self.file.write_all_at(detail, 0).at(lock)?;
+        std::fs::rename(lock, ok).at(ok)?;
+        let dir = ok.parent().unwrap_or(Path::new("."));
         atomic::sync_dir(dir).at(dir)
     }
 }
