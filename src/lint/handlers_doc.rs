@@ -37,7 +37,18 @@ pub fn table(config: &Config) -> String {
 }
 
 /// The whole file as `handlers doc` would write it, given what is there now.
+/// A file saved with CRLF line endings (an editor on Windows) keeps them:
+/// otherwise it could never match, whatever `handlers doc` wrote.
 pub fn render(config: &Config, existing: Option<&str>) -> String {
+    match existing {
+        Some(text) if text.contains("\r\n") => {
+            render_lf(config, Some(&text.replace("\r\n", "\n"))).replace('\n', "\r\n")
+        }
+        _ => render_lf(config, existing),
+    }
+}
+
+fn render_lf(config: &Config, existing: Option<&str>) -> String {
     let table = table(config);
     match existing {
         Some(text) => {

@@ -210,3 +210,27 @@ fn stray_end_marker_before_a_table_is_not_the_table() {
     assert!(once.contains("Words."), "{once}");
     assert_eq!(p.autod(&["lint", "--strict"]).code, 0, "{once}");
 }
+
+#[test]
+fn handlers_md_saved_with_crlf_still_matches() {
+    let p = Project::clean();
+    let crlf = p.read("HANDLERS.md").replace('\n', "\r\n");
+    p.write("HANDLERS.md", &crlf);
+    let run = p.autod(&["lint", "--strict"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(p.autod(&["handlers", "doc", "--check"]).code, 0);
+    // A change is still caught, and the rewrite keeps the file's line endings.
+    p.write(
+        "autod.toml",
+        "[handlers.notify]\non = [\"job.*\"]\nowner = \"someone else\"\noutput = \"a line\"\n",
+    );
+    assert_error(&p.lint(&[]), "handlers-md", "HANDLERS.md");
+    p.handlers_doc();
+    let text = p.read("HANDLERS.md");
+    assert!(
+        text.contains("| `notify` | `job.*` | someone else | a line |\r\n"),
+        "{text:?}"
+    );
+    assert!(!text.replace("\r\n", "").contains('\n'), "{text:?}");
+    assert_eq!(p.autod(&["lint", "--strict"]).code, 0);
+}
