@@ -61,7 +61,7 @@ fn check_file(
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
-            lint.error(file, "unreadable", format!("cannot read: {e}"));
+            lint.unreadable(file, &e);
             return;
         }
     };

@@ -86,6 +86,19 @@ impl Lint {
         self.push(Severity::Error, file, rule, message)
     }
 
+    /// A file that cannot be read; a dangling symlink is named as one, since
+    /// "No such file" about a file that is listed right there misleads.
+    fn unreadable(&mut self, file: &Path, e: &std::io::Error) -> &mut Finding {
+        let message = match std::fs::read_link(file) {
+            Ok(target) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                "a symlink to {}, which does not exist; fix the link or remove it",
+                target.display()
+            ),
+            _ => format!("cannot read: {e}"),
+        };
+        self.error(file, "unreadable", message)
+    }
+
     fn warning(
         &mut self,
         file: &Path,

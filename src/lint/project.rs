@@ -18,7 +18,7 @@ pub fn check_config(lint: &mut Lint, root: &Path) -> Option<Config> {
     if path.is_symlink()
         && let Err(e) = std::fs::metadata(&path)
     {
-        lint.error(&path, "unreadable", format!("cannot read: {e}"));
+        lint.unreadable(&path, &e);
         return None;
     }
     let config = match Config::load(root) {

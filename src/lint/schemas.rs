@@ -99,7 +99,7 @@ pub(super) fn read(lint: &mut Lint, path: &Path) -> Option<Value> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
-            lint.error(path, "unreadable", format!("cannot read: {e}"));
+            lint.unreadable(path, &e);
             return None;
         }
     };

@@ -52,7 +52,10 @@ fn unreadable_config_is_a_finding() {
     let run = p.lint(&[]);
     let f = assert_error(&run, "unreadable", "autod.toml");
     assert!(
-        f["message"].as_str().unwrap().contains("cannot read"),
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-file, which does not exist; fix the link"),
         "{f}"
     );
 }

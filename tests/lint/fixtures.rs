@@ -173,7 +173,7 @@ fn unreadable_fixture_is_a_finding() {
     assert_error(&p.lint(&[]), "unreadable", "fixtures/job.done/x.json");
     assert!(
         p.annotation("unreadable").starts_with(
-            "::error file=fixtures/job.done/x.json,title=autod lint (unreadable)::cannot read"
+            "::error file=fixtures/job.done/x.json,title=autod lint (unreadable)::a symlink to "
         ),
         "{}",
         p.annotation("unreadable")
