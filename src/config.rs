@@ -293,15 +293,59 @@ impl Config {
     }
 
     pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, message) = toml_message(&e, text);
+        let parse_error = |e: &toml::de::Error| {
+            let (line, message) = toml_message(e, text);
             ConfigError::Parse {
                 path: path.to_owned(),
                 line,
                 message,
             }
-        })?;
-        Config::from_raw(root, Some(path.to_owned()), text, raw)
+        };
+        let mut doc = toml::de::DeTable::parse(text).map_err(|e| parse_error(&e))?;
+        // Every unknown key is reported, not only the first (a misspelling
+        // seldom comes alone): each is taken out and the rest read again.
+        let mut unknown = Vec::new();
+        let raw = loop {
+            match RawConfig::deserialize(toml::de::Deserializer::from(doc.clone())) {
+                Ok(raw) => break raw,
+                Err(e) if e.message().starts_with("unknown field") => {
+                    let span = e.span().ok_or_else(|| parse_error(&e))?;
+                    if !remove_key(doc.get_mut(), &span) {
+                        return Err(parse_error(&e));
+                    }
+                    unknown.push(Problem {
+                        line: Some(line_at(text, span.start)),
+                        message: e.message().trim_end().to_owned(),
+                    });
+                }
+                // Often a consequence of a misspelling (a required key spelled
+                // wrong is also missing): reported beside it.
+                Err(e) if !unknown.is_empty() => {
+                    unknown.push(Problem {
+                        line: e.span().map(|s| line_at(text, s.start)),
+                        message: e.message().trim_end().to_owned(),
+                    });
+                    return Err(ConfigError::Invalid {
+                        path: path.to_owned(),
+                        problems: unknown,
+                    });
+                }
+                Err(e) => return Err(parse_error(&e)),
+            }
+        };
+        let result = Config::from_raw(root, Some(path.to_owned()), text, raw);
+        if unknown.is_empty() {
+            return result;
+        }
+        let mut problems = unknown;
+        if let Err(ConfigError::Invalid { problems: more, .. }) = result {
+            problems.extend(more);
+        }
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
     }
 
     pub fn handler(&self, name: &str) -> Option<&Handler> {
@@ -593,11 +637,33 @@ pub(crate) fn line_of(text: &str, needle: &str) -> Option<usize> {
 
 /// toml's message, with the line number up front so editors and CI can jump
 /// to it, and the offending line quoted.
+/// Takes the key that starts at `span` out of the document, wherever it is
+/// nested; `false` if there is none.
+fn remove_key(table: &mut toml::de::DeTable<'_>, span: &std::ops::Range<usize>) -> bool {
+    let found = table.keys().find(|k| k.span().start == span.start).cloned();
+    if let Some(key) = found {
+        table.remove(&key);
+        return true;
+    }
+    table.iter_mut().any(|(_, v)| match v.get_mut() {
+        toml::de::DeValue::Table(t) => remove_key(t, span),
+        toml::de::DeValue::Array(a) => a.iter_mut().any(|item| match item.get_mut() {
+            toml::de::DeValue::Table(t) => remove_key(t, span),
+            _ => false,
+        }),
+        _ => false,
+    })
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
 fn toml_message(e: &toml::de::Error, text: &str) -> (Option<usize>, String) {
     let detail = e.message().trim_end();
     match e.span() {
         Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = line_at(text, span.start);
             let src_line = text.lines().nth(line - 1).unwrap_or("").trim_end();
             (
                 Some(line),
@@ -636,7 +702,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tiemout"), "{err}");
-        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains(":3: unknown field"), "{err}");
+    }
+
+    #[test]
+    fn every_unknown_key_is_named_with_its_line() {
+        let err = parse(
+            "tiemout = 1\n[handlers.a]\non = [\"x\"]\ntimout = \"3s\"\nretry = { max_atempts = 3 }\n[[watches]]\nname = \"w\"\npath = \".\"\nevnt_type = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 5, "{err}");
+        for (line, key) in [
+            (1, "tiemout"),
+            (4, "timout"),
+            (5, "max_atempts"),
+            (9, "evnt_type"),
+        ] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains(&format!(":{line}: unknown field `{key}`"))),
+                "{key} at {line}: {err}"
+            );
+        }
+        // The misspelled required key is also missing, and said so.
+        assert!(err.contains("missing field `event_type`"), "{err}");
     }
 
     #[test]

@@ -235,7 +235,7 @@ fn config_with_a_misspelt_key() {
         .code(2)
         .stderr_has("autod.toml")
         .stderr_has("timeuot")
-        .stderr_has("line 3");
+        .stderr_has("autod.toml:3: unknown field `timeuot`, expected one of");
     assert_nothing_ran(&p);
 }
 

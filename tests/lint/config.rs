@@ -30,9 +30,54 @@ fn config_unknown_table_names_its_line() {
 fn config_unknown_key_in_a_watch_names_its_line() {
     let p = Project::clean();
     p.config_with("\n[[watches]]\nname = \"drop\"\npath = \".\"\nevnt_type = \"job.done\"\n");
-    let f = assert_error(&p.lint(&[]), "config", "autod.toml");
-    assert_eq!(f["line"], 9, "{f}");
-    assert!(f["message"].as_str().unwrap().contains("evnt_type"), "{f}");
+    let run = p.lint(&[]);
+    assert_error(&run, "config", "autod.toml");
+    let at = |needle: &str| {
+        run.findings()
+            .into_iter()
+            .find(|f| f["message"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no finding about {needle}: {}", run.stdout))["line"]
+            .clone()
+    };
+    assert_eq!(at("unknown field `evnt_type`"), 9, "{}", run.stdout);
+    // The misspelled key is also a missing one, said at its table.
+    assert_eq!(at("missing field `event_type`"), 6, "{}", run.stdout);
+}
+
+/// Was one finding per lint run: the loader stopped at the first unknown key.
+#[test]
+fn every_unknown_key_is_a_finding() {
+    let p = Project::clean();
+    p.config_with("tiemout = \"3s\"\n[routing]\nunrouted = \"ignore\"\ntypo = 1\n");
+    let run = p.lint(&[]);
+    assert_error(&run, "config", "autod.toml");
+    let mut found: Vec<(u64, String)> = run
+        .findings()
+        .into_iter()
+        .filter(|f| f["rule"] == "config")
+        .map(|f| {
+            (
+                f["line"].as_u64().unwrap(),
+                f["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].0, 5, "{found:?}");
+    assert!(
+        found[0]
+            .1
+            .starts_with("unknown field `tiemout`, expected one of"),
+        "{found:?}"
+    );
+    assert_eq!(found[1].0, 8, "{found:?}");
+    assert!(
+        found[1]
+            .1
+            .starts_with("unknown field `typo`, expected `unrouted`"),
+        "{found:?}"
+    );
 }
 
 #[test]
