@@ -104,8 +104,17 @@ fn check_file(
                 "fixture-invalid",
                 format!("fixture does not validate: {}", list.join("; ")),
             );
-            if let Some((line, col)) = syntax_at {
-                f.at(line, col);
+            match syntax_at {
+                Some((line, col)) => {
+                    f.at(line, col);
+                }
+                None => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    let line = violations
+                        .first()
+                        .and_then(|v| super::locate::line_of(&text, &v.pointer));
+                    f.at(line, None);
+                }
             }
         }
         (true, Ok(_)) => {

@@ -13,6 +13,7 @@
 mod compat;
 mod fixtures;
 pub mod handlers_doc;
+mod locate;
 mod project;
 mod report;
 mod schemas;

@@ -34,17 +34,24 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
         };
         collect_refs(&value, &rel, &mut referenced);
         if let Err(e) = jsonschema::meta::options().validate(&value) {
-            let at = e.instance_path().to_string();
-            let at = if at.is_empty() {
+            let pointer = e.instance_path().to_string();
+            let at = if pointer.is_empty() {
                 String::new()
             } else {
-                format!(" at {at}")
+                format!(" at {pointer}")
             };
+            let line = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| super::locate::line_of(&text, &pointer));
             lint.error(
                 path,
                 "schema-meta",
-                format!("not valid against its meta-schema{at}: {e}"),
-            );
+                format!(
+                    "not valid against its meta-schema{at}: {}",
+                    meta_reason(&pointer, &value, &e)
+                ),
+            )
+            .at(line, None);
             continue;
         }
         if let Err(e) = schema::compile(&dir, &uri_path(&rel), &value, path) {
@@ -60,6 +67,42 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
         *is_lib = referenced.contains(&format!("{t}.json"));
     }
     known
+}
+
+/// The meta-schema's own words, except where they hide a common slip: `type`
+/// fails an `anyOf` ("not valid under any of the schemas listed") when all
+/// that is wrong is a misspelt type name.
+fn meta_reason(pointer: &str, schema: &Value, e: &jsonschema::ValidationError<'_>) -> String {
+    const TYPES: [&str; 7] = [
+        "array", "boolean", "integer", "null", "number", "object", "string",
+    ];
+    // `/properties/type` is a property named "type", not the keyword.
+    let keyword = pointer.rsplit_once('/').is_some_and(|(parent, last)| {
+        last == "type"
+            && ![
+                "properties",
+                "patternProperties",
+                "$defs",
+                "definitions",
+                "dependentSchemas",
+            ]
+            .iter()
+            .any(|m| parent.ends_with(&format!("/{m}")) || parent == *m)
+    });
+    if keyword {
+        let names: Vec<&Value> = match schema.pointer(pointer) {
+            Some(Value::Array(list)) => list.iter().collect(),
+            Some(v) => vec![v],
+            None => Vec::new(),
+        };
+        if let Some(bad) = names
+            .into_iter()
+            .find(|v| !v.as_str().is_some_and(|t| TYPES.contains(&t)))
+        {
+            return format!("{bad} is not a type; use one of {}", TYPES.join(", "));
+        }
+    }
+    e.to_string()
 }
 
 /// `rel` as the path of a URI, percent-encoded: the schema's file name becomes

@@ -8,10 +8,13 @@ use crate::common::{Project, assert_error, assert_warning, event};
 #[test]
 fn valid_fixture_whose_payload_does_not_validate() {
     let p = Project::clean();
-    p.write(
-        "fixtures/job.done/bad.json",
-        &event("job.done", json!({"name": 3})),
-    );
+    // Pretty-printed, so the offending member has a line of its own.
+    let text = serde_json::to_string_pretty(&json!({
+        "eventType": "job.done", "source": "cli", "payload": {"name": 3}
+    }))
+    .unwrap();
+    let line = 1 + text.lines().position(|l| l.contains("\"name\"")).unwrap();
+    p.write("fixtures/job.done/bad.json", &text);
     let f = assert_error(
         &p.lint(&[]),
         "fixture-invalid",
@@ -21,10 +24,11 @@ fn valid_fixture_whose_payload_does_not_validate() {
         f["message"].as_str().unwrap().contains("/payload/name"),
         "{f}"
     );
+    assert_eq!(f["line"], line, "{f}");
     assert!(
-        p.annotation("fixture-invalid").starts_with(
-            "::error file=fixtures/job.done/bad.json,title=autod lint (fixture-invalid)::fixture does not validate"
-        ),
+        p.annotation("fixture-invalid").starts_with(&format!(
+            "::error file=fixtures/job.done/bad.json,line={line},title=autod lint (fixture-invalid)::fixture does not validate"
+        )),
         "{}",
         p.annotation("fixture-invalid")
     );

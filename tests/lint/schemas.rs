@@ -82,15 +82,40 @@ fn schema_that_is_a_string() {
 #[test]
 fn schema_invalid_against_its_meta_schema() {
     let p = Project::clean();
-    p.write("schemas/job.done.json", r#"{"type": 12}"#);
+    p.write(
+        "schemas/job.done.json",
+        "{\n  \"type\": \"object\",\n  \"properties\": {\n    \"n\": {\"type\": \"integr\"}\n  }\n}\n",
+    );
     let f = assert_error(&p.lint(&[]), "schema-meta", "schemas/job.done.json");
-    assert!(f["message"].as_str().unwrap().contains("/type"), "{f}");
+    let message = f["message"].as_str().unwrap();
+    assert!(message.contains("at /properties/n/type"), "{f}");
     assert!(
-        p.annotation("schema-meta")
-            .starts_with("::error file=schemas/job.done.json,title=autod lint (schema-meta)::"),
+        message.contains("\"integr\" is not a type; use one of array, boolean, integer"),
+        "{f}"
+    );
+    assert_eq!(f["line"], 4, "{f}");
+    assert!(
+        p.annotation("schema-meta").starts_with(
+            "::error file=schemas/job.done.json,line=4,title=autod lint (schema-meta)::"
+        ),
         "{}",
         p.annotation("schema-meta")
     );
+}
+
+/// A property that happens to be named "type" is not the `type` keyword.
+#[test]
+fn meta_schema_error_in_a_property_named_type() {
+    let p = Project::clean();
+    p.write(
+        "schemas/job.done.json",
+        r#"{"type": "object", "properties": {"type": 12}}"#,
+    );
+    let f = assert_error(&p.lint(&[]), "schema-meta", "schemas/job.done.json");
+    let message = f["message"].as_str().unwrap();
+    assert!(message.contains("at /properties/type:"), "{f}");
+    assert!(!message.contains("is not a type"), "{f}");
+    assert_eq!(f["line"], 1, "{f}");
 }
 
 #[test]
