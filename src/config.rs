@@ -325,6 +325,7 @@ impl Config {
                         line: e.span().map(|s| line_at(text, s.start)),
                         message: e.message().trim_end().to_owned(),
                     });
+                    unknown.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
                     return Err(ConfigError::Invalid {
                         path: path.to_owned(),
                         problems: unknown,
