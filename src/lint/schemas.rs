@@ -2,6 +2,7 @@
 //! declared meta-schema (2020-12 when none is declared), and every `$ref`
 //! resolves to a local file and pointer. Nothing is fetched.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -33,25 +34,37 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
             continue;
         };
         collect_refs(&value, &rel, &mut referenced);
-        if let Err(e) = jsonschema::meta::options().validate(&value) {
-            let pointer = e.instance_path().to_string();
-            let at = if pointer.is_empty() {
-                String::new()
-            } else {
-                format!(" at {pointer}")
-            };
-            let line = std::fs::read_to_string(path)
-                .ok()
-                .and_then(|text| super::locate::line_of(&text, &pointer));
-            lint.error(
-                path,
-                "schema-meta",
-                format!(
-                    "not valid against its meta-schema{at}: {}",
-                    meta_reason(&pointer, &value, &e)
-                ),
-            )
-            .at(line, None);
+        let meta_errors: Vec<(String, String)> = match jsonschema::meta::validator_for(&value) {
+            Ok(meta) => meta
+                .iter_errors(&value)
+                .map(|e| {
+                    let pointer = e.instance_path().to_string();
+                    let reason = meta_reason(&pointer, &value, &e);
+                    (pointer, reason)
+                })
+                .collect(),
+            Err(e) => vec![(String::new(), e.to_string())],
+        };
+        if !meta_errors.is_empty() {
+            // Parsed again for positions only when there is something to place.
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let mut seen = BTreeSet::new();
+            for (pointer, reason) in meta_errors {
+                if !seen.insert((pointer.clone(), reason.clone())) {
+                    continue;
+                }
+                let at = if pointer.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {pointer}")
+                };
+                lint.error(
+                    path,
+                    "schema-meta",
+                    format!("not valid against its meta-schema{at}: {reason}"),
+                )
+                .at(super::locate::line_of(&text, &pointer), None);
+            }
             continue;
         }
         if let Err(e) = schema::compile(&dir, &uri_path(&rel), &value, path) {

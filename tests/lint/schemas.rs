@@ -103,6 +103,42 @@ fn schema_invalid_against_its_meta_schema() {
     );
 }
 
+/// Was one finding per schema: every meta-schema error is listed, at its line.
+#[test]
+fn every_meta_schema_error_is_a_finding_at_its_line() {
+    let p = Project::clean();
+    p.write(
+        "schemas/job.done.json",
+        "{\n  \"type\": \"object\",\n  \"properties\": {\n    \"n\": {\"type\": \"integr\"},\n    \"m\": {\"minimum\": \"zero\"}\n  },\n  \"required\": \"n\"\n}\n",
+    );
+    let run = p.lint(&[]);
+    assert_error(&run, "schema-meta", "schemas/job.done.json");
+    let found: Vec<(u64, String)> = run
+        .findings()
+        .into_iter()
+        .filter(|f| f["rule"] == "schema-meta")
+        .map(|f| {
+            (
+                f["line"].as_u64().unwrap(),
+                f["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    for (line, pointer) in [
+        (4, "/properties/n/type"),
+        (5, "/properties/m/minimum"),
+        (7, "/required"),
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == line && m.contains(&format!("at {pointer}:"))),
+            "{pointer} at line {line}: {found:?}"
+        );
+    }
+}
+
 /// A property that happens to be named "type" is not the `type` keyword.
 #[test]
 fn meta_schema_error_in_a_property_named_type() {
