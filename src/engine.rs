@@ -303,6 +303,7 @@ impl Engine {
             }
             Termination::Exited(0) => {
                 line.exit_code = Some(0);
+                self.warn_unprocessed_emits(event, handler_name, attempt);
                 let detail = format!(
                     "{{\"ts\":\"{}\",\"attempt\":{attempt}}}\n",
                     time::now_rfc3339()
@@ -359,6 +360,23 @@ impl Engine {
         }
     }
 
+    /// Chaining (SPEC §8) is not processed yet. A handler written for it
+    /// would otherwise lose its follow-up events without a word.
+    fn warn_unprocessed_emits(&self, event: &Event, handler_name: &str, attempt: u32) {
+        let path = self.state.emit_path(event.id(), handler_name, attempt);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let count = text.lines().filter(|l| !l.trim().is_empty()).count();
+        if count > 0 {
+            tracing::warn!(
+                "handler {handler_name} wrote {count} follow-up event(s) to AUTOD_EMIT for {}; this autod does not dispatch follow-ups yet (SPEC 8), so they were not run. They are kept in {}",
+                event.id(),
+                path.display()
+            );
+        }
+    }
+
     fn spec(
         &self,
         event: &Event,
@@ -367,8 +385,7 @@ impl Engine {
     ) -> Result<RunSpec, state::StateError> {
         let event_file = self.state.event_file(event)?;
         let out_dir = self.state.out_dir(event.id(), &handler.name)?;
-        // Chaining (SPEC §8) is not processed yet; the handler may write here.
-        let emit = out_dir.join(format!(".emit.{attempt}.jsonl"));
+        let emit = self.state.emit_path(event.id(), &handler.name, attempt);
         let argv = match &handler.command {
             HandlerCommand::Argv(argv) => argv.clone(),
             // Spawning a path that does not exist yields the runner's own clear

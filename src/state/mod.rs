@@ -138,6 +138,16 @@ impl StateDir {
         Ok(p)
     }
 
+    /// Where a run writes its follow-up events (AUTOD_EMIT, SPEC §8), inside
+    /// its artifacts folder: one file per attempt, so a retry starts empty.
+    pub fn emit_path(&self, event_id: &str, handler: &str, attempt: u32) -> PathBuf {
+        self.dir
+            .join("out")
+            .join(event_id)
+            .join(handler)
+            .join(format!(".emit.{attempt}.jsonl"))
+    }
+
     /// Blocks until this process owns the (event, handler) pair. Call from a
     /// blocking thread.
     pub fn lock_pair(&self, event_id: &str, handler: &str) -> Result<PairLock> {
