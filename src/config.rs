@@ -302,45 +302,44 @@ impl Config {
             }
         };
         let mut doc = toml::de::DeTable::parse(text).map_err(|e| parse_error(&e))?;
+        let problem = |e: &toml::de::Error| Problem {
+            line: e.span().map(|s| line_at(text, s.start)),
+            message: e.message().trim_end().to_owned(),
+        };
         // Every unknown key is reported, not only the first (a misspelling
         // seldom comes alone): each is taken out and the rest read again.
-        let mut unknown = Vec::new();
+        let mut problems = Vec::new();
         let raw = loop {
             match RawConfig::deserialize(toml::de::Deserializer::from(doc.clone())) {
-                Ok(raw) => break raw,
+                Ok(raw) => break Some(raw),
                 Err(e) if e.message().starts_with("unknown field") => {
                     let span = e.span().ok_or_else(|| parse_error(&e))?;
                     if !remove_key(doc.get_mut(), &span) {
                         return Err(parse_error(&e));
                     }
-                    unknown.push(Problem {
-                        line: Some(line_at(text, span.start)),
-                        message: e.message().trim_end().to_owned(),
-                    });
+                    problems.push(problem(&e));
                 }
                 // Often a consequence of a misspelling (a required key spelled
                 // wrong is also missing): reported beside it.
-                Err(e) if !unknown.is_empty() => {
-                    unknown.push(Problem {
-                        line: e.span().map(|s| line_at(text, s.start)),
-                        message: e.message().trim_end().to_owned(),
-                    });
-                    unknown.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
-                    return Err(ConfigError::Invalid {
-                        path: path.to_owned(),
-                        problems: unknown,
-                    });
+                Err(e) if !problems.is_empty() => {
+                    problems.push(problem(&e));
+                    break None;
                 }
                 Err(e) => return Err(parse_error(&e)),
             }
         };
-        let result = Config::from_raw(root, Some(path.to_owned()), text, raw);
-        if unknown.is_empty() {
-            return result;
-        }
-        let mut problems = unknown;
-        if let Err(ConfigError::Invalid { problems: more, .. }) = result {
-            problems.extend(more);
+        match raw {
+            Some(raw) if problems.is_empty() => {
+                return Config::from_raw(root, Some(path.to_owned()), text, raw);
+            }
+            Some(raw) => {
+                if let Err(ConfigError::Invalid { problems: more, .. }) =
+                    Config::from_raw(root, Some(path.to_owned()), text, raw)
+                {
+                    problems.extend(more);
+                }
+            }
+            None => {}
         }
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         Err(ConfigError::Invalid {
@@ -636,8 +635,6 @@ pub(crate) fn line_of(text: &str, needle: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// toml's message, with the line number up front so editors and CI can jump
-/// to it, and the offending line quoted.
 /// Takes the key that starts at `span` out of the document, wherever it is
 /// nested; `false` if there is none.
 fn remove_key(table: &mut toml::de::DeTable<'_>, span: &std::ops::Range<usize>) -> bool {
@@ -656,10 +653,13 @@ fn remove_key(table: &mut toml::de::DeTable<'_>, span: &std::ops::Range<usize>) 
     })
 }
 
-fn line_at(text: &str, offset: usize) -> usize {
+/// The 1-based line of a byte offset into `text`.
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// toml's message, with the line number up front so editors and CI can jump
+/// to it, and the offending line quoted.
 fn toml_message(e: &toml::de::Error, text: &str) -> (Option<usize>, String) {
     let detail = e.message().trim_end();
     match e.span() {

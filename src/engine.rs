@@ -221,30 +221,21 @@ impl Engine {
         }
         // A done marker, once there, stays: seeing it is enough to skip, and
         // saves creating a lock file for a pair that has nothing left to do.
-        let done_before =
-            mode != Mode::Forced && self.state.pair_succeeded(event.id(), handler_name);
-        let lock = if done_before {
-            None
-        } else {
-            let state = self.state.clone();
-            let (id, name) = (event.id().to_owned(), handler_name.to_owned());
-            let lock = tokio::task::spawn_blocking(move || state.lock_pair(&id, &name))
-                .await
-                .expect("lock task does not panic");
-            match lock {
-                Ok(l) => Some(l),
-                Err(e) => return self.state_failure(event, handler_name, None, e),
-            }
+        if mode != Mode::Forced && self.state.pair_succeeded(event.id(), handler_name) {
+            return self.skipped(event, handler_name);
+        }
+        let state = self.state.clone();
+        let (id, name) = (event.id().to_owned(), handler_name.to_owned());
+        let lock = tokio::task::spawn_blocking(move || state.lock_pair(&id, &name))
+            .await
+            .expect("lock task does not panic");
+        let lock = match lock {
+            Ok(l) => l,
+            Err(e) => return self.state_failure(event, handler_name, None, e),
         };
-        let Some(lock) = lock.filter(|l| !l.succeeded() || mode == Mode::Forced) else {
-            // A crash between "done" and "dead letter removed" leaves a stale record.
-            let _ = self.state.dead_remove(handler_name, event.id());
-            let mut line = self.line(event, handler_name, RunResult::Skipped);
-            line.error =
-                Some("already succeeded for this eventId (use --force to run again)".into());
-            self.log.record(&line);
-            return PairOutcome::new(handler_name, RunResult::Skipped);
-        };
+        if lock.succeeded() && mode != Mode::Forced {
+            return self.skipped(event, handler_name);
+        }
         let previous = match self.state.dead_get(handler_name, event.id()) {
             Ok(p) => p,
             Err(e) => return self.state_failure(event, handler_name, None, e),
@@ -358,6 +349,16 @@ impl Engine {
                 outcome
             }
         }
+    }
+
+    /// The pair already succeeded: it is logged as skipped, not run.
+    fn skipped(&self, event: &Event, handler_name: &str) -> PairOutcome {
+        // A crash between "done" and "dead letter removed" leaves a stale record.
+        let _ = self.state.dead_remove(handler_name, event.id());
+        let mut line = self.line(event, handler_name, RunResult::Skipped);
+        line.error = Some("already succeeded for this eventId (use --force to run again)".into());
+        self.log.record(&line);
+        PairOutcome::new(handler_name, RunResult::Skipped)
     }
 
     /// Chaining (SPEC §8) is not processed yet. A handler written for it

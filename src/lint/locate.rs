@@ -46,8 +46,7 @@ pub fn line_of(text: &str, pointer: &str) -> Option<usize> {
             _ => break,
         };
     }
-    let offset = at?;
-    Some(text[..offset.min(text.len())].matches('\n').count() + 1)
+    at.map(|offset| crate::config::line_at(text, offset))
 }
 
 fn element_start(v: &Value<'_>) -> usize {

@@ -100,7 +100,7 @@ fn meta_reason(pointer: &str, schema: &Value, e: &jsonschema::ValidationError<'_
                 "dependentSchemas",
             ]
             .iter()
-            .any(|m| parent.ends_with(&format!("/{m}")) || parent == *m)
+            .any(|m| parent.ends_with(&format!("/{m}")))
     });
     if keyword {
         let names: Vec<&Value> = match schema.pointer(pointer) {

@@ -133,18 +133,19 @@ impl StateDir {
     /// The handler's own artifacts folder for this event, created on demand
     /// (not synced: the artifacts are the handler's business).
     pub fn out_dir(&self, event_id: &str, handler: &str) -> Result<PathBuf> {
-        let p = self.dir.join("out").join(event_id).join(handler);
+        let p = self.out_path(event_id, handler);
         atomic::create_dir_fast(&p).at(&p)?;
         Ok(p)
+    }
+
+    fn out_path(&self, event_id: &str, handler: &str) -> PathBuf {
+        self.dir.join("out").join(event_id).join(handler)
     }
 
     /// Where a run writes its follow-up events (AUTOD_EMIT, SPEC §8), inside
     /// its artifacts folder: one file per attempt, so a retry starts empty.
     pub fn emit_path(&self, event_id: &str, handler: &str, attempt: u32) -> PathBuf {
-        self.dir
-            .join("out")
-            .join(event_id)
-            .join(handler)
+        self.out_path(event_id, handler)
             .join(format!(".emit.{attempt}.jsonl"))
     }
 
