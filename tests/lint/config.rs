@@ -51,18 +51,7 @@ fn every_unknown_key_is_a_finding() {
     p.config_with("tiemout = \"3s\"\n[routing]\nunrouted = \"ignore\"\ntypo = 1\n");
     let run = p.lint(&[]);
     assert_error(&run, "config", "autod.toml");
-    let mut found: Vec<(u64, String)> = run
-        .findings()
-        .into_iter()
-        .filter(|f| f["rule"] == "config")
-        .map(|f| {
-            (
-                f["line"].as_u64().unwrap(),
-                f["message"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    found.sort();
+    let found = run.located("config");
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!(found[0].0, 5, "{found:?}");
     assert!(

@@ -113,17 +113,7 @@ fn every_meta_schema_error_is_a_finding_at_its_line() {
     );
     let run = p.lint(&[]);
     assert_error(&run, "schema-meta", "schemas/job.done.json");
-    let found: Vec<(u64, String)> = run
-        .findings()
-        .into_iter()
-        .filter(|f| f["rule"] == "schema-meta")
-        .map(|f| {
-            (
-                f["line"].as_u64().unwrap(),
-                f["message"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let found = run.located("schema-meta");
     assert_eq!(found.len(), 3, "{found:?}");
     for (line, pointer) in [
         (4, "/properties/n/type"),

@@ -62,6 +62,22 @@ impl Run {
             .map(|f| f["message"].as_str().expect("a message").to_owned())
             .collect()
     }
+
+    /// `(line, message)` of every finding with this rule, in line order;
+    /// each must have a line.
+    pub fn located(&self, rule: &str) -> Vec<(u64, String)> {
+        let mut out: Vec<(u64, String)> = self
+            .findings()
+            .iter()
+            .filter(|f| f["rule"] == rule)
+            .map(|f| {
+                let line = f["line"].as_u64().unwrap_or_else(|| panic!("no line: {f}"));
+                (line, f["message"].as_str().expect("a message").to_owned())
+            })
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 impl Project {
