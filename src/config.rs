@@ -23,6 +23,15 @@ const DEFAULT_MAX_EVENT_BYTES: u64 = 1024 * 1024;
 const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 const DEFAULT_LOG_KEEP: u32 = 5;
 
+const DAY: u64 = 24 * 3600;
+/// Upper bounds of the durations autod.toml may hold. A value past them is a
+/// typo (`"500000000000y"`), and deadlines and next-attempt times computed
+/// from it would overflow: it is refused at load time, naming the key.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * DAY);
+pub const MAX_KILL_GRACE: Duration = Duration::from_secs(DAY);
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(365 * DAY);
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(3600);
+
 /// A configuration mistake; fatal for the command (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -92,6 +101,8 @@ struct RawConfig {
     #[serde(default)]
     log: LogConfig,
     #[serde(default)]
+    state: StateConfig,
+    #[serde(default)]
     handlers: BTreeMap<String, RawHandler>,
     #[serde(default)]
     schedules: Vec<ScheduleConfig>,
@@ -153,6 +164,16 @@ impl Default for LogConfig {
             keep: DEFAULT_LOG_KEEP,
         }
     }
+}
+
+/// `[state]`: the `.autod/` folder.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `.autod` may itself be a symbolic link (to another disk, say). Off by
+    /// default: a planted link would send every state write elsewhere.
+    #[serde(default)]
+    pub allow_symlink: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +294,7 @@ pub struct Config {
     pub validation: ValidationConfig,
     pub routing: RoutingConfig,
     pub log: LogConfig,
+    pub state: StateConfig,
     /// Sorted by name, so fan-out order and every listing are stable.
     pub handlers: Vec<Handler>,
     pub schedules: Vec<ScheduleConfig>,
@@ -403,6 +425,17 @@ impl Config {
             if h.timeout.is_some_and(|t| t.0.is_zero()) {
                 problem(format!("handler {name:?}: timeout must be longer than 0s"));
             }
+            let bounded = [
+                ("timeout", h.timeout.map(|d| d.0), MAX_TIMEOUT),
+                ("kill_grace", h.kill_grace.map(|d| d.0), MAX_KILL_GRACE),
+                ("retry.initial", Some(retry.initial.0), MAX_RETRY_DELAY),
+                ("retry.max", Some(retry.max.0), MAX_RETRY_DELAY),
+            ];
+            for (key, value, max) in bounded {
+                if let Some(message) = value.and_then(|v| too_long(key, v, max)) {
+                    problem(format!("handler {name:?}: {message}"));
+                }
+            }
             for key in h.env.keys() {
                 if key.is_empty() || key.contains('=') || key.contains('\0') {
                     problem(format!(
@@ -464,6 +497,7 @@ impl Config {
             validation: raw.validation,
             routing: raw.routing,
             log: raw.log,
+            state: raw.state,
             handlers,
             schedules: raw.schedules,
             watches: raw.watches,
@@ -517,6 +551,27 @@ fn default_command(root: &Path, name: &str) -> HandlerCommand {
         None => HandlerCommand::Missing(format!(
             "no executable found: create handlers/{name}/main.sh (or main.py, …) and chmod +x it, or set `command` in [handlers.{name}]"
         )),
+    }
+}
+
+/// The complaint about a duration longer than its key allows, if it is.
+fn too_long(key: &str, value: Duration, max: Duration) -> Option<String> {
+    (value > max).then(|| {
+        format!(
+            "{key} is {}, longer than the {} it may be at most; write a shorter duration like \"30s\", \"5m\" or \"1h\"",
+            humantime::format_duration(value),
+            duration_text(max)
+        )
+    })
+}
+
+/// A bound as people write it: humantime would print 365 days as
+/// "11months 30days 3h 50m 24s".
+pub fn duration_text(d: Duration) -> String {
+    match d.as_secs() {
+        DAY => "1day".to_owned(),
+        s if s > DAY && s % DAY == 0 && d.subsec_nanos() == 0 => format!("{}days", s / DAY),
+        _ => humantime::format_duration(d).to_string(),
     }
 }
 
@@ -598,6 +653,12 @@ fn check_sources(
                     w.name
                 ));
             }
+        }
+        if let Some(message) = w
+            .debounce
+            .and_then(|d| too_long("debounce", d.0, MAX_DEBOUNCE))
+        {
+            problem(format!("watch {:?}: {message}", w.name));
         }
         if let Some(Err(e)) = w.glob.as_deref().map(globset::Glob::new) {
             problem(format!("watch {:?}: bad glob: {e}", w.name));
@@ -777,6 +838,77 @@ mod tests {
             err.contains("autod.toml:8: watch \"w\": `on` has \"change\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn durations_past_their_bounds_are_refused_naming_key_and_limit() {
+        let err = parse(
+            "[handlers.a]\non = [\"x\"]\ntimeout = \"8days\"\nkill_grace = \"500000000000y\"\nretry = { initial = \"1s\", max = \"150000y\" }\n\n[[watches]]\nname = \"w\"\npath = \".\"\nevent_type = \"b\"\ndebounce = \"2h\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "handler \"a\": timeout is 8days, longer than the 7days it may be at most",
+            "handler \"a\": kill_grace is",
+            "longer than the 1day it may be at most",
+            "handler \"a\": retry.max is",
+            "longer than the 365days it may be at most",
+            "autod.toml:8: watch \"w\": debounce is 2h, longer than the 1h",
+        ] {
+            assert!(err.contains(want), "{want:?} in {err}");
+        }
+        // The bounds themselves are allowed.
+        parse("[handlers.a]\non = [\"x\"]\ntimeout = \"7days\"\nkill_grace = \"1day\"\nretry = { initial = \"365days\", max = \"365days\" }\n").unwrap();
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn duration_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                (
+                    any::<u64>(),
+                    prop::sample::select(vec![
+                        "ns", "ms", "s", "m", "h", "d", "w", "M", "y", "days", "years"
+                    ])
+                )
+                    .prop_map(|(n, u)| format!("{n}{u}")),
+                "\\PC{0,24}",
+            ]
+        }
+
+        proptest! {
+            /// Whatever durations a config holds, loading it does not panic,
+            /// and what loads keeps every deadline and next attempt computable.
+            #[test]
+            fn any_duration_loads_or_is_refused_without_panic(
+                timeout in duration_text(),
+                grace in duration_text(),
+                initial in duration_text(),
+                max in duration_text(),
+                debounce in duration_text(),
+            ) {
+                let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+                let text = format!(
+                    "[handlers.a]\non = [\"x\"]\ntimeout = {}\nkill_grace = {}\nretry = {{ initial = {}, max = {} }}\n[[watches]]\nname = \"w\"\npath = \".\"\nevent_type = \"b\"\ndebounce = {}\n",
+                    q(&timeout), q(&grace), q(&initial), q(&max), q(&debounce)
+                );
+                if let Ok(c) = parse(&text) {
+                    let h = c.handler("a").unwrap();
+                    let now = std::time::Instant::now();
+                    prop_assert!(now.checked_add(h.timeout).is_some());
+                    prop_assert!(now.checked_add(h.kill_grace).is_some());
+                    prop_assert!(now.checked_add(c.watches[0].debounce.unwrap().0).is_some());
+                    for n in [1, 2, 30, u32::MAX] {
+                        let wait = crate::retry::delay(&h.retry, n);
+                        prop_assert!(wait <= MAX_RETRY_DELAY);
+                        let at = crate::time::format(crate::time::add(crate::time::now(), wait));
+                        prop_assert!(crate::time::parse(&at).is_some(), "{}", at);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

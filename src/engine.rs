@@ -174,14 +174,97 @@ impl Engine {
             .map(|name| {
                 let engine = Arc::clone(self);
                 let event = Arc::clone(&event);
-                tokio::spawn(async move { engine.run_pair(&event, &name, mode).await })
+                let task = name.clone();
+                (
+                    tokio::spawn(async move { engine.run_pair(&event, &task, mode).await }),
+                    name,
+                )
             })
             .collect();
         let mut outcomes = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            outcomes.push(t.await.expect("a pair task does not panic"));
+        for (t, name) in tasks {
+            outcomes.push(match t.await {
+                Ok(outcome) => outcome,
+                Err(e) => self.pair_panicked(&event, &name, e).await,
+            });
         }
         outcomes
+    }
+
+    /// A bug in autod ended a pair's task. That is a failure, never a success:
+    /// the pair gets a waiting dead letter (so it is retried, and `autod dead`
+    /// shows it) and a run-log line asking for a bug report.
+    async fn pair_panicked(
+        &self,
+        event: &Arc<Event>,
+        handler_name: &str,
+        e: tokio::task::JoinError,
+    ) -> PairOutcome {
+        let why = match e.try_into_panic() {
+            Ok(payload) => payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned()),
+            Err(e) => e.to_string(),
+        };
+        let error = format!(
+            "internal error in autod ({why}): this is a bug, please report it with this line and the output of `autod dead show {}`; the pair was not recorded as done and is retried",
+            event.id()
+        );
+        tracing::error!("{handler_name} for {}: {error}", event.id());
+        let mut outcome = PairOutcome::new(handler_name, RunResult::Failed);
+        outcome.error = Some(error.clone());
+        // Under the pair's lock, as any record: the task's own lock went with it.
+        let state = self.state.clone();
+        let (id, name) = (event.id().to_owned(), handler_name.to_owned());
+        let lock = tokio::task::spawn_blocking(move || state.lock_pair(&id, &name)).await;
+        let lock = match lock {
+            Ok(Ok(lock)) => Some(lock),
+            _ => None,
+        };
+        let previous = self.state.dead_get(handler_name, event.id()).ok().flatten();
+        let attempt = previous
+            .as_ref()
+            .map_or(1, |p| p.attempts.saturating_add(1));
+        outcome.attempt = Some(attempt);
+        let mut line = self.line(event, handler_name, RunResult::Failed);
+        line.attempt = Some(attempt);
+        line.error = Some(error.clone());
+        if let Some(handler) = self.handlers.get(handler_name)
+            && !lock.as_ref().is_some_and(|l| l.succeeded())
+        {
+            let now = time::now_rfc3339();
+            let record = DeadLetter {
+                version: state::dead::RECORD_VERSION,
+                event_id: event.id().to_owned(),
+                handler: handler_name.to_owned(),
+                event_type: event.event_type().to_owned(),
+                state: DeadState::Waiting,
+                attempts: attempt,
+                max_attempts: handler.retry.max_attempts,
+                first_failed_at: previous.map_or_else(|| now.clone(), |p| p.first_failed_at),
+                last_failed_at: now,
+                last_result: "failed".into(),
+                last_exit_code: None,
+                last_signal: None,
+                last_error: Some(error),
+                stderr_tail: String::new(),
+                stdout_tail: String::new(),
+                next_attempt_at: Some(next_attempt_at(handler, attempt)),
+                event: event.as_value(),
+            };
+            outcome.dead = Some(DeadState::Waiting);
+            outcome.next_attempt_at = record.next_attempt_at.clone();
+            if let Err(e) = self.state.dead_put(&record) {
+                tracing::error!(
+                    "{e}: the failure of {handler_name} for {} is only in the run log",
+                    event.id()
+                );
+            }
+        }
+        self.log.record(&line);
+        outcome
     }
 
     /// One pair, start to recorded finish.
@@ -464,12 +547,8 @@ impl Engine {
         } else {
             DeadState::Waiting
         };
-        let next_attempt_at = (state == DeadState::Waiting).then(|| {
-            let wait = crate::retry::delay(&handler.retry, attempt);
-            time::format(
-                time::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
-            )
-        });
+        let next_attempt_at =
+            (state == DeadState::Waiting).then(|| next_attempt_at(handler, attempt));
         DeadLetter {
             version: state::dead::RECORD_VERSION,
             event_id: event.id().to_owned(),
@@ -522,6 +601,15 @@ impl Engine {
     }
 }
 
+/// When a pair that failed `attempt` times runs next. Checked: it never
+/// overflows, and never writes a time that does not parse back.
+fn next_attempt_at(handler: &Handler, attempt: u32) -> String {
+    time::format(time::add(
+        time::now(),
+        crate::retry::delay(&handler.retry, attempt),
+    ))
+}
+
 fn spawn_message(handler: &Handler, runner_msg: &str) -> String {
     match &handler.command {
         HandlerCommand::Missing(why) => format!("handler {}: {why}", handler.name),
@@ -547,4 +635,54 @@ fn last_line(tail: &[u8]) -> Option<String> {
         line.push('…');
     }
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Durations are bounded at load time, so a panicking pair needs a config
+    /// that skipped the bounds: a kill_grace no deadline can hold.
+    #[test]
+    fn a_pair_that_panics_is_a_recorded_failure_not_a_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let text = "[handlers.slow]\non = [\"x\"]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.5\"]\ntimeout = \"20ms\"\n";
+        let mut config = Config::parse(&root, &root.join("autod.toml"), text).unwrap();
+        config.handlers[0].kill_grace = std::time::Duration::MAX;
+        let state = StateDir::new(&root);
+        let log = RunLog::new(state.log_dir(), config.log.clone());
+        let engine = Arc::new(Engine::new(root.clone(), &config, state.clone(), log, 1));
+        let event = Event::from_trusted(serde_json::json!({
+            "eventType": "x", "eventId": "e1", "source": "cli", "payload": {}
+        }))
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcomes =
+            rt.block_on(engine.deliver(Arc::new(event), vec!["slow".into()], Mode::Requested));
+
+        assert_eq!(outcomes.len(), 1);
+        let o = &outcomes[0];
+        assert!(o.failed(), "{o:?}");
+        assert_eq!(o.dead, Some(DeadState::Waiting));
+        assert!(
+            o.error.as_deref().unwrap().contains("internal error"),
+            "{o:?}"
+        );
+        let record = state
+            .dead_get("slow", "e1")
+            .unwrap()
+            .expect("a dead letter");
+        assert_eq!(record.state, DeadState::Waiting);
+        assert!(record.last_error.unwrap().contains("please report it"));
+        assert!(time::parse(record.next_attempt_at.as_deref().unwrap()).is_some());
+        assert!(!state.pair_succeeded("e1", "slow"));
+        let lines = crate::log::read_lines(&state.log_dir().join(crate::log::FILE_NAME)).unwrap();
+        let (run, raw) = lines.last().expect("a run-log line");
+        assert_eq!(run.result, "failed");
+        assert!(raw.contains("internal error"), "{raw}");
+    }
 }

@@ -8,11 +8,13 @@
 //! runs the last two again.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Context, Result, StateDir, StateError, atomic};
+use crate::time::Timestamp;
 
 /// The version written into every record, so a later autod can migrate old ones.
 pub const RECORD_VERSION: u32 = 1;
@@ -61,13 +63,49 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    pub fn is_due(&self, now: crate::time::Timestamp) -> bool {
-        self.state == DeadState::Waiting
-            && self
-                .next_attempt_at
-                .as_deref()
-                .and_then(crate::time::parse)
-                .is_none_or(|t| t <= now)
+    /// Whether a waiting record is due, for one-shot callers (`autod retry`),
+    /// who do not know the handler's backoff: an unreadable `nextAttemptAt`
+    /// costs the default `retry.max` (see [`DeadLetter::due_at`]).
+    pub fn is_due(&self, now: Timestamp) -> bool {
+        if self.state == DeadState::Waiting && self.next_attempt_unreadable() {
+            tracing::warn!(
+                "dead letter {} {}: nextAttemptAt {:?} is not a time; it is retried one default retry.max after its last failure",
+                self.handler,
+                self.event_id,
+                self.next_attempt_at.as_deref().unwrap_or("")
+            );
+        }
+        self.due_at(crate::config::RetryConfig::default().max.0)
+            .is_some_and(|t| t <= now)
+    }
+
+    /// When a waiting record is due; `None` for one that is not waiting.
+    ///
+    /// An unreadable `nextAttemptAt` (hand-edited, or the `+YYYYYY` year an
+    /// old build wrote for a huge delay) reads as `lastFailedAt + max_backoff`
+    /// (the handler's `retry.max`): as long as the handler ever waits, where
+    /// "due now" would retry it back to back for as long as it stays
+    /// unreadable. With `lastFailedAt` unreadable too, it is due at once: the
+    /// run rewrites both. A record with no `nextAttemptAt` at all is due.
+    pub fn due_at(&self, max_backoff: Duration) -> Option<Timestamp> {
+        if self.state != DeadState::Waiting {
+            return None;
+        }
+        let next = self.next_attempt_at.as_deref().map(crate::time::parse);
+        Some(match next {
+            // No time set: nothing asked it to wait.
+            None => crate::time::earliest(),
+            Some(Some(t)) => t,
+            Some(None) => crate::time::parse(&self.last_failed_at)
+                .map_or_else(crate::time::earliest, |t| crate::time::add(t, max_backoff)),
+        })
+    }
+
+    /// `nextAttemptAt` is set but is not a time autod can read.
+    pub fn next_attempt_unreadable(&self) -> bool {
+        self.next_attempt_at
+            .as_deref()
+            .is_some_and(|t| crate::time::parse(t).is_none())
     }
 }
 
@@ -146,4 +184,48 @@ fn read_record(path: &Path) -> Result<Option<DeadLetter>> {
                 format!("not a dead-letter record: {e}"),
             ),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(next: Option<&str>, last_failed: &str) -> DeadLetter {
+        DeadLetter {
+            version: RECORD_VERSION,
+            event_id: "e1".into(),
+            handler: "h".into(),
+            event_type: "x".into(),
+            state: DeadState::Waiting,
+            attempts: 1,
+            max_attempts: 5,
+            first_failed_at: last_failed.into(),
+            last_failed_at: last_failed.into(),
+            last_result: "failed".into(),
+            last_exit_code: Some(1),
+            last_signal: None,
+            last_error: None,
+            stderr_tail: String::new(),
+            stdout_tail: String::new(),
+            next_attempt_at: next.map(str::to_owned),
+            event: Value::Null,
+        }
+    }
+
+    #[test]
+    fn an_unreadable_next_attempt_waits_the_max_backoff_not_zero() {
+        let now = crate::time::now();
+        let failed = crate::time::format(now);
+        let r = record(Some("+275760-09-13T00:00:00.000Z"), &failed);
+        assert!(r.next_attempt_unreadable());
+        let hour = Duration::from_secs(3600);
+        let at = r.due_at(hour).unwrap();
+        assert!(at > now + chrono::Duration::minutes(59), "{at}");
+        assert!(!r.is_due(now));
+        assert!(r.is_due(now + chrono::Duration::hours(2)));
+        // Neither time readable: due at once (the run rewrites both).
+        assert!(record(Some("soon"), "earlier").is_due(now));
+        // No time at all: nothing asked it to wait.
+        assert!(record(None, &failed).is_due(now));
+    }
 }
