@@ -30,12 +30,7 @@ fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("no parent folder"))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(
-        ".{name}.{}.{:x}.tmp",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
+    let tmp = temp_path(dir, path);
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -52,6 +47,57 @@ fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
+    result
+}
+
+/// A name in `dir` that no other writer uses, `.NAME.PID.HEX.tmp`: a reader
+/// skips it, and [`sweep_temp_files`] removes it once PID is gone.
+fn temp_path(dir: &Path, path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    dir.join(format!(
+        ".{name}.{}.{:x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ))
+}
+
+/// Puts `bytes` at `path` durably unless a file is already there; `Ok(false)`
+/// if one was (another writer got there first, which is not an error when
+/// they write the same thing). Staged under a name of its own in `staging`
+/// (same filesystem), fsync'd, then hard-linked in: a link, unlike a rename,
+/// never replaces, and readers never see a partial file. Where the
+/// filesystem has no hard links it falls back to a rename, which may replace.
+pub fn place_new(staging: &Path, path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("no parent folder"))?;
+    let tmp = temp_path(staging, path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        let placed = match fs::hard_link(&tmp, path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error())
+                    || e.kind() == io::ErrorKind::Unsupported =>
+            {
+                fs::rename(&tmp, path)?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        if placed {
+            sync_dir(dir)?;
+        }
+        Ok(placed)
+    })();
+    let _ = fs::remove_file(&tmp);
     result
 }
 

@@ -37,15 +37,28 @@ fn is_candidate(name: &str) -> bool {
 }
 
 impl StateDir {
-    /// Writes an accepted event into the inbox durably: staged in inbox/tmp/,
-    /// fsync'd, renamed in. Returns the inbox path.
+    /// Writes an accepted event into the inbox durably: staged in inbox/tmp/
+    /// under a name of its own, fsync'd, linked in. Returns the inbox path.
+    ///
+    /// The eventId is the idempotency key, so an event whose file is already
+    /// in inbox/ or processing/ (sent twice, or by many senders at once) is
+    /// handed over already: that is success, and nothing is written.
     pub fn inbox_put(&self, event: &Event) -> Result<PathBuf> {
         let tmp_dir = self.ensure("inbox/tmp")?;
         let name = format!("{}.json", event.id());
-        let staged = tmp_dir.join(&name);
-        atomic::write(&staged, &event.to_json()).at(&staged)?;
         let target = self.inbox_dir().join(&name);
-        atomic::rename(&staged, &target).at(&target)?;
+        let handed_over = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file());
+        if handed_over(&target) || handed_over(&self.processing_dir().join(&name)) {
+            return Ok(target);
+        }
+        let placed = atomic::place_new(&tmp_dir, &target, &event.to_json()).at(&target)?;
+        if !placed && !handed_over(&target) {
+            // A symlink or a folder of that name: the daemon would never read it.
+            return Err(std::io::Error::other(
+                "something that is not an event file has this name; remove it and send again",
+            ))
+            .at(&target);
+        }
         Ok(target)
     }
 

@@ -9,6 +9,7 @@ mod dispatch;
 mod failures;
 mod idempotency;
 mod query;
+mod robustness;
 mod root;
 mod runner;
 mod scaffold;

@@ -1,0 +1,121 @@
+//! Bad durations, huge times, concurrent senders and planted symlinks: autod
+//! says what is wrong with a clear message and the right exit code, never
+//! panics, and never writes outside the project.
+
+use serde_json::json;
+
+use crate::common::{Project, event};
+
+fn project(handler_config: &str) -> Project {
+    Project::new()
+        .open_schema("job.due")
+        .config(&format!(
+            "[handlers.worker]\non = [\"job.due\"]\n{handler_config}\n"
+        ))
+        .handler("worker", "cat > /dev/null; echo ran >> ran.txt")
+        .event("e1.json", event("job.due", "e1", json!({})))
+}
+
+#[test]
+fn log_since_a_duration_before_year_one_lists_everything() {
+    let p = project("");
+    p.autod(["dispatch", "e1.json"]).run().code(0);
+    let out = p.autod(["log", "--since", "300000y"]).run();
+    out.code(0).stdout_has("e1");
+    p.autod(["log", "--since", "500000000000y"]).run().code(0);
+    p.autod(["log", "--since", "99999999999999999999999y"])
+        .run()
+        .code(2)
+        .stderr_has("cannot read");
+}
+
+#[test]
+fn a_kill_grace_of_half_a_trillion_years_is_a_config_error_not_a_silent_success() {
+    let p = project("timeout = \"50ms\"\nkill_grace = \"500000000000y\"");
+    p.autod(["dispatch", "e1.json"])
+        .run()
+        .code(2)
+        .stderr_has("kill_grace is 500000000000years")
+        .stderr_has("at most");
+    assert!(!p.exists("ran.txt"));
+}
+
+#[test]
+fn a_retry_delay_of_150000_years_is_a_config_error() {
+    let p = project("retry = { initial = \"150000y\", max = \"150000y\" }");
+    p.autod(["dispatch", "e1.json"])
+        .run()
+        .code(2)
+        .stderr_has("retry.initial is 150000years, longer than the 365days it may be at most")
+        .stderr_has("retry.max is 150000years");
+    // lint reports it too, as the CI job.
+    p.autod(["lint"]).run().code(1).stdout_has("retry.max");
+}
+
+#[test]
+fn a_timeout_longer_than_a_week_is_a_config_error() {
+    project("timeout = \"8days\"")
+        .autod(["dispatch", "e1.json"])
+        .run()
+        .code(2)
+        .stderr_has("timeout is 8days, longer than the 7days it may be at most");
+}
+
+/// An old build wrote `+YYYYYY` years for huge delays; such a record counted
+/// as due on every pass, so retries fired back to back.
+#[test]
+fn an_unreadable_next_attempt_is_not_due_at_once() {
+    let p = project("retry = { initial = \"1s\", max = \"1h\" }");
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let record = json!({
+        "version": 1, "eventId": "e1", "handler": "worker", "eventType": "job.due",
+        "state": "waiting", "attempts": 1, "maxAttempts": 5,
+        "firstFailedAt": now, "lastFailedAt": now, "lastResult": "failed",
+        "lastExitCode": 1, "lastSignal": null, "lastError": null,
+        "stderrTail": "", "stdoutTail": "",
+        "nextAttemptAt": "+275760-09-13T00:00:00.000Z",
+        "event": event("job.due", "e1", json!({})),
+    });
+    let p = p.file(".autod/dead/worker/e1.json", record.to_string());
+    p.autod(["retry"])
+        .run()
+        .code(0)
+        .stderr_has("nextAttemptAt \"+275760-09-13T00:00:00.000Z\" is not a time");
+    assert!(!p.exists("ran.txt"), "retried at once");
+    // A person can still ask for it.
+    p.autod(["retry", "e1"]).run().code(0);
+    assert_eq!(p.lines("ran.txt"), ["ran"]);
+}
+
+#[test]
+fn sixty_concurrent_sends_of_one_event_all_succeed_and_queue_it_once() {
+    let p = project("");
+    let senders: Vec<_> = (0..60)
+        .map(|_| p.autod(["send", "e1.json"]).spawn())
+        .collect();
+    for s in senders {
+        s.wait().code(0).stdout_has("e1");
+    }
+    let inbox: Vec<String> = std::fs::read_dir(p.path(".autod/inbox"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "tmp")
+        .collect();
+    assert_eq!(inbox, ["e1.json"]);
+    let staged = std::fs::read_dir(p.path(".autod/inbox/tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(staged, 0, "temp files left in inbox/tmp");
+    let queued: serde_json::Value = serde_json::from_str(&p.read(".autod/inbox/e1.json")).unwrap();
+    assert_eq!(queued["eventId"], "e1");
+    // Sent again once it is being processed: still success, still one copy.
+    std::fs::create_dir_all(p.path(".autod/processing")).unwrap();
+    std::fs::rename(
+        p.path(".autod/inbox/e1.json"),
+        p.path(".autod/processing/e1.json"),
+    )
+    .unwrap();
+    p.autod(["send", "e1.json"]).run().code(0);
+    assert!(!p.exists(".autod/inbox/e1.json"));
+}
