@@ -78,7 +78,11 @@ pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
         serde_json::to_value(p).unwrap_or(Value::Null)
     });
     let now = time::now();
-    let mut last = match daemon.state.schedule_last_fire(&s.name) {
+    let stored = daemon
+        .state
+        .schedule_last_fire(&s.name)
+        .map(|last| resume_from(&origin, last, now));
+    let mut last = match stored {
         Some(last) => {
             let missed = fires_between(&expr, &zone, last, now, MAX_CATCH_UP);
             let catch_up: &[Timestamp] = match s.catch_up.as_deref().unwrap_or("last") {
@@ -107,13 +111,28 @@ pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
             return;
         };
         // Sleep in bounded steps and re-read the wall clock, so a clock jump
-        // (suspend, NTP) neither fires early nor loses a fire.
+        // (suspend, NTP) neither fires early nor loses a fire, and a clock set
+        // back (the last fire is now in the future) resumes from now instead
+        // of waiting out the step.
+        let mut stepped_back = false;
         loop {
-            let left = (next - time::now()).to_std().unwrap_or(Duration::ZERO);
+            let now = time::now();
+            if stepped_back_from(last, now) {
+                last = resume_from(&origin, last, now);
+                stepped_back = true;
+                break;
+            }
+            let left = (next - now).to_std().unwrap_or(Duration::ZERO);
             if left.is_zero() {
                 break;
             }
-            tokio::time::sleep(left.min(Duration::from_secs(3600))).await;
+            tokio::time::sleep(left.min(CLOCK_CHECK)).await;
+        }
+        if stepped_back {
+            if let Err(e) = daemon.state.schedule_set_last_fire(&s.name, last) {
+                tracing::error!("{origin}: {e}");
+            }
+            continue;
         }
         fire_once(&daemon, &s, &origin, &payload, next);
         if let Err(e) = daemon.state.schedule_set_last_fire(&s.name, next) {
@@ -121,6 +140,35 @@ pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
         }
         last = next;
     }
+}
+
+/// How often a sleeping schedule re-reads the wall clock: the longest it
+/// takes to notice that the clock was set back.
+const CLOCK_CHECK: Duration = Duration::from_secs(60);
+
+/// A clock a little behind the last fire is NTP's ordinary correction:
+/// resuming from now would fire that slot again. Beyond this it is a step.
+const STEP_TOLERANCE: chrono::Duration = chrono::Duration::seconds(2);
+
+fn stepped_back_from(last: Timestamp, now: Timestamp) -> bool {
+    now.checked_add_signed(STEP_TOLERANCE)
+        .is_some_and(|later| later < last)
+}
+
+/// A stored last fire later than now means the clock was ahead when it fired
+/// (or is behind now): resuming from it would keep the schedule silent for
+/// the length of the step. It is read as now, and said so.
+fn resume_from(origin: &str, last: Timestamp, now: Timestamp) -> Timestamp {
+    if !stepped_back_from(last, now) {
+        return last;
+    }
+    tracing::warn!(
+        "{origin}: its last fire ({}) is later than now ({}): the clock was probably set back; firing from now on, the next fire is the next slot after {}",
+        time::format(last),
+        time::format(now),
+        time::format(now)
+    );
+    now
 }
 
 fn fire_once(daemon: &Daemon, s: &ScheduleConfig, origin: &str, payload: &Value, fire: Timestamp) {

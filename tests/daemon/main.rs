@@ -7,6 +7,7 @@
 
 mod helper;
 
+mod clock;
 mod crash;
 mod idle;
 mod inbox;
