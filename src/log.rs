@@ -8,7 +8,7 @@
 //!
 //! The same facts go to stderr for people through `tracing` (target `autod::run`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -129,9 +129,13 @@ impl RunLog {
     fn append(&self, line: &RunLine) -> io::Result<()> {
         let mut bytes = serde_json::to_vec(line).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        atomic::create_dir(&self.dir)?;
+        // `log/` is checked (and made) below `.autod/`, which the state
+        // folder's own check covers; the file is opened without following a
+        // link, so a planted one cannot send lines elsewhere.
+        let state = self.dir.parent().unwrap_or(Path::new("/"));
+        atomic::create_dir_below(state, &self.dir, true)?;
         let path = self.path();
-        if let Ok(meta) = std::fs::metadata(&path)
+        if let Ok(meta) = std::fs::symlink_metadata(&path)
             && meta.len() + bytes.len() as u64 > self.config.max_bytes
         {
             self.rotate()?;
@@ -140,7 +144,9 @@ impl RunLog {
             .append(true)
             .create(true)
             .mode(atomic::FILE_MODE)
-            .open(&path)?;
+            .custom_flags(atomic::nofollow())
+            .open(&path)
+            .map_err(|e| atomic::explain_link(e, &path))?;
         f.write_all(&bytes)
     }
 
@@ -156,7 +162,7 @@ impl RunLog {
             let keep = self.config.keep.max(1);
             for n in (1..keep).rev() {
                 let from = self.rotated(n);
-                if from.exists() {
+                if from.symlink_metadata().is_ok() {
                     std::fs::rename(&from, self.rotated(n + 1))?;
                 }
             }
@@ -235,10 +241,14 @@ pub struct LoggedRun {
 
 /// Reads every parseable line of `path`, skipping any torn or foreign line.
 pub fn read_lines(path: &Path) -> io::Result<Vec<(LoggedRun, String)>> {
-    let file = match File::open(path) {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(atomic::nofollow())
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+        Err(e) => return Err(atomic::explain_link(e, path)),
     };
     let mut out = Vec::new();
     for line in BufReader::new(file).lines() {

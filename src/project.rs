@@ -24,6 +24,10 @@ pub enum ProjectError {
     Cwd(std::io::Error),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The state folder cannot be used safely (a planted symlink, say). Held
+    /// as text: the error's message already says what its source would.
+    #[error("{0}")]
+    State(String),
 }
 
 /// An opened project: where it is and its validated config.
@@ -39,7 +43,8 @@ impl Project {
         let root = find_root(root_flag)?;
         let config = Config::load(&root)?;
         Ok(Project {
-            state: StateDir::new(&root),
+            state: StateDir::open(&root, config.state.allow_symlink)
+                .map_err(|e| ProjectError::State(e.to_string()))?,
             root,
             config,
         })

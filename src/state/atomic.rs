@@ -140,7 +140,14 @@ fn temp_file_pid(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// Opens (creating if needed) a private file used only for its flock.
+/// `O_NOFOLLOW`, for `OpenOptionsExt::custom_flags`: opening a symlink fails
+/// (ELOOP) instead of opening (or creating) whatever it points to.
+pub fn nofollow() -> i32 {
+    i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).expect("O_NOFOLLOW fits an int")
+}
+
+/// Opens (creating if needed) a private file used only for its flock; a
+/// symlink in its place is refused, not followed.
 pub fn lock_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
@@ -148,7 +155,97 @@ pub fn lock_file(path: &Path) -> io::Result<File> {
         .create(true)
         .truncate(false)
         .mode(FILE_MODE)
+        .custom_flags(nofollow())
         .open(path)
+        .map_err(|e| explain_link(e, path))
+}
+
+/// Turns the ELOOP of an `O_NOFOLLOW` open into a message that says what to do.
+pub fn explain_link(e: io::Error, path: &Path) -> io::Error {
+    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        link_refused(path)
+    } else {
+        e
+    }
+}
+
+/// The error for a symlink found inside `.autod/`.
+pub fn link_refused(path: &Path) -> io::Error {
+    let target = fs::read_link(path)
+        .map(|t| format!(" (to {})", t.display()))
+        .unwrap_or_default();
+    io::Error::other(format!(
+        "{} is a symbolic link{target}; autod follows no links inside .autod/, so that nothing it writes lands outside the project: remove it (`rm {}`) and autod makes a real one in its place",
+        path.display(),
+        path.display()
+    ))
+}
+
+/// Creates the private folder `path` and its missing parents below `base`
+/// (which must exist), refusing any component below `base` that is a symlink
+/// or not a folder: `DirBuilder::recursive` would follow a planted link and
+/// create, and later write, wherever it points. With `durable`, each new
+/// entry is fsync'd into its parent.
+///
+/// Checked component by component with `lstat`, not opened relative to a
+/// descriptor: a link swapped in between the check and the use is followed.
+/// Only someone who can already write into `.autod/` can do that.
+pub fn create_dir_below(base: &Path, path: &Path, durable: bool) -> io::Result<()> {
+    let rel = path.strip_prefix(base).map_err(|_| {
+        io::Error::other(format!(
+            "{} is not under {}",
+            path.display(),
+            base.display()
+        ))
+    })?;
+    let mut at = base.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(m) if m.file_type().is_symlink() => return Err(link_refused(&at)),
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{} is not a folder; move it away and autod makes the folder",
+                    at.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        match fs::DirBuilder::new().mode(DIR_MODE).create(&at) {
+            Ok(()) if durable => sync_dir(at.parent().unwrap_or(base))?,
+            Ok(()) => {}
+            // Made by another process meanwhile: check what it is.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::symlink_metadata(&at) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => return Err(link_refused(&at)),
+                _ => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Fails if a component of `path` below `base` is a symlink (for removals,
+/// which would otherwise act on whatever a planted link points to). Missing
+/// components end the check: there is nothing to follow.
+pub fn check_below(base: &Path, path: &Path) -> io::Result<()> {
+    let Ok(rel) = path.strip_prefix(base) else {
+        return Ok(());
+    };
+    let mut at = base.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return Err(link_refused(&at)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Creates `path` only if it does not exist; `Ok(false)` if it did.
@@ -265,6 +362,28 @@ mod tests {
         assert!(create_new(&p, b"1").unwrap());
         assert!(!create_new(&p, b"2").unwrap());
         assert_eq!(fs::read(&p).unwrap(), b"1");
+    }
+
+    #[test]
+    fn folders_below_a_base_refuse_symlinked_components() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let base = d.path();
+        create_dir_below(base, &base.join("a/b"), true).unwrap();
+        assert!(base.join("a/b").is_dir());
+        std::os::unix::fs::symlink(outside.path(), base.join("link")).unwrap();
+        let err = create_dir_below(base, &base.join("link/x"), false).unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(err.to_string().contains("link"), "{err}");
+        assert!(fs::read_dir(outside.path()).unwrap().next().is_none());
+        assert!(check_below(base, &base.join("link/x.json")).is_err());
+        assert!(check_below(base, &base.join("a/b/x.json")).is_ok());
+        // A planted lock file link is refused, not followed.
+        let target = outside.path().join("victim");
+        std::os::unix::fs::symlink(&target, base.join("x.lock")).unwrap();
+        let err = lock_file(&base.join("x.lock")).unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(!target.exists());
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl StateDir {
 
     pub fn dead_put(&self, record: &DeadLetter) -> Result<()> {
         let dir = self.dead_dir().join(&record.handler);
-        atomic::create_dir(&dir).at(&dir)?;
+        self.make_dir(&dir, true)?;
         let path = self.dead_path(&record.handler, &record.event_id);
         let mut bytes = serde_json::to_vec_pretty(record).expect("record serializes");
         bytes.push(b'\n');
@@ -131,6 +131,7 @@ impl StateDir {
 
     pub fn dead_remove(&self, handler: &str, event_id: &str) -> Result<bool> {
         let path = self.dead_path(handler, event_id);
+        self.check_path(&path)?;
         let existed = path.exists();
         atomic::remove(&path).at(&path)?;
         Ok(existed)

@@ -18,6 +18,7 @@ pub mod dead;
 pub mod inbox;
 mod pairs;
 
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -53,16 +54,111 @@ impl<T> Context<T> for io::Result<T> {
 }
 
 /// The `.autod/` folder of one project root.
+///
+/// No symlink inside it is followed when autod writes: every folder it
+/// creates or writes into is checked component by component (see
+/// [`atomic::create_dir_below`]), and the run log and lock files are opened
+/// with `O_NOFOLLOW`. `.autod` itself may be a link only when
+/// `[state] allow_symlink = true` says it was made on purpose.
 #[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
+    allow_symlink: bool,
 }
 
+/// What [`StateDir::open`] looks at: the folders autod writes into and the
+/// run log. A link at any of them is refused before anything runs.
+const CHECKED_AT_OPEN: &[&str] = &[
+    "archive",
+    "dead",
+    "done",
+    "inbox",
+    "inbox/tmp",
+    "processing",
+    "rejected",
+    "schedules",
+    "out",
+    "log",
+    "log/autod.log",
+    "daemon.lock",
+];
+
 impl StateDir {
+    /// The state folder of `root`, unchecked; `.autod` must not be a link.
     pub fn new(root: &Path) -> StateDir {
         StateDir {
             dir: root.join(DIR_NAME),
+            allow_symlink: false,
         }
+    }
+
+    /// The state folder of `root`, refused (a config-level error, exit 2)
+    /// if `.autod` is a symlink without `allow_symlink`, or if a link sits
+    /// where one of autod's folders or its run log goes.
+    pub fn open(root: &Path, allow_symlink: bool) -> Result<StateDir> {
+        let state = StateDir {
+            dir: root.join(DIR_NAME),
+            allow_symlink,
+        };
+        if !state.check_base().at(&state.dir)? {
+            return Ok(state);
+        }
+        for sub in CHECKED_AT_OPEN {
+            let p = state.dir.join(sub);
+            if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(atomic::link_refused(&p)).at(&p);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Checks `.autod` itself; `Ok(false)` when it does not exist yet.
+    fn check_base(&self) -> io::Result<bool> {
+        match fs::symlink_metadata(&self.dir) {
+            Ok(m) if m.is_dir() => Ok(true),
+            Ok(m) if m.file_type().is_symlink() => {
+                if !self.allow_symlink {
+                    let target = fs::read_link(&self.dir)
+                        .map(|t| format!(" (to {})", t.display()))
+                        .unwrap_or_default();
+                    return Err(io::Error::other(format!(
+                        "the state folder is a symbolic link{target}; autod does not follow it unless told to, since a planted link sends every state write elsewhere. Remove it, or if you made it on purpose, set `allow_symlink = true` under [state] in autod.toml"
+                    )));
+                }
+                match fs::metadata(&self.dir) {
+                    Ok(m) if m.is_dir() => Ok(true),
+                    Ok(_) => Err(io::Error::other(
+                        "the state folder's link does not point to a folder",
+                    )),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Err(io::Error::other(
+                        "the state folder's link points to nothing; create its target folder (mode 0700) or remove the link",
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(_) => Err(io::Error::other(
+                "the state folder is not a folder; move it away and autod makes one",
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the folder `p` inside `.autod/` (and `.autod/` itself)
+    /// privately if missing, refusing symlinked components.
+    fn make_dir(&self, p: &Path, durable: bool) -> Result<()> {
+        if !self.check_base().at(&self.dir)? {
+            atomic::create_dir_below(self.dir.parent().unwrap_or(Path::new("/")), &self.dir, true)
+                .at(&self.dir)?;
+        }
+        atomic::create_dir_below(&self.dir, p, durable).at(p)
+    }
+
+    /// Fails if something on the way to `p` inside `.autod/` is a symlink:
+    /// for removals, which would act on whatever the link points to.
+    pub(crate) fn check_path(&self, p: &Path) -> Result<()> {
+        self.check_base().at(&self.dir)?;
+        atomic::check_below(&self.dir, p).at(p)
     }
 
     pub fn path(&self) -> &Path {
@@ -100,7 +196,7 @@ impl StateDir {
         } else {
             self.dir.join(sub)
         };
-        atomic::create_dir(&p).at(&p)?;
+        self.make_dir(&p, true)?;
         Ok(p)
     }
 
@@ -112,7 +208,7 @@ impl StateDir {
     /// fsync'd, which keeps two disk flushes off every event's path.
     pub fn archive(&self, event: &Event) -> Result<PathBuf> {
         let dir = self.dir.join("archive");
-        atomic::create_dir_fast(&dir).at(&dir)?;
+        self.make_dir(&dir, false)?;
         let path = self.archive_path(event.id());
         atomic::write_fast(&path, &event.to_json()).at(&path)?;
         Ok(path)
@@ -122,7 +218,9 @@ impl StateDir {
     /// if retention (or a crash) removed or emptied it.
     pub fn event_file(&self, event: &Event) -> Result<PathBuf> {
         let path = self.archive_path(event.id());
-        let intact = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0);
+        // symlink_metadata: a planted link is not an archived event; it is
+        // replaced (by rename) with the real one.
+        let intact = fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0);
         if intact {
             Ok(path)
         } else {
@@ -134,7 +232,7 @@ impl StateDir {
     /// (not synced: the artifacts are the handler's business).
     pub fn out_dir(&self, event_id: &str, handler: &str) -> Result<PathBuf> {
         let p = self.out_path(event_id, handler);
-        atomic::create_dir_fast(&p).at(&p)?;
+        self.make_dir(&p, false)?;
         Ok(p)
     }
 

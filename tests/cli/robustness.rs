@@ -119,3 +119,159 @@ fn sixty_concurrent_sends_of_one_event_all_succeed_and_queue_it_once() {
     p.autod(["send", "e1.json"]).run().code(0);
     assert!(!p.exists(".autod/inbox/e1.json"));
 }
+
+/// A folder outside the project, for planted links to point at; every test
+/// below ends by checking that autod wrote nothing there.
+struct Outside(tempfile::TempDir);
+
+impl Outside {
+    fn new() -> Outside {
+        Outside(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.0.path().join(rel)
+    }
+
+    #[track_caller]
+    fn assert_untouched(&self) {
+        let names: Vec<_> = std::fs::read_dir(self.0.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            names.is_empty(),
+            "autod wrote outside the project: {names:?}"
+        );
+    }
+}
+
+fn plant(p: &Project, rel: &str, target: &std::path::Path) {
+    let link = p.path(rel);
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+#[test]
+fn a_state_folder_that_is_a_symlink_is_refused_unless_allowed() {
+    let outside = Outside::new();
+    let p = project("");
+    plant(&p, ".autod", outside.0.path());
+    for args in [
+        &["dispatch", "e1.json"][..],
+        &["send", "e1.json"],
+        &["run"],
+        &["status"],
+    ] {
+        p.autod(args)
+            .run()
+            .code(2)
+            .stderr_has("the state folder is a symbolic link")
+            .stderr_has("allow_symlink = true");
+    }
+    assert!(!p.exists("ran.txt"));
+    outside.assert_untouched();
+
+    // Made on purpose, and said so: it is used, and stays private.
+    let p = p.config("[state]\nallow_symlink = true\n[handlers.worker]\non = [\"job.due\"]\n");
+    p.autod(["dispatch", "e1.json"]).run().code(0);
+    assert_eq!(p.lines("ran.txt"), ["ran"]);
+    assert!(outside.path("log/autod.log").is_file());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(outside.path("done"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[test]
+fn a_run_log_that_is_a_symlink_is_refused_and_nothing_runs() {
+    let outside = Outside::new();
+    let p = project("");
+    plant(&p, ".autod/log/autod.log", &outside.path("victim.log"));
+    p.autod(["dispatch", "e1.json"])
+        .run()
+        .code(2)
+        .stderr_has("autod.log is a symbolic link")
+        .stderr_has("rm ");
+    assert!(!p.exists("ran.txt"));
+    outside.assert_untouched();
+}
+
+#[test]
+fn an_archive_folder_that_is_a_symlink_is_refused() {
+    let outside = Outside::new();
+    let p = project("");
+    plant(&p, ".autod/archive", outside.0.path());
+    p.autod(["dispatch", "e1.json"])
+        .run()
+        .code(2)
+        .stderr_has("archive is a symbolic link");
+    assert!(!p.exists("ran.txt"));
+    outside.assert_untouched();
+}
+
+#[test]
+fn a_dead_letter_folder_that_is_a_symlink_fails_the_pair_and_writes_nothing_outside() {
+    let outside = Outside::new();
+    let p = Project::new()
+        .open_schema("job.due")
+        .config("[handlers.broken]\non = [\"job.due\"]\n")
+        .handler("broken", "cat > /dev/null; echo broken >&2; exit 1")
+        .event("e1.json", event("job.due", "e1", json!({})));
+    plant(&p, ".autod/dead/broken", outside.0.path());
+    p.autod(["dispatch", "e1.json"])
+        .run()
+        .code(1)
+        .stderr_has("dead/broken is a symbolic link");
+    // The failure is still in the run log.
+    assert_eq!(p.logged("failed"), [("broken".to_owned(), "e1".to_owned())]);
+    // `dead drop` does not remove through the link either.
+    std::fs::write(outside.path("e1.json"), "not yours").unwrap();
+    p.autod(["dead", "drop", "e1"]).run();
+    assert_eq!(
+        std::fs::read_to_string(outside.path("e1.json")).unwrap(),
+        "not yours"
+    );
+    std::fs::remove_file(outside.path("e1.json")).unwrap();
+    outside.assert_untouched();
+}
+
+#[test]
+fn an_artifacts_folder_that_is_a_symlink_fails_the_pair_before_it_runs() {
+    let outside = Outside::new();
+    let p = project("");
+    plant(&p, ".autod/out/e1", outside.0.path());
+    let out = p.autod(["dispatch", "e1.json"]).run();
+    out.code(1).stderr_has("out/e1 is a symbolic link");
+    assert!(!p.exists("ran.txt"), "the handler ran");
+    assert!(!p.done("e1", "worker"));
+    let failed = p.log();
+    let line = failed
+        .iter()
+        .find(|l| l["result"] == "failed")
+        .expect("a failed line");
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap()
+            .contains("autod could not record this run"),
+        "{line}"
+    );
+    outside.assert_untouched();
+}
+
+#[test]
+fn a_pair_lock_that_is_a_symlink_is_not_followed() {
+    let outside = Outside::new();
+    let p = project("");
+    plant(&p, ".autod/done/e1.worker.lock", &outside.path("victim"));
+    p.autod(["dispatch", "e1.json"])
+        .run()
+        .code(1)
+        .stderr_has("e1.worker.lock is a symbolic link");
+    assert!(!p.exists("ran.txt"));
+    outside.assert_untouched();
+}
