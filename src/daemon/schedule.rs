@@ -28,7 +28,33 @@ pub fn next_after(expr: &CronExpr, zone: &Zone, t: Timestamp) -> Option<Timestam
 }
 
 /// The fires in `(after, until]`, oldest first, at most `cap` of the newest.
+///
+/// Only the newest `cap` are wanted, so it looks back from `until` in
+/// doubling windows instead of walking every fire since `after`: a machine
+/// whose clock read 1970 at boot (no RTC) until NTP stepped it would
+/// otherwise walk 29 million minutes before the daemon starts.
 pub fn fires_between(
+    expr: &CronExpr,
+    zone: &Zone,
+    after: Timestamp,
+    until: Timestamp,
+    cap: usize,
+) -> Vec<Timestamp> {
+    let mut window = chrono::Duration::hours(1);
+    loop {
+        let start = until
+            .checked_sub_signed(window)
+            .map_or(after, |s| s.max(after));
+        let fires = walk(expr, zone, start, until, cap);
+        if fires.len() >= cap || start <= after {
+            return fires;
+        }
+        window = window.checked_mul(2).unwrap_or(chrono::Duration::MAX);
+    }
+}
+
+/// Every fire in `(after, until]`, keeping the newest `cap`.
+fn walk(
     expr: &CronExpr,
     zone: &Zone,
     after: Timestamp,
@@ -254,6 +280,61 @@ mod tests {
             ]
             .map(at)
         );
+    }
+
+    /// A Raspberry Pi without a real-time clock boots in 1970; a schedule
+    /// that fired then is caught up from there once NTP steps the clock.
+    #[test]
+    fn catch_up_from_decades_back_looks_only_at_the_newest_fires() {
+        let expr = CronExpr::parse("* * * * *").unwrap();
+        let z = Zone::utc();
+        let started = std::time::Instant::now();
+        let f = fires_between(
+            &expr,
+            &z,
+            at("1970-01-01T00:00:30Z"),
+            at("2026-11-24T05:00:30Z"),
+            100,
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(f.len(), 100);
+        assert_eq!(f[0], at("2026-11-24T03:21:00Z"));
+        assert_eq!(f[99], at("2026-11-24T05:00:00Z"));
+        // Fewer than the cap since `after`: all of them, exactly.
+        let yearly = CronExpr::parse("0 0 1 1 *").unwrap();
+        let f = fires_between(
+            &yearly,
+            &z,
+            at("1970-06-01T00:00:00Z"),
+            at("2026-11-24T05:00:30Z"),
+            100,
+        );
+        assert_eq!(f.len(), 56);
+        assert_eq!(f[0], at("1971-01-01T00:00:00Z"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// The windowed look-back finds exactly what walking every fire does.
+            #[test]
+            fn windowed_catch_up_equals_the_full_walk(
+                after in 1_700_000_000i64..1_800_000_000,
+                span in 0i64..400_000,
+                cap in 1usize..120,
+                cron in prop::sample::select(vec!["*/7 * * * *", "0 * * * *", "0 9 * * 1-5", "*/13 * * * * *", "0 0 29 2 *"]),
+            ) {
+                let expr = CronExpr::parse(cron).unwrap();
+                let z = Zone::parse(Some("Europe/Berlin")).unwrap();
+                let a = chrono::DateTime::from_timestamp(after, 0).unwrap();
+                let u = chrono::DateTime::from_timestamp(after + span, 0).unwrap();
+                prop_assert_eq!(fires_between(&expr, &z, a, u, cap), walk(&expr, &z, a, u, cap));
+            }
+        }
     }
 
     #[test]
