@@ -212,7 +212,6 @@ impl Engine {
             "internal error in autod ({why}): this is a bug, please report it with this line and the output of `autod dead show {}`; the pair was not recorded as done and is retried",
             event.id()
         );
-        tracing::error!("{handler_name} for {}: {error}", event.id());
         let mut outcome = PairOutcome::new(handler_name, RunResult::Failed);
         outcome.error = Some(error.clone());
         // Under the pair's lock, as any record: the task's own lock went with it.
