@@ -145,6 +145,11 @@ impl StateDir {
             return Vec::new();
         };
         for h in handlers.flatten() {
+            // A linked handler folder is not read: its records could be
+            // anyone's, and `retry` would run them.
+            if !h.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
             let Ok(files) = std::fs::read_dir(h.path()) else {
                 continue;
             };

@@ -228,12 +228,29 @@ fn a_dead_letter_folder_that_is_a_symlink_fails_the_pair_and_writes_nothing_outs
         .stderr_has("dead/broken is a symbolic link");
     // The failure is still in the run log.
     assert_eq!(p.logged("failed"), [("broken".to_owned(), "e1".to_owned())]);
-    // `dead drop` does not remove through the link either.
-    std::fs::write(outside.path("e1.json"), "not yours").unwrap();
+    // A record planted behind the link is neither listed, nor retried, nor
+    // removed through it.
+    let record = json!({
+        "version": 1, "eventId": "e1", "handler": "broken", "eventType": "job.due",
+        "state": "waiting", "attempts": 1, "maxAttempts": 5,
+        "firstFailedAt": "2026-01-01T00:00:00.000Z", "lastFailedAt": "2026-01-01T00:00:00.000Z",
+        "lastResult": "failed", "lastExitCode": 1, "lastSignal": null, "lastError": null,
+        "stderrTail": "", "stdoutTail": "", "nextAttemptAt": null,
+        "event": event("job.due", "e1", json!({})),
+    })
+    .to_string();
+    std::fs::write(outside.path("e1.json"), &record).unwrap();
+    p.autod(["dead", "list"]).run().code(0).stdout_lacks("e1");
+    p.autod(["retry", "--all"]).run().code(0);
+    assert_eq!(
+        p.logged("failed").len(),
+        1,
+        "the planted record was retried"
+    );
     p.autod(["dead", "drop", "e1"]).run();
     assert_eq!(
         std::fs::read_to_string(outside.path("e1.json")).unwrap(),
-        "not yours"
+        record
     );
     std::fs::remove_file(outside.path("e1.json")).unwrap();
     outside.assert_untouched();
