@@ -226,7 +226,9 @@ impl WatchConfig {
     /// The watched folder: `~` expanded, a relative path taken from the root.
     pub fn dir(&self, root: &Path) -> PathBuf {
         let p = expand_home(&self.path);
-        if p.is_absolute() { p } else { root.join(p) }
+        let p = if p.is_absolute() { p } else { root.join(p) };
+        // `components` drops the `.`s: `path = "."` is the root, not `root/.`.
+        p.components().collect()
     }
 }
 

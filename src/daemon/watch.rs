@@ -394,7 +394,14 @@ impl Watch {
                 {
                     self.watch_subfolder(&path);
                 }
-                self.pending.insert(path, Instant::now() + self.debounce);
+                if self.pending.insert(path.clone(), Instant::now() + self.debounce).is_none() {
+                    tracing::debug!(
+                        "{}: {} changed; settling for {}",
+                        self.origin,
+                        self.rel(&path),
+                        humantime::format_duration(self.debounce)
+                    );
+                }
             }
             Notice::Rescan => {
                 tracing::warn!(
@@ -412,13 +419,17 @@ impl Watch {
         while let Ok(message) = rx.try_recv() {
             self.receive(message);
         }
-        // Settling a folder can find files in it that are pending in turn.
-        while !self.pending.is_empty() {
-            let mut paths: Vec<(PathBuf, Instant)> = self.pending.drain().collect();
-            paths.sort_by_key(|(_, t)| *t);
-            for (path, _) in paths {
-                self.settle_path(&path);
-            }
+        if !self.pending.is_empty() {
+            tracing::info!(
+                "{}: settling {} pending change(s) now, before the watch stops",
+                self.origin,
+                self.pending.len()
+            );
+        }
+        let mut paths: Vec<(PathBuf, Instant)> = self.pending.drain().collect();
+        paths.sort_by_key(|(_, t)| *t);
+        for (path, _) in paths {
+            self.settle_path(&path);
         }
         self.save();
     }
@@ -430,13 +441,14 @@ impl Watch {
         let meta = std::fs::symlink_metadata(path).ok();
         if meta.as_ref().is_some_and(std::fs::Metadata::is_dir) {
             // A folder created or moved in: the files already in it were never
-            // reported one by one.
+            // reported one by one. They settle with it, so what was reported
+            // after the folder is still delivered after it.
             let mut found = BTreeMap::new();
             self.scan_into(path, &mut found);
-            let due = Instant::now() + self.debounce;
             for (rel, (file, seen)) in found {
                 if self.known.files.get(&rel) != Some(&seen) {
-                    self.pending.entry(file).or_insert(due);
+                    self.pending.remove(&file);
+                    self.settle_path(&file);
                 }
             }
             return;
