@@ -234,7 +234,12 @@ impl WatchConfig {
 
 /// A watch inside the state folder would see autod's own writes, each of
 /// which it turns into an event that causes more writes.
-fn check_watch_paths(root: &Path, text: &str, watches: &[WatchConfig], problems: &mut Vec<Problem>) {
+fn check_watch_paths(
+    root: &Path,
+    text: &str,
+    watches: &[WatchConfig],
+    problems: &mut Vec<Problem>,
+) {
     let state = crate::state::StateDir::new(root);
     for w in watches {
         if state.holds(&w.dir(root)) {
@@ -818,10 +823,16 @@ mod tests {
         let watch = |path: &str| {
             format!("[[watches]]\nname = \"w\"\npath = \"{path}\"\nevent_type = \"b\"\n")
         };
-        for path in [".autod", "./.autod/inbox", "x/../.autod/out", "/nonexistent/.autod"] {
+        for path in [
+            ".autod",
+            "./.autod/inbox",
+            "x/../.autod/out",
+            "/nonexistent/.autod",
+        ] {
             let err = parse(&watch(path)).unwrap_err().to_string();
             assert!(
-                err.contains("autod.toml:2: watch \"w\": path") && err.contains("state folder .autod/"),
+                err.contains("autod.toml:2: watch \"w\": path")
+                    && err.contains("state folder .autod/"),
                 "{path}: {err}"
             );
         }

@@ -175,6 +175,7 @@ pub fn start(daemon: &Arc<Daemon>, w: &WatchConfig) -> Result<Running, StartErro
         known: WatchRecord::default(),
         persist: w.scan_on_start,
         dirty: false,
+        changed: false,
         pending: HashMap::new(),
     };
     watch.register().map_err(watch_error(&watch.dir))?;
@@ -213,6 +214,9 @@ struct Watch {
     persist: bool,
     /// `known` changed since it was last saved.
     dirty: bool,
+    /// `known` changed since the last attempt to save it: a save that failed
+    /// is tried again with the next change, not every second.
+    changed: bool,
     /// Paths waiting out their debounce, with when it ends.
     pending: HashMap<PathBuf, Instant>,
 }
@@ -289,7 +293,10 @@ impl Watch {
         let found = self.scan();
         let fresh = |found: BTreeMap<String, (PathBuf, Seen)>, dir: &Path| WatchRecord {
             dir: dir.to_owned(),
-            files: found.into_iter().map(|(rel, (_, seen))| (rel, seen)).collect(),
+            files: found
+                .into_iter()
+                .map(|(rel, (_, seen))| (rel, seen))
+                .collect(),
         };
         if !self.persist {
             if let Err(e) = self.daemon.state.watch_record_forget(&self.name) {
@@ -310,10 +317,7 @@ impl Watch {
                 }
                 return;
             }
-            Ok(Some(record)) => format!(
-                "the watch's folder was {} before",
-                record.dir.display()
-            ),
+            Ok(Some(record)) => format!("the watch's folder was {} before", record.dir.display()),
             Ok(None) => "first start".to_owned(),
             Err(e) => format!("{e}; changes made while autod was down are not delivered"),
         };
@@ -348,7 +352,11 @@ impl Watch {
         changed
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Notice>, mut stop: oneshot::Receiver<()>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Notice>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
         let mut save_at: Option<Instant> = None;
         loop {
             let next_due = self.pending.values().min().copied();
@@ -377,7 +385,7 @@ impl Watch {
                 }
                 _ = &mut stop => break,
             }
-            if self.dirty && self.persist && save_at.is_none() {
+            if self.changed && self.persist && save_at.is_none() {
                 save_at = Some(Instant::now() + RECORD_EVERY);
             }
         }
@@ -389,12 +397,18 @@ impl Watch {
             Notice::Path(path) => {
                 // A new subfolder beside the state folder: notify does not
                 // watch it (its parent is watched one level deep), so we do.
-                if path.parent().is_some_and(|p| self.levels.iter().any(|l| l == p))
+                if path
+                    .parent()
+                    .is_some_and(|p| self.levels.iter().any(|l| l == p))
                     && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
                 {
                     self.watch_subfolder(&path);
                 }
-                if self.pending.insert(path.clone(), Instant::now() + self.debounce).is_none() {
+                if self
+                    .pending
+                    .insert(path.clone(), Instant::now() + self.debounce)
+                    .is_none()
+                {
                     tracing::debug!(
                         "{}: {} changed; settling for {}",
                         self.origin,
@@ -464,19 +478,28 @@ impl Watch {
             None => self.known.files.remove(&rel),
         };
         self.dirty = true;
+        self.changed = true;
         if !self.kinds.contains(&kind) || self.glob.as_ref().is_some_and(|g| !g.is_match(&rel)) {
             return;
         }
-        let event = event(&self.event_type, &self.origin, path, &rel, kind, meta.as_ref());
+        let event = event(
+            &self.event_type,
+            &self.origin,
+            path,
+            &rel,
+            kind,
+            meta.as_ref(),
+        );
         super::submit(&self.daemon, event, &self.origin);
     }
 
     /// Saves the record, if it is kept and changed. A failure is logged and
-    /// tried again with the next change: the events are queued already.
+    /// tried again after the next change: the events are queued already.
     fn save(&mut self) {
         if !(self.persist && self.dirty) {
             return;
         }
+        self.changed = false;
         match self.daemon.state.watch_record_save(&self.name, &self.known) {
             Ok(()) => self.dirty = false,
             Err(e) => tracing::error!(

@@ -30,12 +30,13 @@ pub struct Seen {
 
 impl Seen {
     pub fn of(meta: &std::fs::Metadata) -> Seen {
-        let mtime_ns = meta.modified().ok().map_or(0, |t| {
-            match t.duration_since(std::time::UNIX_EPOCH) {
-                Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-                Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
-            }
-        });
+        let mtime_ns =
+            meta.modified()
+                .ok()
+                .map_or(0, |t| match t.duration_since(std::time::UNIX_EPOCH) {
+                    Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+                    Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+                });
         Seen {
             size: meta.len(),
             mtime_ns,

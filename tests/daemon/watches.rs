@@ -102,7 +102,9 @@ impl Watched {
     }
 
     fn wait_for(&self, name: &str) {
-        wait_until(LIMIT, &format!("the event for {name}"), || self.count(name) > 0);
+        wait_until(LIMIT, &format!("the event for {name}"), || {
+            self.count(name) > 0
+        });
     }
 
     /// Waits until everything that happened before this call has been delivered.
@@ -203,7 +205,10 @@ fn a_watched_folder_yields_one_event_per_change() {
     fs::write(outside.join("inner/moved.txt"), "m").unwrap();
     fs::rename(&outside, w.file("moved-in")).unwrap();
     w.settle();
-    assert_eq!(kinds(&w.events()[4..]), [pair("moved-in/inner/moved.txt", "create")]);
+    assert_eq!(
+        kinds(&w.events()[4..]),
+        [pair("moved-in/inner/moved.txt", "create")]
+    );
 
     // Every watch event is an ordinary logged run.
     let ok = w.p.logged("ok");
@@ -254,7 +259,9 @@ fn a_file_dropped_as_soon_as_the_daemon_is_announced_is_delivered() {
 #[test]
 fn a_file_written_just_before_a_sighup_that_changes_the_watch_is_delivered_once() {
     let watch = |debounce: &str| {
-        format!("path = \"watched\"\non = [\"create\", \"modify\", \"remove\"]\ndebounce = \"{debounce}\"")
+        format!(
+            "path = \"watched\"\non = [\"create\", \"modify\", \"remove\"]\ndebounce = \"{debounce}\""
+        )
     };
     let mut w = Watched::on("watched", &watch("5s"), RECORDER);
     let mut daemon = w.start();
@@ -425,7 +432,10 @@ fn a_watch_on_the_root_runs_once_per_touched_file() {
     stop(&mut daemon);
     let record = w.p.read(".autod/watches/notes.json");
     assert!(record.contains("\"a.txt\""), "{record}");
-    assert!(!record.contains(".autod"), "the record leaves state out: {record}");
+    assert!(
+        !record.contains(".autod"),
+        "the record leaves state out: {record}"
+    );
 }
 
 #[test]
