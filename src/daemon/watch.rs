@@ -92,7 +92,7 @@ enum Notice {
     Path(PathBuf),
     /// Events were lost (the kernel queue overflowed): compare the folder with
     /// what the watch knows.
-    Rescan,
+    Rescan(String),
 }
 
 /// A started watch; [`Running::stop`] ends it without losing what it holds.
@@ -136,7 +136,7 @@ pub fn start(daemon: &Arc<Daemon>, w: &WatchConfig) -> Result<Running, StartErro
     let prefix = dir.clone();
     let handler = move |event: notify::Result<notify::Event>| match event {
         Ok(event) if event.need_rescan() => {
-            let _ = tx.send(Notice::Rescan);
+            let _ = tx.send(Notice::Rescan("the kernel dropped change events".into()));
         }
         Ok(event) if super::is_change(event.kind) => {
             for path in event.paths {
@@ -146,8 +146,8 @@ pub fn start(daemon: &Arc<Daemon>, w: &WatchConfig) -> Result<Running, StartErro
             }
         }
         Ok(_) => {}
-        Err(_) => {
-            let _ = tx.send(Notice::Rescan);
+        Err(e) => {
+            let _ = tx.send(Notice::Rescan(e.to_string()));
         }
     };
     let config = notify::Config::default().with_follow_symlinks(false);
@@ -319,7 +319,13 @@ impl Watch {
             }
             Ok(Some(record)) => format!("the watch's folder was {} before", record.dir.display()),
             Ok(None) => "first start".to_owned(),
-            Err(e) => format!("{e}; changes made while autod was down are not delivered"),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: {e}; changes made while autod was down are not delivered",
+                    self.origin
+                );
+                "the record was unreadable".to_owned()
+            }
         };
         self.known = fresh(found, &self.dir);
         tracing::info!(
@@ -417,9 +423,9 @@ impl Watch {
                     );
                 }
             }
-            Notice::Rescan => {
+            Notice::Rescan(why) => {
                 tracing::warn!(
-                    "{}: the kernel dropped change events; comparing the folder with what the watch knows",
+                    "{}: {why}; comparing the folder with what the watch knows",
                     self.origin
                 );
                 let found = self.scan();

@@ -450,3 +450,45 @@ fn a_watch_inside_the_state_folder_is_a_config_error() {
         "{stderr}"
     );
 }
+
+/// A watch whose folder is missing is off, and tried again at the next reload
+/// even though its config did not change.
+#[test]
+fn a_watch_that_could_not_start_is_tried_again_at_a_reload() {
+    let mut w = Watched::new("200ms");
+    fs::remove_dir(w.file("")).unwrap();
+    let mut daemon = w.start();
+    assert!(
+        daemon.stderr().contains("this watch is off until a reload"),
+        "{}",
+        daemon.stderr()
+    );
+    fs::create_dir(w.file("")).unwrap();
+    daemon.signal(Signal::HUP);
+    wait_until(LIMIT, "the reload", || {
+        daemon.stderr().contains("reloaded autod.toml")
+    });
+    w.write("a.txt", "now watched");
+    w.settle();
+    assert_eq!(kinds(&w.events()), [pair("a.txt", "create")]);
+    assert!(daemon.running());
+}
+
+/// A record that cannot be read is replaced, with a warning, rather than
+/// stopping the watch or firing an event per file.
+#[test]
+fn a_damaged_record_is_recorded_afresh_with_a_warning() {
+    let mut w = Watched::new("200ms");
+    w.write("a.txt", "there before");
+    w.p.write(".autod/watches/notes.json", "{ not json");
+    let daemon = w.start();
+    w.settle();
+    assert!(w.events().is_empty(), "{:?}", kinds(&w.events()));
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("watches/notes.json")
+            && stderr.contains("changes made while autod was down are not delivered")
+            && stderr.contains("the record was unreadable: recorded the 1 files"),
+        "{stderr}"
+    );
+}
