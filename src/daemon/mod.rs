@@ -316,7 +316,7 @@ impl Sources {
     fn start_missing(&mut self, daemon: &Arc<Daemon>) {
         let g = daemon.generation();
         for w in &g.config.watches {
-            if self.watches.iter().any(|(running, _)| running == w) {
+            if self.watches.iter().any(|(c, _)| c == w) {
                 continue;
             }
             let running = watch::start(daemon, w)
