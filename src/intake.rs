@@ -85,6 +85,27 @@ pub fn refusal_code(invalid: &Invalid) -> Code {
     }
 }
 
+/// Why a refusal is the project's fault rather than the event's, if it is: a
+/// schema that cannot be used, or an eventType that no schema or handler takes
+/// (any more). The daemon holds such an event instead of rejecting it: it was
+/// accepted once, and fixing the project must be enough to run it.
+pub fn project_fault(invalid: &Invalid) -> Option<String> {
+    match invalid {
+        Invalid::Schema(_) => Some(invalid.to_string()),
+        Invalid::Rejected(v) => {
+            let project = |x: &Violation| {
+                x.pointer == "/eventType" && matches!(x.keyword.as_str(), "route" | "schema")
+            };
+            (!v.is_empty() && v.iter().all(project)).then(|| {
+                v.iter()
+                    .map(|x| x.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+        }
+    }
+}
+
 /// The refusal as violations, for messages and `.error.json` files.
 pub fn refusal_violations(invalid: &Invalid) -> Vec<Violation> {
     match invalid {

@@ -243,8 +243,13 @@ impl Schemas {
         } else {
             None
         };
-        self.payloads
-            .insert(event_type.to_owned(), compiled.clone());
+        // A missing schema is not remembered when schemas are required: the
+        // event is refused (or, in the daemon, held) until the file exists,
+        // and creating it must be enough.
+        if compiled.is_some() || !self.require_schema {
+            self.payloads
+                .insert(event_type.to_owned(), compiled.clone());
+        }
         Ok(compiled)
     }
 }
