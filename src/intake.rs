@@ -38,6 +38,11 @@ impl Intake {
         })
     }
 
+    /// Reads the schema files again (see [`Schemas::reload`]).
+    pub fn reload_schemas(&mut self) -> Result<(), SchemaError> {
+        self.schemas.reload()
+    }
+
     pub fn admit(&mut self, bytes: &[u8], only: Option<&str>) -> Result<Admitted, Invalid> {
         let event = self.schemas.accept(bytes)?;
         self.route(event, only)

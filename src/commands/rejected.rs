@@ -66,7 +66,12 @@ fn list(project: &Project, g: &GlobalArgs) -> Result<Code> {
         return Ok(Code::Success);
     }
     for f in &files {
-        if !output::line(&format!("{}  {}  {}", rejected_at(f), f.name, first_error(f))) {
+        if !output::line(&format!(
+            "{}  {}  {}",
+            rejected_at(f),
+            f.name,
+            first_error(f)
+        )) {
             break;
         }
     }
@@ -75,7 +80,9 @@ fn list(project: &Project, g: &GlobalArgs) -> Result<Code> {
 
 fn find(project: &Project, name: &str) -> Result<RejectedFile> {
     project.state.rejected_get(name).ok_or_else(|| {
-        anyhow::anyhow!("no rejected file named {name:?} in .autod/rejected/ (see `autod rejected list`)")
+        anyhow::anyhow!(
+            "no rejected file named {name:?} in .autod/rejected/ (see `autod rejected list`)"
+        )
     })
 }
 
@@ -96,7 +103,11 @@ fn show(project: &Project, g: &GlobalArgs, name: &str) -> Result<Code> {
         let message = e.get("message").and_then(Value::as_str).unwrap_or("");
         output::line(&format!(
             "  {}: {message}",
-            if pointer.is_empty() { "(event)" } else { pointer }
+            if pointer.is_empty() {
+                "(event)"
+            } else {
+                pointer
+            }
         ));
     }
     output::line("content:");
@@ -123,9 +134,9 @@ fn requeue(project: &Project, g: &GlobalArgs, names: &[String], all: bool) -> Re
         let label = format!("rejected/{}", f.name);
         let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
         let verdict = if size > max_bytes {
-            Err(crate::schema::Invalid::Rejected(vec![crate::event::too_large(
-                size, max_bytes,
-            )]))
+            Err(crate::schema::Invalid::Rejected(vec![
+                crate::event::too_large(size, max_bytes),
+            ]))
         } else {
             intake.admit(&std::fs::read(&f.path)?, None)
         };

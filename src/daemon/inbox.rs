@@ -25,6 +25,47 @@ pub fn watch_inbox(daemon: &Arc<Daemon>) -> anyhow::Result<notify::RecommendedWa
     Ok(watcher)
 }
 
+/// Reads schemas again when a file under `schemas/` changes: a fixed schema
+/// must be enough for held events to run, and for a requeued file to be
+/// judged by the schema `autod rejected requeue` judged it by.
+pub fn watch_schemas(daemon: &Arc<Daemon>) -> Option<notify::RecommendedWatcher> {
+    let dir = daemon.root.join("schemas");
+    if !dir.is_dir() {
+        return None;
+    }
+    let d = Arc::clone(daemon);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if !event.map_or(true, |e| super::is_change(e.kind)) {
+            return;
+        }
+        let generation = d.generation();
+        if let Err(e) = generation
+            .intake
+            .lock()
+            .expect("intake lock")
+            .reload_schemas()
+        {
+            tracing::error!(
+                "schemas changed, and the envelope no longer loads: {e}; keeping the old one"
+            );
+        }
+        d.recovery.now();
+        d.inbox_wake.notify_one();
+    });
+    let mut watcher = watcher
+        .map_err(|e| {
+            tracing::warn!("cannot watch schemas/ ({e}); a changed schema is read after SIGHUP")
+        })
+        .ok()?;
+    watcher
+        .watch(&dir, RecursiveMode::Recursive)
+        .map_err(|e| {
+            tracing::warn!("cannot watch schemas/ ({e}); a changed schema is read after SIGHUP")
+        })
+        .ok()?;
+    Some(watcher)
+}
+
 pub async fn run(daemon: Arc<Daemon>) {
     let chains = KeyChains::default();
     let mut stopping = daemon.stopping();
@@ -77,10 +118,12 @@ fn claim(daemon: &Arc<Daemon>, chains: &KeyChains) {
     }
     for e in &batch.failed {
         tracing::error!(
-            "cannot claim {e}; it stays in the inbox and is claimed again shortly"
+            "not claimed yet ({e}); it stays in the inbox and is claimed again shortly"
         );
     }
     if !batch.failed.is_empty() {
+        // Called from the consumer's loop, which reads the due time next:
+        // no wake-up (that would spin on a file that keeps failing).
         daemon.recovery.strand();
     }
     for claimed in batch.claimed {
@@ -139,8 +182,15 @@ impl Drop for Active {
 /// The file could not be finished now: it stays in processing/, and a
 /// recovery pass delivers it again.
 fn strand(active: Active) {
-    active.daemon.recovery.strand();
+    stranded(&active.daemon);
     drop(active);
+}
+
+/// Schedules a recovery pass, and wakes the consumer so it sleeps until that
+/// pass instead of until the next inbox change.
+fn stranded(daemon: &Daemon) {
+    daemon.recovery.strand();
+    daemon.inbox_wake.notify_one();
 }
 
 /// Keeps the watch on the inbox folder that exists now: a new one when the
@@ -188,7 +238,15 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
             // Never read whole: a file larger than memory would otherwise take
             // the daemon down at every start, since recovery reads it again.
             let violations = vec![crate::event::too_large(size, max_bytes)];
-            reject(daemon, &generation, &claimed, &origin, "-".into(), &violations, active);
+            reject(
+                daemon,
+                &generation,
+                &claimed,
+                &origin,
+                "-".into(),
+                &violations,
+                active,
+            );
             return;
         }
         Err(e) => {
@@ -213,7 +271,15 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
                 strand(active);
             } else {
                 let violations = intake::refusal_violations(&invalid);
-                reject(daemon, &generation, &claimed, &origin, event_id, &violations, active);
+                reject(
+                    daemon,
+                    &generation,
+                    &claimed,
+                    &origin,
+                    event_id,
+                    &violations,
+                    active,
+                );
             }
             return;
         }

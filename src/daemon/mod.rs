@@ -218,6 +218,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     let mut hangup = signal(SignalKind::hangup())?;
 
     let _dead_watcher = retry::watch_dead(&daemon)?;
+    let _schema_watcher = inbox::watch_schemas(&daemon);
     let inbox_task = tokio::spawn(inbox::run(Arc::clone(&daemon)));
     let retry_task = tokio::spawn(retry::run(Arc::clone(&daemon)));
     let mut sources = Sources::start(&daemon);

@@ -196,7 +196,8 @@ impl StateDir {
                 if !dir.join(file).is_file() {
                     return None;
                 }
-                let v: serde_json::Value = serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
                 let reason = v.get("reason")?.as_str()?.to_owned();
                 Some((file.to_owned(), reason))
             })
@@ -295,7 +296,9 @@ impl StateDir {
             });
         }
         atomic::rename(&file.path, &target).at(&target)?;
-        let why = file.path.with_file_name(format!("{}.error.json", file.name));
+        let why = file
+            .path
+            .with_file_name(format!("{}.error.json", file.name));
         atomic::remove(&why).at(&why)?;
         Ok(target)
     }

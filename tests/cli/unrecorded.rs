@@ -143,9 +143,15 @@ fn retry_whose_success_cannot_be_recorded_keeps_the_dead_letter_and_exits_2() {
         .code(2)
         .stderr_has("could not be recorded");
     undo_sabotage(&p);
-    assert_eq!(p.dead_letter("worker", "e1"), before, "the record is untouched");
+    assert_eq!(
+        p.dead_letter("worker", "e1"),
+        before,
+        "the record is untouched"
+    );
     assert!(!p.done("e1", "worker"));
-    p.autod(["retry", "e1", "--handler", "worker"]).run().code(0);
+    p.autod(["retry", "e1", "--handler", "worker"])
+        .run()
+        .code(0);
     assert!(p.done("e1", "worker"));
     assert!(!p.dead_letter_path("worker", "e1").exists());
 }
