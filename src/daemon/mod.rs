@@ -19,6 +19,7 @@
 //! keeps the old one.
 
 mod inbox;
+mod recovery;
 mod retry;
 mod schedule;
 mod watch;
@@ -33,7 +34,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch as flag};
 
 use crate::config::{Config, WatchConfig};
-use crate::engine::Engine;
+use crate::engine::{Engine, Limits};
 use crate::exit::Code;
 use crate::intake::Intake;
 use crate::log::RunLog;
@@ -69,6 +70,8 @@ struct Daemon {
     inbox_busy_names: AtomicBool,
     retry_wake: Notify,
     in_flight: Arc<InFlight>,
+    /// Claimed events without an outcome yet, and when to try them again.
+    recovery: recovery::Recovery,
 }
 
 impl Daemon {
@@ -81,10 +84,11 @@ impl Daemon {
     }
 
     fn build(&self, config: Config) -> Result<Generation> {
+        let limits = Arc::clone(self.generation().engine.limits());
         build(
             &self.root,
             &self.state,
-            self.jobs,
+            (self.jobs, limits),
             &self.stopping,
             &self.killing,
             config,
@@ -95,7 +99,7 @@ impl Daemon {
 fn build(
     root: &std::path::Path,
     state: &StateDir,
-    jobs: usize,
+    (jobs, limits): (usize, Arc<Limits>),
     stopping: &flag::Sender<bool>,
     killing: &flag::Sender<bool>,
     config: Config,
@@ -103,6 +107,7 @@ fn build(
     let intake = Intake::new(root, &config)?;
     let log = RunLog::new(state.log_dir(), config.log.clone());
     let engine = Engine::new(root.to_owned(), &config, state.clone(), log, jobs)
+        .with_limits(limits, &config)
         .with_shutdown(killing.subscribe())
         .with_stop_starting(stopping.subscribe());
     Ok(Generation {
@@ -185,10 +190,11 @@ pub fn run(project: Project, options: Options) -> Result<Code> {
 async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Result<Code> {
     let (stopping, _) = flag::channel(false);
     let (killing, _) = flag::channel(false);
+    let limits = Arc::new(Limits::new(options.jobs, &project.config));
     let first = build(
         &project.root,
         &project.state,
-        options.jobs,
+        (options.jobs, limits),
         &stopping,
         &killing,
         project.config,
@@ -204,6 +210,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
         inbox_busy_names: AtomicBool::new(false),
         retry_wake: Notify::new(),
         in_flight: Arc::default(),
+        recovery: recovery::Recovery::default(),
     });
 
     let mut terminate = signal(SignalKind::terminate())?;
@@ -211,6 +218,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     let mut hangup = signal(SignalKind::hangup())?;
 
     let _dead_watcher = retry::watch_dead(&daemon)?;
+    let _schema_watcher = inbox::watch_schemas(&daemon);
     let inbox_task = tokio::spawn(inbox::run(Arc::clone(&daemon)));
     let retry_task = tokio::spawn(retry::run(Arc::clone(&daemon)));
     // Before the announcement: once daemon.json exists, every watch is watching.
@@ -241,6 +249,8 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
                         sources.retire(&generation.config).await;
                         *daemon.current.write().expect("generation lock") = Arc::new(generation);
                         sources.start_missing(&daemon);
+                        // Held events may be deliverable under the new config.
+                        daemon.recovery.now();
                         daemon.inbox_wake.notify_one();
                         daemon.retry_wake.notify_one();
                         tracing::info!("SIGHUP: reloaded autod.toml");

@@ -13,3 +13,4 @@ mod root;
 mod runner;
 mod scaffold;
 mod state;
+mod unrecorded;
