@@ -30,6 +30,10 @@ pub enum RunResult {
     Skipped,
     Rejected,
     Dead,
+    /// An accepted event the project cannot take right now (its schema is
+    /// broken, no handler routes its type any more): it waits, and runs once
+    /// the project is fixed. Never for a fault of the event's own.
+    Held,
 }
 
 impl RunResult {
@@ -41,16 +45,18 @@ impl RunResult {
             RunResult::Skipped => "skipped",
             RunResult::Rejected => "rejected",
             RunResult::Dead => "dead",
+            RunResult::Held => "held",
         }
     }
 
-    pub const ALL: [RunResult; 6] = [
+    pub const ALL: [RunResult; 7] = [
         RunResult::Ok,
         RunResult::Failed,
         RunResult::Timeout,
         RunResult::Skipped,
         RunResult::Rejected,
         RunResult::Dead,
+        RunResult::Held,
     ];
 }
 
@@ -218,7 +224,7 @@ fn announce(line: &RunLine) {
     let event_type = line.event_type.as_deref().unwrap_or("");
     let (result, handler, id) = (line.result.as_str(), &line.handler, &line.event_id);
     match line.result {
-        RunResult::Rejected => {}
+        RunResult::Rejected | RunResult::Held => {}
         RunResult::Ok => tracing::info!("{result:<8} {handler} {event_type} {id}{duration}"),
         RunResult::Skipped => {
             tracing::info!("{result:<8} {handler} {event_type} {id} (already succeeded)")

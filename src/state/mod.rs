@@ -17,6 +17,7 @@ pub mod daemon_lock;
 pub mod dead;
 pub mod inbox;
 mod pairs;
+pub mod watches;
 
 use std::fs;
 use std::io;
@@ -77,6 +78,7 @@ const CHECKED_AT_OPEN: &[&str] = &[
     "processing",
     "rejected",
     "schedules",
+    "watches",
     "out",
     "log",
     "log/autod.log",

@@ -222,9 +222,10 @@ fn a_dead_letter_folder_that_is_a_symlink_fails_the_pair_and_writes_nothing_outs
         .handler("broken", "cat > /dev/null; echo broken >&2; exit 1")
         .event("e1.json", event("job.due", "e1", json!({})));
     plant(&p, ".autod/dead/broken", outside.0.path());
+    // The failure could not be recorded as a dead letter: no outcome (exit 2).
     p.autod(["dispatch", "e1.json"])
         .run()
-        .code(1)
+        .code(2)
         .stderr_has("dead/broken is a symbolic link");
     // The failure is still in the run log.
     assert_eq!(p.logged("failed"), [("broken".to_owned(), "e1".to_owned())]);
@@ -262,7 +263,7 @@ fn an_artifacts_folder_that_is_a_symlink_fails_the_pair_before_it_runs() {
     let p = project("");
     plant(&p, ".autod/out/e1", outside.0.path());
     let out = p.autod(["dispatch", "e1.json"]).run();
-    out.code(1).stderr_has("out/e1 is a symbolic link");
+    out.code(2).stderr_has("out/e1 is a symbolic link");
     assert!(!p.exists("ran.txt"), "the handler ran");
     assert!(!p.done("e1", "worker"));
     let failed = p.log();
@@ -274,7 +275,7 @@ fn an_artifacts_folder_that_is_a_symlink_fails_the_pair_before_it_runs() {
         line["error"]
             .as_str()
             .unwrap()
-            .contains("autod could not record this run"),
+            .contains("autod could not record the outcome"),
         "{line}"
     );
     outside.assert_untouched();
@@ -287,7 +288,7 @@ fn a_pair_lock_that_is_a_symlink_is_not_followed() {
     plant(&p, ".autod/done/e1.worker.lock", &outside.path("victim"));
     p.autod(["dispatch", "e1.json"])
         .run()
-        .code(1)
+        .code(2)
         .stderr_has("e1.worker.lock is a symbolic link");
     assert!(!p.exists("ran.txt"));
     outside.assert_untouched();
