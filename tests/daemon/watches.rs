@@ -527,8 +527,12 @@ fn a_change_that_cannot_be_queued_is_queued_once_the_inbox_is_writable() {
     let daemon = w.start();
     // A dangling link where the inbox's staging folder goes (the daemon never
     // reads links): the watch's event cannot be written, as on a full disk.
-    let _ = fs::remove_dir_all(w.p.path(".autod/inbox/tmp"));
-    std::os::unix::fs::symlink("/nonexistent", w.p.path(".autod/inbox/tmp")).unwrap();
+    let tmp = w.p.path(".autod/inbox/tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    fs::remove_dir_all(&tmp).unwrap();
+    if let Err(e) = std::os::unix::fs::symlink("/nonexistent", &tmp) {
+        panic!("cannot plant the link at {}: {e}", tmp.display());
+    }
     w.write("a.txt", "x");
     wait_until(LIMIT, "the failed queue to be reported", || {
         daemon.stderr().contains("could not queue")
