@@ -370,14 +370,25 @@ fn is_change(kind: notify::EventKind) -> bool {
 }
 
 /// Admits an event autod built itself (a watch change, a schedule fire) and
-/// writes it to the inbox. A refusal is logged; the source goes on.
-fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, origin: &str) {
+/// writes it to the inbox. A refusal is logged; the source goes on. `false`
+/// when the event could not be written (disk full): the source keeps it and
+/// tries again, since nothing has accepted it yet.
+fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, origin: &str) -> bool {
     let g = daemon.generation();
     let admitted = g.intake.lock().expect("intake lock").admit_object(obj);
     match admitted {
         Ok(a) => match daemon.state.inbox_put(&a.event) {
-            Ok(_) => tracing::debug!("{origin}: queued {} {}", a.event.event_type(), a.event.id()),
-            Err(e) => tracing::error!("{origin}: could not queue {}: {e}", a.event.id()),
+            Ok(_) => {
+                tracing::debug!("{origin}: queued {} {}", a.event.event_type(), a.event.id());
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    "{origin}: could not queue {}: {e}; trying again shortly",
+                    a.event.id()
+                );
+                false
+            }
         },
         Err(invalid) => {
             let violations = crate::intake::refusal_violations(&invalid);
@@ -387,6 +398,7 @@ fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, orig
             line.input = Some(origin.to_owned());
             line.error = text.into_iter().next();
             g.engine.log().record(&line);
+            true
         }
     }
 }

@@ -39,6 +39,9 @@ use crate::state::watches::{Seen, WatchRecord};
 
 const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(500);
 
+/// How long a change that could not be queued waits before it is tried again.
+const QUEUE_RETRY: Duration = Duration::from_secs(1);
+
 /// How long changes may wait before the record is saved: a burst of changes is
 /// one write of the record, not one per file.
 const RECORD_EVERY: Duration = Duration::from_secs(1);
@@ -479,13 +482,27 @@ impl Watch {
         let Some(kind) = settle(self.known.files.contains_key(&rel), meta.is_some()) else {
             return;
         };
-        match &meta {
+        let before = match &meta {
             Some(m) => self.known.files.insert(rel.clone(), Seen::of(m)),
             None => self.known.files.remove(&rel),
         };
         self.dirty = true;
         self.changed = true;
         if !self.kinds.contains(&kind) || self.glob.as_ref().is_some_and(|g| !g.is_match(&rel)) {
+            return;
+        }
+        if path.to_str().is_none() {
+            // JSON strings are Unicode: a payload `path` made lossily would
+            // name a file that does not exist, and the handler would act on it.
+            let why = format!(
+                "{} has a name that is not UTF-8, so no event can name it exactly and none was made; rename the file",
+                path.display()
+            );
+            tracing::error!("{}: {why}", self.origin);
+            let mut line = crate::log::RunLine::new("-", "-", crate::log::RunResult::Rejected);
+            line.input = Some(format!("{}:{rel}", self.origin));
+            line.error = Some(why);
+            self.daemon.generation().engine.log().record(&line);
             return;
         }
         let event = event(
@@ -496,7 +513,16 @@ impl Watch {
             kind,
             meta.as_ref(),
         );
-        super::submit(&self.daemon, event, &self.origin);
+        if !super::submit(&self.daemon, event, &self.origin) {
+            // Not queued (the inbox is unwritable): the watch has not seen it
+            // yet, so the record cannot say so, and it is tried again.
+            match before {
+                Some(seen) => self.known.files.insert(rel, seen),
+                None => self.known.files.remove(&rel),
+            };
+            self.pending
+                .insert(path.to_owned(), Instant::now() + QUEUE_RETRY);
+        }
     }
 
     /// Saves the record, if it is kept and changed. A failure is logged and

@@ -492,3 +492,53 @@ fn a_damaged_record_is_recorded_afresh_with_a_warning() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_watched_file_whose_name_is_not_utf8_is_named_in_a_rejected_line_not_sent_lossily() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut w = Watched::new("50ms");
+    let daemon = w.start();
+    let bad =
+        w.p.path("watched")
+            .join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    fs::write(&bad, "x").unwrap();
+    w.settle();
+    assert!(
+        w.events().is_empty(),
+        "no event names a file that does not exist"
+    );
+    let rejected: Vec<Value> =
+        w.p.log()
+            .into_iter()
+            .filter(|l| l["result"] == "rejected")
+            .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let error = rejected[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("not UTF-8") && error.contains("rename"),
+        "{error}"
+    );
+    assert!(daemon.stderr().contains("not UTF-8"), "{}", daemon.stderr());
+}
+
+#[test]
+fn a_change_that_cannot_be_queued_is_queued_once_the_inbox_is_writable() {
+    let mut w = Watched::new("50ms");
+    let daemon = w.start();
+    // A dangling link where the inbox's staging folder goes (the daemon never
+    // reads links): the watch's event cannot be written, as on a full disk.
+    let tmp = w.p.path(".autod/inbox/tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    fs::remove_dir_all(&tmp).unwrap();
+    if let Err(e) = std::os::unix::fs::symlink("/nonexistent", &tmp) {
+        panic!("cannot plant the link at {}: {e}", tmp.display());
+    }
+    w.write("a.txt", "x");
+    wait_until(LIMIT, "the failed queue to be reported", || {
+        daemon.stderr().contains("could not queue")
+    });
+    fs::remove_file(w.p.path(".autod/inbox/tmp")).unwrap();
+    w.wait_for("a.txt");
+    w.settle();
+    assert_eq!(w.count("a.txt"), 1, "queued once, not once per try");
+}
