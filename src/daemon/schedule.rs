@@ -120,7 +120,7 @@ pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
                 tracing::info!("{origin}: catching up {} missed fire(s)", catch_up.len());
             }
             for fire in catch_up {
-                fire_once(&daemon, &s, &origin, &payload, *fire);
+                fire_until_queued(&daemon, &s, &origin, &payload, *fire).await;
             }
             missed.last().copied().unwrap_or(last).max(last)
         }
@@ -160,7 +160,7 @@ pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
             }
             continue;
         }
-        fire_once(&daemon, &s, &origin, &payload, next);
+        fire_until_queued(&daemon, &s, &origin, &payload, next).await;
         if let Err(e) = daemon.state.schedule_set_last_fire(&s.name, next) {
             tracing::error!("{origin}: {e}");
         }
@@ -197,7 +197,31 @@ fn resume_from(origin: &str, last: Timestamp, now: Timestamp) -> Timestamp {
     now
 }
 
-fn fire_once(daemon: &Daemon, s: &ScheduleConfig, origin: &str, payload: &Value, fire: Timestamp) {
+/// Queues one fire, trying again (1 s, 2 s, … up to 30 s apart) while the
+/// inbox cannot take it: the last fire is stored only once it is queued, so a
+/// full disk delays a fire instead of dropping it. A fire's eventId is derived
+/// from its time, so trying again can never queue it twice.
+async fn fire_until_queued(
+    daemon: &Daemon,
+    s: &ScheduleConfig,
+    origin: &str,
+    payload: &Value,
+    fire: Timestamp,
+) {
+    let mut wait = Duration::from_secs(1);
+    while !fire_once(daemon, s, origin, payload, fire) {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn fire_once(
+    daemon: &Daemon,
+    s: &ScheduleConfig,
+    origin: &str,
+    payload: &Value,
+    fire: Timestamp,
+) -> bool {
     let Value::Object(obj) = json!({
         "eventType": s.event_type,
         "source": origin,
@@ -207,7 +231,7 @@ fn fire_once(daemon: &Daemon, s: &ScheduleConfig, origin: &str, payload: &Value,
     }) else {
         unreachable!("a json! object")
     };
-    super::submit(daemon, obj, origin);
+    super::submit(daemon, obj, origin)
 }
 
 #[cfg(test)]

@@ -161,3 +161,28 @@ fn missed_fires_are_caught_up_per_catch_up() {
     assert_eq!(p.logged("ok").len(), 4, "{:?}", p.logged("ok"));
     assert!(p.logged("skipped").is_empty(), "{:?}", p.logged("skipped"));
 }
+
+/// A fire the inbox cannot take (a full disk, here a dangling link where its
+/// staging folder goes) is queued once it can be, not dropped.
+#[test]
+fn a_fire_that_cannot_be_queued_is_delivered_once_the_inbox_is_writable() {
+    let p = project();
+    let tmp = p.path(".autod/inbox/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let daemon = p.start(&[]);
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", &tmp).unwrap();
+    let failed = regex::Regex::new(r"could not queue (cron:tick:\S+):").unwrap();
+    let mut id = String::new();
+    wait_until(FIRES, "a fire to fail to queue", || {
+        match failed.captures(&daemon.stderr()) {
+            Some(c) => {
+                id = c[1].to_owned();
+                true
+            }
+            None => false,
+        }
+    });
+    std::fs::remove_file(&tmp).unwrap();
+    wait_until(FIRES, "the blocked fire to run", || p.done(&id, "ticker"));
+}
