@@ -30,6 +30,9 @@ pub enum RunResult {
     Skipped,
     Rejected,
     Dead,
+    /// autod was stopped (SIGINT/SIGTERM) while the handler ran, and stopped
+    /// it: nothing was recorded, so the pair runs again next time.
+    Interrupted,
 }
 
 impl RunResult {
@@ -41,16 +44,18 @@ impl RunResult {
             RunResult::Skipped => "skipped",
             RunResult::Rejected => "rejected",
             RunResult::Dead => "dead",
+            RunResult::Interrupted => "interrupted",
         }
     }
 
-    pub const ALL: [RunResult; 6] = [
+    pub const ALL: [RunResult; 7] = [
         RunResult::Ok,
         RunResult::Failed,
         RunResult::Timeout,
         RunResult::Skipped,
         RunResult::Rejected,
         RunResult::Dead,
+        RunResult::Interrupted,
     ];
 }
 
