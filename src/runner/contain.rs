@@ -309,28 +309,27 @@ pub(super) fn signal(p: Proc, signal: Signal) -> bool {
 
 /// Every live process of the scope gets SIGTERM; what is left after `grace`
 /// gets SIGKILL, sweep after sweep, until nothing is left (or what is left
-/// outlives SIGKILL). `exited` says whether the caller's own wait on the
-/// handler is over; it is polled between sweeps so the handler is reaped.
+/// outlives SIGKILL).
+///
+/// SIGTERM goes only to what exists when the stop begins: a handler that
+/// cleans up on SIGTERM may start processes to do it (`rm`, a last `curl`),
+/// and those must get their grace period too. Whatever is still there when
+/// the grace period is over, old or new, gets SIGKILL.
 pub(super) async fn stop(scope: impl Fn() -> (Vec<Proc>, usize), grace: Duration) -> Stopped {
     let mut report = Stopped::default();
     let deadline = tokio::time::Instant::now() + grace;
-    let mut termed: HashSet<Proc> = HashSet::new();
-    // SIGTERM, to everything found, including what is forked meanwhile.
-    let mut left = loop {
+    let (first, unattributed) = scope();
+    report.unattributed = unattributed;
+    let termed = first.iter().filter(|p| signal(**p, Signal::TERM)).count();
+    let mut left = first;
+    while !left.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        super::unix::reap_adopted();
         let (found, unattributed) = scope();
         report.unattributed = unattributed;
-        for p in &found {
-            if !termed.contains(p) && signal(*p, Signal::TERM) {
-                termed.insert(*p);
-            }
-        }
-        if found.is_empty() || tokio::time::Instant::now() >= deadline {
-            break found;
-        }
-        super::unix::reap_adopted();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    report.terminated = termed.len();
+        left = found;
+    }
+    report.terminated = termed;
     // SIGKILL, until a sweep finds nothing; a process being killed cannot
     // fork, so this ends unless something cannot be killed at all.
     let mut killed: HashSet<Proc> = HashSet::new();
