@@ -63,13 +63,15 @@ pub fn reap_adopted() {
     let me = std::process::id();
     let handlers = super::handlers();
     for p in super::contain::all() {
-        if p.zombie && p.ppid == me && !handlers.contains(&p.pid) {
-            if let Some(pid) = i32::try_from(p.pid).ok().and_then(Pid::from_raw) {
-                let _ = waitid(
-                    WaitId::Pid(pid),
-                    WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-                );
-            }
+        if p.zombie
+            && p.ppid == me
+            && !handlers.contains(&p.pid)
+            && let Some(pid) = i32::try_from(p.pid).ok().and_then(Pid::from_raw)
+        {
+            let _ = waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+            );
         }
     }
 }
