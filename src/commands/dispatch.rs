@@ -215,9 +215,17 @@ async fn forward_signals(
     };
     let _ = caught.set(code);
     tracing::warn!(
-        "{name}: stopping the running handlers (SIGTERM, then SIGKILL after their kill_grace); they are recorded as interrupted and run again at the next dispatch"
+        "{name}: stopping the running handlers (SIGTERM, then SIGKILL after their kill_grace); they are recorded as interrupted and run again at the next dispatch; a second signal exits at once"
     );
     let _ = stop.send(true);
+    // A second signal is someone who will not wait: exit now. Whatever still
+    // runs is stopped by the next owner of its pair.
+    tokio::select! {
+        _ = int.recv() => {},
+        _ = term.recv() => {},
+    }
+    tracing::warn!("a second signal: exiting without waiting for the handlers to stop");
+    std::process::exit(i32::from(code as u8));
 }
 
 /// With `--json`, one line per input on stdout; otherwise stderr already said it.

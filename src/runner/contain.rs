@@ -49,6 +49,21 @@ pub struct RunMark {
     pub deadline: String,
     /// The autod process that ran it.
     pub autod_pid: u32,
+    /// `/proc/sys/kernel/random/boot_id`: after a reboot nothing of the run
+    /// is left, and a pid with the same start time is someone else.
+    #[serde(default)]
+    pub boot_id: String,
+}
+
+/// This boot of the machine (empty if unknown).
+pub fn boot_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    })
+    .clone()
 }
 
 pub const MARK_VERSION: u32 = 1;
@@ -213,6 +228,9 @@ pub(super) struct Proc {
 /// The live processes of the run, and how many adopted orphans could not be
 /// attributed to it.
 pub(super) fn members(scope: &Scope<'_>) -> (Vec<Proc>, usize) {
+    if !scope.mark.boot_id.is_empty() && scope.mark.boot_id != boot_id() {
+        return (Vec::new(), 0);
+    }
     let me = std::process::id();
     let my_group = rustix::process::getpgrp()
         .as_raw_nonzero()

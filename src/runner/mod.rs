@@ -47,8 +47,8 @@ pub struct RunSpec {
     pub stdin: Vec<u8>,
     pub timeout: Duration,
     pub kill_grace: Duration,
-    /// Becomes `true` when autod is shutting down: the handler's group is
-    /// stopped as on a timeout, and the run ends [`Termination::Cancelled`].
+    /// Becomes `true` when autod is shutting down: everything the run started
+    /// is stopped as on a timeout, and the run ends [`Termination::Cancelled`].
     pub cancel: Option<watch::Receiver<bool>>,
 }
 
@@ -217,6 +217,7 @@ pub fn start(spec: RunSpec) -> Result<Running, RunOutput> {
         pgid: pid,
         deadline: crate::time::format(deadline),
         autod_pid: std::process::id(),
+        boot_id: contain::boot_id(),
     };
 
     let mut stdin = child.stdin.take().expect("stdin is piped");

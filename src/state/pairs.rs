@@ -152,3 +152,58 @@ impl Drop for PairLock {
         let _ = self.file.unlock();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_whose_lock_file_was_renamed_to_ok_opens_the_name_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = PairLock::acquire(PairPaths::new(dir.path(), "ev", "h")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done = dir.path().to_owned();
+        let waiter = std::thread::spawn(move || {
+            // "<pid>/task/<tid>", to see where this thread sleeps.
+            tx.send(std::fs::read_link("/proc/thread-self").unwrap())
+                .unwrap();
+            PairLock::acquire(PairPaths::new(&done, "ev", "h")).unwrap()
+        });
+        let task = std::path::Path::new("/proc").join(rx.recv().unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read_to_string(task.join("wchan"))
+            .is_ok_and(|w| w.contains("lock_inode_wait"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiter never waited"
+            );
+            std::thread::yield_now();
+        }
+        first.mark_succeeded(b"{}").unwrap();
+        drop(first);
+        let second = waiter.join().unwrap();
+        // A third process opening the name now must wait for the second.
+        let third = PairLock::try_acquire(PairPaths::new(dir.path(), "ev", "h")).unwrap();
+        assert!(third.is_none(), "two owners of one pair");
+        second.mark_succeeded(b"{}").unwrap();
+    }
+
+    #[test]
+    fn the_run_record_is_read_back_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = PairLock::acquire(PairPaths::new(dir.path(), "ev", "h")).unwrap();
+        assert_eq!(lock.previous_run::<serde_json::Value>(), None);
+        lock.record_run(&serde_json::json!({"pid": 7})).unwrap();
+        drop(lock);
+        let lock = PairLock::acquire(PairPaths::new(dir.path(), "ev", "h")).unwrap();
+        assert_eq!(
+            lock.previous_run::<serde_json::Value>(),
+            Some(serde_json::json!({"pid": 7}))
+        );
+        lock.clear_run().unwrap();
+        drop(lock);
+        let lock = PairLock::acquire(PairPaths::new(dir.path(), "ev", "h")).unwrap();
+        assert_eq!(lock.previous_run::<serde_json::Value>(), None);
+    }
+}
