@@ -225,8 +225,8 @@ impl Engine {
             return self.skipped(event, handler_name);
         }
         let lock = match self.own_pair(event, &handler).await {
-            Ok(Some(l)) => l,
-            Ok(None) => {
+            Ok(Some(l)) if !self.stop_starting.as_ref().is_some_and(|s| *s.borrow()) => l,
+            Ok(_) => {
                 let mut o = PairOutcome::new(handler_name, RunResult::Interrupted);
                 o.interrupted = true;
                 o.error = Some("not started: autod is stopping".into());
@@ -400,7 +400,7 @@ impl Engine {
             let stopped = runner::stop_previous(&previous, handler.kill_grace).await;
             if stopped.found_any() {
                 tracing::warn!(
-                    "{} for {}: the previous run (pid {}, {} {}, started by autod pid {}, due by {}) was still running without its autod; {stopped} before running it again",
+                    "{} for {}: the previous run (pid {}, {} {}, started by autod pid {}, due by {}) left processes running unsupervised; {stopped} before running it again",
                     handler.name,
                     event.id(),
                     previous.pid,

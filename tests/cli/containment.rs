@@ -126,7 +126,7 @@ fn a_handler_left_by_a_sigkilled_dispatch_is_stopped_by_the_next_owner() {
     out.code(0)
         .faster_than(Duration::from_secs(10))
         .stderr_has("the previous run")
-        .stderr_has("still running without its autod")
+        .stderr_has("left processes running unsupervised")
         .stderr_has("stopped with SIGTERM (2 processes)")
         .stderr_has(&format!("pid {}", orphans.0[0]));
     orphans.assert_gone("the orphaned run");
@@ -174,7 +174,7 @@ fn a_background_process_a_failed_handler_left_does_not_block_the_pair() {
         .run()
         .code(0)
         .faster_than(Duration::from_secs(5))
-        .stderr_has("still running without its autod");
+        .stderr_has("left processes running unsupervised");
     assert_eq!(p.lines("runs.log"), ["second"]);
     bg.assert_gone("what the previous run left behind");
 }
@@ -191,7 +191,7 @@ fn a_background_process_a_succeeded_handler_left_is_not_touched() {
         .run()
         .code(0)
         .stderr_has("already succeeded")
-        .stderr_lacks("without its autod");
+        .stderr_lacks("left processes running");
     bg.assert_alive("a server a successful handler started on purpose");
 }
 
