@@ -497,3 +497,87 @@ fn every_handler_gets_its_own_run_tag() {
 fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
 }
+
+// --- the daemon: the next owner too, and the reaper of what handlers leave
+
+/// Starts `autod run` and waits until `autod status` sees it.
+fn start_daemon(p: &Project) -> Running {
+    let daemon = p.autod(["run", "--grace", "2s"]).spawn();
+    let pid = daemon.id();
+    wait_until(LIMIT, "the daemon to come up", || {
+        let out = p.autod(["status", "--json"]).run();
+        out.json()["daemon"]["pid"] == pid
+    });
+    daemon
+}
+
+#[test]
+fn the_daemon_stops_an_orphan_and_its_concurrency_slot_stays_free() {
+    // Before: the orphan held the pair's lock, and the daemon's run of the
+    // pair held the only `concurrency` slot while it waited, so ev-2 waited too.
+    let p = project(
+        "timeout = \"60s\"\nkill_grace = \"2s\"\nconcurrency = 1",
+        r#"
+        if [ -e "first-$AUTOD_EVENT_ID.pids" ]; then echo "$AUTOD_EVENT_ID" >> runs.log; exit 0; fi
+        sleep 60 &
+        echo "$$ $!" > pids.tmp && mv pids.tmp "first-$AUTOD_EVENT_ID.pids"
+        wait
+        "#,
+    )
+    .event("e2.json", event("job.due", "ev-2", json!({})))
+    .file("first-ev-2.pids", "");
+    let first = p.autod(["dispatch", "e.json"]).spawn();
+    let orphans = wait_pids(&p, "first-ev-1.pids");
+    sigkill(first);
+
+    let daemon = start_daemon(&p);
+    p.autod(["send", "e.json", "e2.json"]).run().code(0);
+    wait_until(LIMIT, "both events to be done", || {
+        p.done("ev-1", "h") && p.done("ev-2", "h")
+    });
+    orphans.assert_gone("the orphan of the SIGKILLed dispatch");
+    daemon.terminate();
+    let out = daemon.wait();
+    out.code(0)
+        .stderr_has("left processes running unsupervised");
+    let mut runs = p.lines("runs.log");
+    runs.sort();
+    assert_eq!(runs, ["ev-1", "ev-2"]);
+}
+
+/// The parent pid of a running process.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn the_daemon_adopts_what_a_handler_leaves_behind_and_reaps_it() {
+    // The orphan waits for `go`, so the test can look at it while it lives.
+    let p = project(
+        "",
+        r#"
+        (while [ ! -e go ]; do sleep 0.05; done & echo $! > pid.tmp && mv pid.tmp orphan.pid)
+        exit 0
+        "#,
+    );
+    let daemon = start_daemon(&p);
+    p.autod(["send", "e.json"]).run().code(0);
+    let orphan = wait_pids(&p, "orphan.pid");
+    let pid = orphan.0[0];
+    wait_until(LIMIT, "the orphan to be re-parented", || {
+        parent(pid) == Some(daemon.id())
+    });
+    std::fs::write(p.path("go"), "").unwrap();
+    // Reaped, not a zombie: its /proc entry is gone.
+    wait_until(LIMIT, "the orphan to be reaped by the daemon", || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    });
+    daemon.terminate();
+    daemon.wait().code(0);
+}
