@@ -44,20 +44,31 @@ pub fn ensure_reaper() {
     };
     *reaper = Some(tokio::spawn(async move {
         while sigchld.recv().await.is_some() {
-            reap_adopted();
+            // Most often the child that exited is a handler tokio is about to
+            // reap: look again a little later, so a scan of /proc is not on
+            // the path of the event that handler was running.
+            if any_waitable() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                reap_adopted();
+            }
         }
     }));
 }
 
-/// Reaps every zombie autod adopted. Cheap when there is none: one syscall.
-pub fn reap_adopted() {
-    // WNOWAIT: look without reaping, since the zombie may be a handler whose
-    // status tokio is about to collect.
+/// Whether any child of autod has exited and awaits reaping. WNOWAIT: it
+/// looks without reaping, since the zombie may be a handler whose status
+/// tokio is about to collect.
+fn any_waitable() -> bool {
     let any = waitid(
         WaitId::All,
         WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
     );
-    if !matches!(any, Ok(Some(_))) {
+    matches!(any, Ok(Some(_)))
+}
+
+/// Reaps every zombie autod adopted. Cheap when there is none: one syscall.
+pub fn reap_adopted() {
+    if !any_waitable() {
         return;
     }
     let me = std::process::id();
