@@ -104,6 +104,23 @@ Examples:
     #[command(subcommand)]
     Dead(DeadCommand),
 
+    /// Inspect inbox files the daemon rejected, and queue them again after a fix
+    #[command(
+        subcommand,
+        after_help = "\
+The daemon moves an inbox file whose own content is invalid to .autod/rejected/, beside
+NAME.error.json saying why. (An event the *project* cannot take, because its schema is
+broken or no handler routes its type, is never rejected: it is held in processing/ and
+runs once the project is fixed; `autod status` lists it.)
+
+Examples:
+  autod rejected list
+  autod rejected show 01JD0M3V.json
+  autod rejected requeue 01JD0M3V.json        after fixing the file or its schema
+  autod rejected requeue --all"
+    )]
+    Rejected(RejectedCommand),
+
     /// Query the run log (.autod/log/autod.log)
     #[command(after_help = "\
 Examples:
@@ -245,6 +262,26 @@ pub enum DeadCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RejectedCommand {
+    /// One line per rejected file: name, when, first error
+    List,
+    /// A rejected file in full: its content and every error
+    Show {
+        /// The file's name in .autod/rejected/ (as `list` shows it)
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Validate rejected files again and put those that pass back into the inbox
+    Requeue {
+        #[arg(value_name = "NAME", required_unless_present = "all")]
+        names: Vec<String>,
+        /// Every rejected file
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Only this eventId
@@ -253,7 +290,7 @@ pub struct LogArgs {
     /// Only this handler
     #[arg(long, value_name = "NAME")]
     pub handler: Option<String>,
-    /// Only this result: ok, failed, timeout, skipped, rejected, dead, interrupted
+    /// Only this result: ok, failed, timeout, skipped, rejected, dead, held, interrupted
     #[arg(long, value_name = "RESULT")]
     pub result: Option<String>,
     /// Only lines newer than this (e.g. 30m, 2h, 1day) or an RFC 3339 time

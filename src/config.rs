@@ -207,7 +207,7 @@ pub struct ScheduleConfig {
 }
 
 /// A watched folder, used by `autod run` (SPEC §4b).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchConfig {
     pub name: String,
@@ -216,6 +216,44 @@ pub struct WatchConfig {
     pub on: Option<Vec<String>>,
     pub event_type: String,
     pub debounce: Option<HumanDuration>,
+    /// At start, turn what changed in the folder while autod was down into
+    /// events (against the watch's record of what it has seen).
+    #[serde(default = "yes")]
+    pub scan_on_start: bool,
+}
+
+impl WatchConfig {
+    /// The watched folder: `~` expanded, a relative path taken from the root.
+    pub fn dir(&self, root: &Path) -> PathBuf {
+        let p = expand_home(&self.path);
+        let p = if p.is_absolute() { p } else { root.join(p) };
+        // `components` drops the `.`s: `path = "."` is the root, not `root/.`.
+        p.components().collect()
+    }
+}
+
+/// A watch inside the state folder would see autod's own writes, each of
+/// which it turns into an event that causes more writes.
+fn check_watch_paths(
+    root: &Path,
+    text: &str,
+    watches: &[WatchConfig],
+    problems: &mut Vec<Problem>,
+) {
+    let state = crate::state::StateDir::new(root);
+    for w in watches {
+        if state.holds(&w.dir(root)) {
+            problems.push(Problem {
+                line: line_of(text, &format!("name = \"{}\"", w.name)),
+                message: format!(
+                    "watch {:?}: path {:?} is inside autod's state folder {}/, which is never watched; watch a folder outside it",
+                    w.name,
+                    w.path,
+                    crate::state::DIR_NAME
+                ),
+            });
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -435,6 +473,7 @@ impl Config {
             });
         }
         check_sources(text, &raw.schedules, &raw.watches, &mut problems);
+        check_watch_paths(root, text, &raw.watches, &mut problems);
         check_unique(
             text,
             "schedules",
@@ -777,6 +816,32 @@ mod tests {
             err.contains("autod.toml:8: watch \"w\": `on` has \"change\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_watch_inside_the_state_folder_is_refused() {
+        let watch = |path: &str| {
+            format!("[[watches]]\nname = \"w\"\npath = \"{path}\"\nevent_type = \"b\"\n")
+        };
+        for path in [
+            ".autod",
+            "./.autod/inbox",
+            "x/../.autod/out",
+            "/nonexistent/.autod",
+        ] {
+            let err = parse(&watch(path)).unwrap_err().to_string();
+            assert!(
+                err.contains("autod.toml:2: watch \"w\": path")
+                    && err.contains("state folder .autod/"),
+                "{path}: {err}"
+            );
+        }
+        for path in [".", "notes", ".autod-notes", "/elsewhere/.autod"] {
+            let c = parse(&watch(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(c.watches[0].scan_on_start, "on by default");
+        }
+        let c = parse(&format!("{}scan_on_start = false\n", watch("."))).unwrap();
+        assert!(!c.watches[0].scan_on_start);
     }
 
     #[test]

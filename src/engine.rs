@@ -65,6 +65,10 @@ pub struct PairOutcome {
     /// The run was stopped by a shutdown and nothing was recorded.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// autod could not write the pair's outcome (done marker or dead letter):
+    /// it has no outcome, and its event must stay where recovery finds it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unrecorded: bool,
     /// Set when the pair is (still) dead-lettered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead: Option<DeadState>,
@@ -82,6 +86,7 @@ impl PairOutcome {
             attempt: None,
             duration_ms: None,
             interrupted: false,
+            unrecorded: false,
             dead: None,
             next_attempt_at: None,
             error: None,
@@ -91,6 +96,13 @@ impl PairOutcome {
     pub fn failed(&self) -> bool {
         !matches!(self.result, RunResult::Ok | RunResult::Skipped)
     }
+
+    /// Whether the pair's outcome is on disk (done marker or dead letter), so
+    /// its event may be let go. An interrupted or unrecorded pair has no
+    /// outcome: it runs again when its event is delivered again.
+    pub fn recorded(&self) -> bool {
+        !self.interrupted && !self.unrecorded
+    }
 }
 
 /// Shared by every pair of one process.
@@ -99,10 +111,106 @@ pub struct Engine {
     state: StateDir,
     log: RunLog,
     handlers: HashMap<String, Arc<Handler>>,
-    jobs: Arc<Semaphore>,
-    per_handler: HashMap<String, Arc<Semaphore>>,
+    limits: Arc<Limits>,
     shutdown: Option<watch::Receiver<bool>>,
     stop_starting: Option<watch::Receiver<bool>>,
+}
+
+/// How many runs may go at once: `--jobs` in all, and each handler's
+/// `concurrency`. One value outlives config reloads, so that a limit holds
+/// across them: a reload that built fresh counters let a `concurrency = 1`
+/// handler run twice at once (one run per generation).
+pub struct Limits {
+    jobs: Arc<Semaphore>,
+    per_handler: std::sync::Mutex<HashMap<String, HandlerLimit>>,
+}
+
+struct HandlerLimit {
+    /// The permits the semaphore is meant to hold (its configured limit).
+    size: usize,
+    semaphore: Arc<Semaphore>,
+}
+
+/// The slots one run holds; released on drop.
+pub struct Slots {
+    _handler: Option<tokio::sync::OwnedSemaphorePermit>,
+    _job: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Limits {
+    pub fn new(jobs: usize, config: &Config) -> Limits {
+        let limits = Limits {
+            jobs: Arc::new(Semaphore::new(jobs.max(1))),
+            per_handler: std::sync::Mutex::default(),
+        };
+        limits.reconfigure(config);
+        limits
+    }
+
+    /// Fits the per-handler limits to `config`. A limit that grows gets its
+    /// extra permits at once; one that shrinks takes permits out as running
+    /// pairs give them back, so no new run starts until the handler is under
+    /// its new limit. A handler that lost its limit keeps the old semaphore
+    /// until its runs end and then goes unlimited.
+    pub fn reconfigure(&self, config: &Config) {
+        let mut map = self.per_handler.lock().expect("limits lock");
+        map.retain(|name, _| {
+            config
+                .handler(name)
+                .is_some_and(|h| h.concurrency.is_some())
+        });
+        for h in &config.handlers {
+            let Some(size) = h.concurrency else { continue };
+            match map.get_mut(&h.name) {
+                None => {
+                    map.insert(
+                        h.name.clone(),
+                        HandlerLimit {
+                            size,
+                            semaphore: Arc::new(Semaphore::new(size)),
+                        },
+                    );
+                }
+                Some(l) if size > l.size => {
+                    l.semaphore.add_permits(size - l.size);
+                    l.size = size;
+                }
+                Some(l) if size < l.size => {
+                    let (semaphore, surplus) = (Arc::clone(&l.semaphore), l.size - size);
+                    l.size = size;
+                    // Permits held by running pairs come back one by one:
+                    // take them out of circulation as they do.
+                    tokio::spawn(async move {
+                        if let Ok(p) = semaphore.acquire_many_owned(surplus as u32).await {
+                            p.forget();
+                        }
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    async fn acquire(&self, handler: &str) -> Slots {
+        let semaphore = self
+            .per_handler
+            .lock()
+            .expect("limits lock")
+            .get(handler)
+            .map(|l| Arc::clone(&l.semaphore));
+        let handler = match semaphore {
+            Some(s) => Some(s.acquire_owned().await.expect("semaphore never closes")),
+            None => None,
+        };
+        let job = Arc::clone(&self.jobs)
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
+        Slots {
+            _handler: handler,
+            _job: job,
+        }
+    }
 }
 
 impl Engine {
@@ -118,24 +226,28 @@ impl Engine {
             .iter()
             .map(|h| (h.name.clone(), Arc::new(h.clone())))
             .collect();
-        let per_handler = config
-            .handlers
-            .iter()
-            .filter_map(|h| {
-                h.concurrency
-                    .map(|c| (h.name.clone(), Arc::new(Semaphore::new(c))))
-            })
-            .collect();
         Engine {
             root,
             state,
             log,
             handlers,
-            jobs: Arc::new(Semaphore::new(jobs.max(1))),
-            per_handler,
+            limits: Arc::new(Limits::new(jobs, config)),
             shutdown: None,
             stop_starting: None,
         }
+    }
+
+    /// Shares `limits` with the engines of earlier and later configs (the
+    /// daemon builds one per reload), after fitting them to this config: runs
+    /// that an older engine started still count against them.
+    pub fn with_limits(mut self, limits: Arc<Limits>, config: &Config) -> Engine {
+        limits.reconfigure(config);
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
     }
 
     /// Runs in flight are stopped when `shutdown` turns true, and recorded as
@@ -197,21 +309,7 @@ impl Engine {
             o.error = Some(format!("handler {handler_name:?} is not in autod.toml"));
             return o;
         };
-        let _handler_slot = match self.per_handler.get(handler_name) {
-            Some(s) => Some(
-                s.clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore never closes"),
-            ),
-            None => None,
-        };
-        let _job_slot = self
-            .jobs
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closes");
+        let _slots = self.limits.acquire(handler_name).await;
 
         if self.stop_starting.as_ref().is_some_and(|s| *s.borrow()) {
             let mut o = PairOutcome::new(handler_name, RunResult::Interrupted);
@@ -337,11 +435,10 @@ impl Engine {
                 outcome.next_attempt_at = record.next_attempt_at.clone();
                 outcome.error = line.error.clone();
                 if let Err(e) = self.state.dead_put(&record) {
-                    tracing::error!(
-                        "{e}: the failure of {handler_name} for {} is only in the run log",
-                        event.id()
-                    );
-                    outcome.error = Some(e.to_string());
+                    // Not a dead letter, so not an outcome: the event stays
+                    // where it is (processing/, the caller's file) and the pair
+                    // runs again when it is delivered again.
+                    return self.state_failure(event, handler_name, Some(attempt), e);
                 }
                 self.log.record(&line);
                 if record.state != DeadState::Waiting {
@@ -557,8 +654,9 @@ impl Engine {
         }
     }
 
-    /// autod could not do its own part (state unwritable, disk full): the pair is
-    /// reported failed and nothing is recorded as done, so a later retry runs it.
+    /// autod could not do its own part (state unwritable, disk full): the pair
+    /// has no outcome. Nothing is recorded as done or dead, so whoever delivers
+    /// its event again runs it again (at least once, never lost).
     fn state_failure(
         &self,
         event: &Event,
@@ -568,11 +666,14 @@ impl Engine {
     ) -> PairOutcome {
         let mut line = self.line(event, handler, RunResult::Failed);
         line.attempt = attempt;
-        line.error = Some(format!("autod could not record this run: {e}"));
+        line.error = Some(format!(
+            "autod could not record the outcome ({e}); nothing was marked done or dead-lettered, so it runs again when the event is delivered again"
+        ));
         self.log.record(&line);
         let mut o = PairOutcome::new(handler, RunResult::Failed);
         o.attempt = attempt;
-        o.error = line.error;
+        o.unrecorded = true;
+        o.error = Some(e.to_string());
         o
     }
 

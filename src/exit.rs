@@ -11,7 +11,9 @@ pub enum Code {
     Success = 0,
     /// At least one handler failed and was dead-lettered, or `lint` found errors.
     Failed = 1,
-    /// Usage or configuration error: nothing was attempted.
+    /// Usage or configuration error (nothing was attempted), or autod could
+    /// not write its state, so an outcome could not be recorded: the event is
+    /// not marked done or dead-lettered and runs again when dispatched again.
     Usage = 2,
     /// An event was rejected (invalid or unroutable) and nothing ran for it.
     Rejected = 3,

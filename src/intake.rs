@@ -38,6 +38,11 @@ impl Intake {
         })
     }
 
+    /// Reads the schema files again (see [`Schemas::reload`]).
+    pub fn reload_schemas(&mut self) -> Result<(), SchemaError> {
+        self.schemas.reload()
+    }
+
     pub fn admit(&mut self, bytes: &[u8], only: Option<&str>) -> Result<Admitted, Invalid> {
         let event = self.schemas.accept(bytes)?;
         self.route(event, only)
@@ -82,6 +87,27 @@ pub fn refusal_code(invalid: &Invalid) -> Code {
     match invalid {
         Invalid::Rejected(_) => Code::Rejected,
         Invalid::Schema(_) => Code::Usage,
+    }
+}
+
+/// Why a refusal is the project's fault rather than the event's, if it is: a
+/// schema that cannot be used, or an eventType that no schema or handler takes
+/// (any more). The daemon holds such an event instead of rejecting it: it was
+/// accepted once, and fixing the project must be enough to run it.
+pub fn project_fault(invalid: &Invalid) -> Option<String> {
+    match invalid {
+        Invalid::Schema(_) => Some(invalid.to_string()),
+        Invalid::Rejected(v) => {
+            let project = |x: &Violation| {
+                x.pointer == "/eventType" && matches!(x.keyword.as_str(), "route" | "schema")
+            };
+            (!v.is_empty() && v.iter().all(project)).then(|| {
+                v.iter()
+                    .map(|x| x.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+        }
     }
 }
 

@@ -30,6 +30,10 @@ pub enum RunResult {
     Skipped,
     Rejected,
     Dead,
+    /// An accepted event the project cannot take right now (its schema is
+    /// broken, no handler routes its type any more): it waits, and runs once
+    /// the project is fixed. Never for a fault of the event's own.
+    Held,
     /// autod was stopped (SIGINT/SIGTERM) while the handler ran, and stopped
     /// it: nothing was recorded, so the pair runs again next time.
     Interrupted,
@@ -44,17 +48,19 @@ impl RunResult {
             RunResult::Skipped => "skipped",
             RunResult::Rejected => "rejected",
             RunResult::Dead => "dead",
+            RunResult::Held => "held",
             RunResult::Interrupted => "interrupted",
         }
     }
 
-    pub const ALL: [RunResult; 7] = [
+    pub const ALL: [RunResult; 8] = [
         RunResult::Ok,
         RunResult::Failed,
         RunResult::Timeout,
         RunResult::Skipped,
         RunResult::Rejected,
         RunResult::Dead,
+        RunResult::Held,
         RunResult::Interrupted,
     ];
 }
@@ -217,7 +223,7 @@ fn announce(line: &RunLine) {
     let event_type = line.event_type.as_deref().unwrap_or("");
     let (result, handler, id) = (line.result.as_str(), &line.handler, &line.event_id);
     match line.result {
-        RunResult::Rejected => {}
+        RunResult::Rejected | RunResult::Held => {}
         RunResult::Ok => tracing::info!("{result:<8} {handler} {event_type} {id}{duration}"),
         RunResult::Skipped => {
             tracing::info!("{result:<8} {handler} {event_type} {id} (already succeeded)")

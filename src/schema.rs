@@ -179,6 +179,17 @@ impl Schemas {
         &self.dir
     }
 
+    /// Schema files changed on disk (a long-running process was told so):
+    /// payload schemas compile again on next use, the envelope now. An
+    /// envelope that no longer loads is reported and the old one kept.
+    pub fn reload(&mut self) -> Result<(), SchemaError> {
+        self.payloads.clear();
+        let root = self.dir.parent().unwrap_or(Path::new("."));
+        let fresh = Schemas::load(root, self.require_schema, self.max_event_bytes)?;
+        self.envelope = fresh.envelope;
+        Ok(())
+    }
+
     /// Bytes in, a normalized event out, or every reason it is not one.
     pub fn accept(&mut self, bytes: &[u8]) -> Result<Event, Invalid> {
         let obj =
@@ -243,8 +254,13 @@ impl Schemas {
         } else {
             None
         };
-        self.payloads
-            .insert(event_type.to_owned(), compiled.clone());
+        // A missing schema is not remembered when schemas are required: the
+        // event is refused (or, in the daemon, held) until the file exists,
+        // and creating it must be enough.
+        if compiled.is_some() || !self.require_schema {
+            self.payloads
+                .insert(event_type.to_owned(), compiled.clone());
+        }
         Ok(compiled)
     }
 }

@@ -121,12 +121,15 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
             continue;
         }
         if let Err(e) = project.state.archive(&event) {
-            tracing::error!("{}: not accepted: {e}", input.label);
+            tracing::error!(
+                "{}: nothing ran: autod cannot write its state ({e}); make .autod/ writable (free disk space, fix permissions) and dispatch it again",
+                input.label
+            );
             report(
                 g,
                 json!({"input": input.label, "eventId": event.id(), "status": "error", "error": e.to_string()}),
             );
-            code = code.worst(Code::Failed);
+            code = code.worst(Code::Usage);
             tally.accepted -= 1;
             tally.errors += 1;
             continue;
@@ -176,6 +179,19 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
         while let Some((label, event, outcomes)) = results_rx.recv().await {
             if outcomes.iter().any(PairOutcome::failed) {
                 code = code.worst(Code::Failed);
+            }
+            let unrecorded: Vec<&str> = outcomes
+                .iter()
+                .filter(|o| o.unrecorded)
+                .map(|o| o.handler.as_str())
+                .collect();
+            if !unrecorded.is_empty() {
+                tracing::error!(
+                    "{label}: the result of {} for {} could not be recorded, so it was neither marked done nor dead-lettered; make .autod/ writable (free disk space, fix permissions), then dispatch the same event again: pairs that succeeded and were recorded are skipped, the others run again",
+                    unrecorded.join(", "),
+                    event.id()
+                );
+                code = code.worst(Code::Usage);
             }
             tally.add(&outcomes);
             report(

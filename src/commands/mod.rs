@@ -6,6 +6,7 @@ mod dead;
 mod dispatch;
 mod lint;
 mod logs;
+mod rejected;
 mod retry;
 mod run;
 mod scaffold;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Run(args) => run::run(open(g)?, args),
         Command::Retry(args) => retry::run(&open(g)?, g, args),
         Command::Dead(cmd) => dead::run(&open(g)?, g, cmd),
+        Command::Rejected(cmd) => rejected::run(&open(g)?, g, cmd),
         Command::Log(args) => logs::run(&open(g)?, g, args),
         Command::Status => status::run(&open(g)?, g),
         Command::Lint(args) => lint::run(g, args),

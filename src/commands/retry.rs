@@ -111,6 +111,14 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
     for (record, result) in results {
         match result {
             Ok(outcome) => {
+                if outcome.unrecorded {
+                    tracing::error!(
+                        "{} {}: the result could not be recorded; the dead letter is left as it was, so make .autod/ writable and retry again",
+                        record.handler,
+                        record.event_id
+                    );
+                    code = code.worst(Code::Usage);
+                }
                 if outcome.failed() {
                     failed += 1;
                     code = code.worst(Code::Failed);

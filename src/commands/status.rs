@@ -14,7 +14,8 @@ const LAST_FAILURES: usize = 5;
 
 pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
     let inbox = project.state.inbox_depth();
-    let in_flight = project.state.processing_depth();
+    let held = project.state.held();
+    let in_flight = project.state.processing_depth().saturating_sub(held.len());
     let (mut waiting, mut exhausted, mut permanent, mut unreadable) = (0, 0, 0, 0);
     for r in project.state.dead_list() {
         match r.map(|r| r.state) {
@@ -56,6 +57,7 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
             "daemon": daemon.as_ref().map(|d| json!({"pid": d.pid, "startedAt": d.started_at, "version": d.version})),
             "inbox": inbox,
             "inFlight": in_flight,
+            "held": held.iter().map(|(file, reason)| json!({"file": file, "reason": reason})).collect::<Vec<_>>(),
             "dead": {"waiting": waiting, "exhausted": exhausted, "permanent": permanent, "unreadable": unreadable},
             "lastFailures": failures,
         }));
@@ -72,8 +74,22 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
         ),
         format!("inbox:        {inbox}"),
         format!("in flight:    {in_flight}"),
+        format!(
+            "held:         {}",
+            if held.is_empty() {
+                "0".to_owned()
+            } else {
+                format!(
+                    "{} (accepted, waiting for the project to be fixed; they run once it is)",
+                    held.len()
+                )
+            }
+        ),
         format!("dead letters: {waiting} waiting, {exhausted} exhausted, {permanent} permanent"),
     ];
+    for (file, reason) in &held {
+        lines.push(format!("  processing/{file}: {reason}"));
+    }
     if unreadable > 0 {
         lines.push(format!(
             "              {unreadable} unreadable (see `autod dead list`)"

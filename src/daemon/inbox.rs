@@ -25,23 +25,51 @@ pub fn watch_inbox(daemon: &Arc<Daemon>) -> anyhow::Result<notify::RecommendedWa
     Ok(watcher)
 }
 
+/// Reads schemas again when a file under `schemas/` changes: a fixed schema
+/// must be enough for held events to run, and for a requeued file to be
+/// judged by the schema `autod rejected requeue` judged it by.
+pub fn watch_schemas(daemon: &Arc<Daemon>) -> Option<notify::RecommendedWatcher> {
+    let dir = daemon.root.join("schemas");
+    if !dir.is_dir() {
+        return None;
+    }
+    let d = Arc::clone(daemon);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if !event.map_or(true, |e| super::is_change(e.kind)) {
+            return;
+        }
+        let generation = d.generation();
+        if let Err(e) = generation
+            .intake
+            .lock()
+            .expect("intake lock")
+            .reload_schemas()
+        {
+            tracing::error!(
+                "schemas changed, and the envelope no longer loads: {e}; keeping the old one"
+            );
+        }
+        d.recovery.now();
+        d.inbox_wake.notify_one();
+    });
+    let mut watcher = watcher
+        .map_err(|e| {
+            tracing::warn!("cannot watch schemas/ ({e}); a changed schema is read after SIGHUP")
+        })
+        .ok()?;
+    watcher
+        .watch(&dir, RecursiveMode::Recursive)
+        .map_err(|e| {
+            tracing::warn!("cannot watch schemas/ ({e}); a changed schema is read after SIGHUP")
+        })
+        .ok()?;
+    Some(watcher)
+}
+
 pub async fn run(daemon: Arc<Daemon>) {
     let chains = KeyChains::default();
     let mut stopping = daemon.stopping();
-    match daemon.state.processing_recover() {
-        Ok(files) => {
-            if !files.is_empty() {
-                tracing::info!(
-                    "recovering {} events left in processing/ by the last run",
-                    files.len()
-                );
-            }
-            for claimed in files {
-                deliver(&daemon, &chains, claimed);
-            }
-        }
-        Err(e) => tracing::error!("cannot recover processing/: {e}"),
-    }
+    recover(&daemon, &chains, true);
     let mut watch: Option<(notify::RecommendedWatcher, u64)> = None;
     loop {
         if *stopping.borrow() {
@@ -50,16 +78,9 @@ pub async fn run(daemon: Arc<Daemon>) {
         // The inbox folder may have been deleted (and recreated by `autod send`)
         // under us; a watch on the old folder would never fire again.
         watch = rewatch(&daemon, watch);
-        match daemon.state.inbox_claim() {
-            Ok(batch) => {
-                if batch.skipped > 0 {
-                    daemon.inbox_busy_names.store(true, Ordering::SeqCst);
-                }
-                for claimed in batch.claimed {
-                    deliver(&daemon, &chains, claimed);
-                }
-            }
-            Err(e) => tracing::error!("cannot claim from the inbox: {e}"),
+        claim(&daemon, &chains);
+        if daemon.recovery.take_due() {
+            recover(&daemon, &chains, false);
         }
         // Without a working watch, look again every few seconds rather than never.
         let fallback = if watch.is_some() {
@@ -67,12 +88,109 @@ pub async fn run(daemon: Arc<Daemon>) {
         } else {
             Some(std::time::Duration::from_secs(5))
         };
+        let due = daemon.recovery.due();
         tokio::select! {
             () = daemon.inbox_wake.notified() => {}
             () = super::retry::sleep_or_forever(fallback) => {}
+            () = async { tokio::time::sleep_until(due.expect("guarded")).await }, if due.is_some() => {}
             () = super::stopped(&mut stopping) => return,
         }
     }
+}
+
+/// One pass over the inbox: claim what is there and start delivering it.
+fn claim(daemon: &Arc<Daemon>, chains: &KeyChains) {
+    let batch = match daemon.state.inbox_claim() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("cannot claim from the inbox: {e}; trying again shortly");
+            daemon.recovery.strand();
+            return;
+        }
+    };
+    if batch.skipped > 0 {
+        daemon.inbox_busy_names.store(true, Ordering::SeqCst);
+    }
+    for (old, new) in &batch.renamed {
+        tracing::warn!(
+            "inbox file {old:?} has a name that is not UTF-8; claimed as processing/{new}"
+        );
+    }
+    for e in &batch.failed {
+        tracing::error!(
+            "not claimed yet ({e}); it stays in the inbox and is claimed again shortly"
+        );
+    }
+    if !batch.failed.is_empty() {
+        // Called from the consumer's loop, which reads the due time next:
+        // no wake-up (that would spin on a file that keeps failing).
+        daemon.recovery.strand();
+    }
+    for claimed in batch.claimed {
+        deliver(daemon, chains, claimed);
+    }
+}
+
+/// Delivers again every file in processing/ that nothing is working on: at
+/// start, what the last run left; later, what could not be finished (see
+/// `recovery.rs`). Later passes first check that state can be written, so
+/// that handlers do not run again while their outcome still cannot be kept.
+fn recover(daemon: &Arc<Daemon>, chains: &KeyChains, at_start: bool) {
+    if !at_start && let Err(e) = daemon.state.writable() {
+        tracing::debug!("state still not writable ({e}); waiting before delivering again");
+        daemon.recovery.strand();
+        return;
+    }
+    let files = match daemon.state.processing_recover() {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::error!("cannot read processing/: {e}; trying again shortly");
+            daemon.recovery.strand();
+            return;
+        }
+    };
+    let files: Vec<Claimed> = files
+        .into_iter()
+        .filter(|c| !daemon.recovery.is_active(&c.name))
+        .collect();
+    if at_start && !files.is_empty() {
+        tracing::info!(
+            "recovering {} events left in processing/ by the last run",
+            files.len()
+        );
+    }
+    for claimed in files {
+        deliver(daemon, chains, claimed);
+    }
+    // A claim that failed left files in the inbox, which no inotify event
+    // will announce again.
+    claim(daemon, chains);
+}
+
+/// Marks a claimed file as worked on for as long as it lives.
+struct Active {
+    daemon: Arc<Daemon>,
+    name: String,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.daemon.recovery.end(&self.name);
+    }
+}
+
+/// The file could not be finished now: it stays in processing/, and a
+/// recovery pass delivers it again.
+fn strand(active: Active) {
+    stranded(&active.daemon);
+    drop(active);
+}
+
+/// Schedules a recovery pass, and wakes the consumer so it sleeps until that
+/// pass instead of until the next inbox change.
+fn stranded(daemon: &Daemon) {
+    daemon.recovery.strand();
+    daemon.inbox_wake.notify_one();
 }
 
 /// Keeps the watch on the inbox folder that exists now: a new one when the
@@ -100,17 +218,45 @@ fn rewatch(
     }
 }
 
-/// Validates a claimed file and starts its delivery; invalid files go to rejected/.
+/// Validates a claimed file and starts its delivery. An invalid event goes to
+/// rejected/; one the project cannot take now is held; anything autod cannot
+/// finish (read, archive, record) leaves the file where it is, stranded.
 fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
+    if !daemon.recovery.begin(&claimed.name) {
+        return; // Already being delivered.
+    }
+    let active = Active {
+        daemon: Arc::clone(daemon),
+        name: claimed.name.clone(),
+    };
     let origin = format!("inbox/{}", claimed.name);
-    let bytes = match std::fs::read(&claimed.path) {
-        Ok(b) => b,
+    let generation = daemon.generation();
+    let max_bytes = generation.config.validation.max_event_bytes;
+    let bytes = match read_bounded(&claimed.path, max_bytes) {
+        Ok(Ok(b)) => b,
+        Ok(Err(size)) => {
+            // Never read whole: a file larger than memory would otherwise take
+            // the daemon down at every start, since recovery reads it again.
+            let violations = vec![crate::event::too_large(size, max_bytes)];
+            reject(
+                daemon,
+                &generation,
+                &claimed,
+                &origin,
+                "-".into(),
+                &violations,
+                active,
+            );
+            return;
+        }
         Err(e) => {
-            tracing::error!("{origin}: cannot read: {e}");
+            tracing::error!(
+                "{origin}: cannot read: {e}; it stays in processing/ and is tried again shortly"
+            );
+            strand(active);
             return;
         }
     };
-    let generation = daemon.generation();
     let admitted = generation
         .intake
         .lock()
@@ -119,17 +265,21 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
     let admitted = match admitted {
         Ok(a) => a,
         Err(invalid) => {
-            let violations = intake::refusal_violations(&invalid);
-            for v in &violations {
-                tracing::error!("{origin}: rejected {v}");
-            }
-            let mut line =
-                RunLine::new(&intake::claimed_event_id(&bytes), "-", RunResult::Rejected);
-            line.input = Some(origin.clone());
-            line.error = violations.first().map(ToString::to_string);
-            generation.engine.log().record(&line);
-            if let Err(e) = daemon.state.processing_reject(&claimed, &violations) {
-                tracing::error!("{origin}: cannot move to rejected/: {e}");
+            let event_id = intake::claimed_event_id(&bytes);
+            if let Some(reason) = intake::project_fault(&invalid) {
+                hold(daemon, &generation, &claimed, &origin, event_id, &reason);
+                strand(active);
+            } else {
+                let violations = intake::refusal_violations(&invalid);
+                reject(
+                    daemon,
+                    &generation,
+                    &claimed,
+                    &origin,
+                    event_id,
+                    &violations,
+                    active,
+                );
             }
             return;
         }
@@ -147,7 +297,11 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
         }
         let event = Arc::new(admitted.event);
         if let Err(e) = daemon.state.archive(&event) {
-            tracing::error!("{origin}: not accepted, left in processing/: {e}");
+            tracing::error!(
+                "{origin}: cannot start {}: {e}; it stays in processing/ and is delivered once .autod/ is writable again",
+                event.id()
+            );
+            strand(active);
             return;
         }
         let outcomes = generation
@@ -157,11 +311,97 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
         if outcomes.iter().any(|o| o.interrupted) {
             return; // Stays in processing/: the next start delivers it again.
         }
-        if let Err(e) = daemon.state.processing_done(&claimed) {
-            tracing::error!("{origin}: {e}");
+        let unrecorded: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| o.unrecorded)
+            .map(|o| o.handler.as_str())
+            .collect();
+        if !unrecorded.is_empty() {
+            tracing::error!(
+                "{origin}: the outcome of {} for {} could not be recorded; the event stays in processing/ and is delivered again once .autod/ is writable (pairs that succeeded are skipped)",
+                unrecorded.join(", "),
+                event.id()
+            );
+            strand(active);
+            return;
         }
+        if let Err(e) = daemon.state.processing_done(&claimed) {
+            // Every outcome is recorded: delivering it again only skips.
+            tracing::error!("{origin}: {e}");
+            strand(active);
+            return;
+        }
+        daemon.recovery.delivered(&claimed.name);
+        drop(active);
         if daemon.inbox_busy_names.swap(false, Ordering::SeqCst) {
             daemon.inbox_wake.notify_one();
         }
     });
+}
+
+/// Reads at most `max` bytes; `Ok(Err(size))` when the file is larger.
+fn read_bounded(path: &std::path::Path, max: u64) -> std::io::Result<Result<Vec<u8>, u64>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > max {
+        return Ok(Err(size));
+    }
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Ok(Err(bytes.len() as u64));
+    }
+    Ok(Ok(bytes))
+}
+
+/// The event itself is invalid: to rejected/, beside why.
+fn reject(
+    daemon: &Arc<Daemon>,
+    generation: &super::Generation,
+    claimed: &Claimed,
+    origin: &str,
+    event_id: String,
+    violations: &[crate::event::Violation],
+    active: Active,
+) {
+    for v in violations {
+        tracing::error!("{origin}: rejected {v}");
+    }
+    let mut line = RunLine::new(&event_id, "-", RunResult::Rejected);
+    line.input = Some(origin.to_owned());
+    line.error = violations.first().map(ToString::to_string);
+    generation.engine.log().record(&line);
+    match daemon.state.processing_reject(claimed, violations) {
+        Ok(_) => drop(active),
+        Err(e) => {
+            tracing::error!("{origin}: cannot move to rejected/: {e}; trying again shortly");
+            strand(active);
+        }
+    }
+}
+
+/// The project cannot take the event now: it waits in processing/, told once
+/// per reason (stderr, run log, a note `autod status` reads).
+fn hold(
+    daemon: &Arc<Daemon>,
+    generation: &super::Generation,
+    claimed: &Claimed,
+    origin: &str,
+    event_id: String,
+    reason: &str,
+) {
+    if !daemon.recovery.hold(&claimed.name, reason) {
+        return;
+    }
+    tracing::error!(
+        "{origin}: held, not rejected: {reason}. It was accepted, so it waits in processing/ and runs once the project is fixed (a schema file is read again at once; for autod.toml, send SIGHUP or restart). `autod status` lists held events."
+    );
+    let mut line = RunLine::new(&event_id, "-", RunResult::Held);
+    line.input = Some(origin.to_owned());
+    line.error = Some(reason.to_owned());
+    generation.engine.log().record(&line);
+    if let Err(e) = daemon.state.processing_hold(claimed, reason) {
+        tracing::error!("{origin}: {e}");
+    }
 }

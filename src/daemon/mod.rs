@@ -19,6 +19,7 @@
 //! keeps the old one.
 
 mod inbox;
+mod recovery;
 mod retry;
 mod schedule;
 mod watch;
@@ -32,8 +33,8 @@ use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch as flag};
 
-use crate::config::Config;
-use crate::engine::Engine;
+use crate::config::{Config, WatchConfig};
+use crate::engine::{Engine, Limits};
 use crate::exit::Code;
 use crate::intake::Intake;
 use crate::log::RunLog;
@@ -69,6 +70,8 @@ struct Daemon {
     inbox_busy_names: AtomicBool,
     retry_wake: Notify,
     in_flight: Arc<InFlight>,
+    /// Claimed events without an outcome yet, and when to try them again.
+    recovery: recovery::Recovery,
 }
 
 impl Daemon {
@@ -81,10 +84,11 @@ impl Daemon {
     }
 
     fn build(&self, config: Config) -> Result<Generation> {
+        let limits = Arc::clone(self.generation().engine.limits());
         build(
             &self.root,
             &self.state,
-            self.jobs,
+            (self.jobs, limits),
             &self.stopping,
             &self.killing,
             config,
@@ -95,7 +99,7 @@ impl Daemon {
 fn build(
     root: &std::path::Path,
     state: &StateDir,
-    jobs: usize,
+    (jobs, limits): (usize, Arc<Limits>),
     stopping: &flag::Sender<bool>,
     killing: &flag::Sender<bool>,
     config: Config,
@@ -103,6 +107,7 @@ fn build(
     let intake = Intake::new(root, &config)?;
     let log = RunLog::new(state.log_dir(), config.log.clone());
     let engine = Engine::new(root.to_owned(), &config, state.clone(), log, jobs)
+        .with_limits(limits, &config)
         .with_shutdown(killing.subscribe())
         .with_stop_starting(stopping.subscribe());
     Ok(Generation {
@@ -185,10 +190,11 @@ pub fn run(project: Project, options: Options) -> Result<Code> {
 async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Result<Code> {
     let (stopping, _) = flag::channel(false);
     let (killing, _) = flag::channel(false);
+    let limits = Arc::new(Limits::new(options.jobs, &project.config));
     let first = build(
         &project.root,
         &project.state,
-        options.jobs,
+        (options.jobs, limits),
         &stopping,
         &killing,
         project.config,
@@ -204,6 +210,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
         inbox_busy_names: AtomicBool::new(false),
         retry_wake: Notify::new(),
         in_flight: Arc::default(),
+        recovery: recovery::Recovery::default(),
     });
 
     let mut terminate = signal(SignalKind::terminate())?;
@@ -211,8 +218,10 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     let mut hangup = signal(SignalKind::hangup())?;
 
     let _dead_watcher = retry::watch_dead(&daemon)?;
+    let _schema_watcher = inbox::watch_schemas(&daemon);
     let inbox_task = tokio::spawn(inbox::run(Arc::clone(&daemon)));
     let retry_task = tokio::spawn(retry::run(Arc::clone(&daemon)));
+    // Before the announcement: once daemon.json exists, every watch is watching.
     let mut sources = Sources::start(&daemon);
     let swept = atomic::sweep_temp_files(daemon.state.path(), &daemon.state.inbox_dir());
     if swept > 0 {
@@ -237,9 +246,11 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
             _ = hangup.recv() => {
                 match Config::load(&daemon.root).map_err(anyhow::Error::from).and_then(|c| daemon.build(c)) {
                     Ok(generation) => {
-                        sources.stop();
+                        sources.retire(&generation.config).await;
                         *daemon.current.write().expect("generation lock") = Arc::new(generation);
-                        sources = Sources::start(&daemon);
+                        sources.start_missing(&daemon);
+                        // Held events may be deliverable under the new config.
+                        daemon.recovery.now();
                         daemon.inbox_wake.notify_one();
                         daemon.retry_wake.notify_one();
                         tracing::info!("SIGHUP: reloaded autod.toml");
@@ -255,7 +266,8 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
         humantime::format_duration(options.grace)
     );
     let _ = daemon.stopping.send(true);
-    sources.stop();
+    // Changes still waiting out their debounce go to the inbox, for the next start.
+    sources.stop().await;
     if tokio::time::timeout(options.grace, daemon.in_flight.wait_idle())
         .await
         .is_err()
@@ -272,27 +284,74 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     Ok(Code::Success)
 }
 
-/// The watch and schedule tasks of the current config; replaced on reload.
+/// The watches and schedules of the current config.
+///
+/// A reload keeps a watch whose config is unchanged running untouched; one that
+/// changed or went away queues its pending changes before it ends. Schedules are
+/// restarted (their last fire is on disk, so none is lost or repeated).
 struct Sources {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Every watch of the config, with its running watch unless it failed to start.
+    watches: Vec<(WatchConfig, Option<watch::Running>)>,
+    schedules: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Sources {
+    /// Starts every watch (registered and scanned when this returns) and schedule.
     fn start(daemon: &Arc<Daemon>) -> Sources {
-        let g = daemon.generation();
-        let mut tasks = Vec::new();
-        for w in &g.config.watches {
-            tasks.push(tokio::spawn(watch::run(Arc::clone(daemon), w.clone())));
-        }
-        for s in &g.config.schedules {
-            tasks.push(tokio::spawn(schedule::run(Arc::clone(daemon), s.clone())));
-        }
-        Sources { tasks }
+        let mut sources = Sources {
+            watches: Vec::new(),
+            schedules: Vec::new(),
+        };
+        sources.start_missing(daemon);
+        sources
     }
 
-    fn stop(&mut self) {
-        for t in self.tasks.drain(..) {
+    /// Before `next` takes over: ends the schedules, and the watches it changes
+    /// or drops, each after queueing its pending changes under the old config.
+    async fn retire(&mut self, next: &Config) {
+        for t in self.schedules.drain(..) {
             t.abort();
+        }
+        let (keep, retire): (Vec<_>, Vec<_>) = self.watches.drain(..).partition(|(w, running)| {
+            running.as_ref().is_some_and(|r| !r.is_finished()) && next.watches.contains(w)
+        });
+        self.watches = keep;
+        for running in retire.into_iter().filter_map(|(_, r)| r) {
+            running.stop().await;
+        }
+    }
+
+    /// Starts the watches of the current config not running yet (a watch that
+    /// failed before is tried again), and every schedule.
+    fn start_missing(&mut self, daemon: &Arc<Daemon>) {
+        let g = daemon.generation();
+        for w in &g.config.watches {
+            if self.watches.iter().any(|(c, _)| c == w) {
+                continue;
+            }
+            let running = watch::start(daemon, w)
+                .inspect_err(|e| {
+                    tracing::error!(
+                        "watch:{}: {e}; this watch is off until a reload (fix it, then send SIGHUP)",
+                        w.name
+                    );
+                })
+                .ok();
+            self.watches.push((w.clone(), running));
+        }
+        for s in &g.config.schedules {
+            self.schedules
+                .push(tokio::spawn(schedule::run(Arc::clone(daemon), s.clone())));
+        }
+    }
+
+    /// Ends everything; every watch queues its pending changes first.
+    async fn stop(self) {
+        for t in self.schedules {
+            t.abort();
+        }
+        for running in self.watches.into_iter().filter_map(|(_, r)| r) {
+            running.stop().await;
         }
     }
 }
@@ -311,14 +370,25 @@ fn is_change(kind: notify::EventKind) -> bool {
 }
 
 /// Admits an event autod built itself (a watch change, a schedule fire) and
-/// writes it to the inbox. A refusal is logged; the source goes on.
-fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, origin: &str) {
+/// writes it to the inbox. A refusal is logged; the source goes on. `false`
+/// when the event could not be written (disk full): the source keeps it and
+/// tries again, since nothing has accepted it yet.
+fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, origin: &str) -> bool {
     let g = daemon.generation();
     let admitted = g.intake.lock().expect("intake lock").admit_object(obj);
     match admitted {
         Ok(a) => match daemon.state.inbox_put(&a.event) {
-            Ok(_) => tracing::debug!("{origin}: queued {} {}", a.event.event_type(), a.event.id()),
-            Err(e) => tracing::error!("{origin}: could not queue {}: {e}", a.event.id()),
+            Ok(_) => {
+                tracing::debug!("{origin}: queued {} {}", a.event.event_type(), a.event.id());
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    "{origin}: could not queue {}: {e}; trying again shortly",
+                    a.event.id()
+                );
+                false
+            }
         },
         Err(invalid) => {
             let violations = crate::intake::refusal_violations(&invalid);
@@ -328,6 +398,7 @@ fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, orig
             line.input = Some(origin.to_owned());
             line.error = text.into_iter().next();
             g.engine.log().record(&line);
+            true
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod daemon_lock;
 pub mod dead;
 pub mod inbox;
 mod pairs;
+pub mod watches;
 
 use std::io;
 use std::path::{Path, PathBuf};

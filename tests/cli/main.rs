@@ -14,3 +14,4 @@ mod root;
 mod runner;
 mod scaffold;
 mod state;
+mod unrecorded;

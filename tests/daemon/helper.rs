@@ -257,6 +257,14 @@ impl Project {
         daemon
     }
 
+    /// Like [`Project::start`], returning the moment the daemon is announced
+    /// (polled every millisecond): for tests of what "ready" promises.
+    pub fn start_eagerly(&self, args: &[&str]) -> Daemon {
+        let daemon = self.spawn(args);
+        daemon.wait_ready_every(self, Duration::from_millis(1));
+        daemon
+    }
+
     /// Starts `autod run` without waiting for it.
     pub fn spawn(&self, args: &[&str]) -> Daemon {
         let stderr_path = self.next_stderr_path();
@@ -326,6 +334,10 @@ impl Daemon {
 
     /// Waits until `.autod/daemon.json` names this process.
     fn wait_ready(&self, p: &Project) {
+        self.wait_ready_every(p, POLL);
+    }
+
+    fn wait_ready_every(&self, p: &Project, poll: Duration) {
         let info = p.path(".autod/daemon.json");
         let deadline = Instant::now() + LIMIT;
         loop {
@@ -342,7 +354,7 @@ impl Daemon {
                 self.pid,
                 self.stderr()
             );
-            std::thread::sleep(POLL);
+            std::thread::sleep(poll);
         }
     }
 

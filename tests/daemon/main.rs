@@ -12,6 +12,7 @@ mod idle;
 mod inbox;
 mod keys;
 mod lock;
+mod outcomes;
 mod reload;
 mod retries;
 mod schedules;
