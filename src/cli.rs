@@ -290,7 +290,7 @@ pub struct LogArgs {
     /// Only this handler
     #[arg(long, value_name = "NAME")]
     pub handler: Option<String>,
-    /// Only this result: ok, failed, timeout, skipped, rejected, dead, held
+    /// Only this result: ok, failed, timeout, skipped, rejected, dead, held, interrupted
     #[arg(long, value_name = "RESULT")]
     pub result: Option<String>,
     /// Only lines newer than this (e.g. 30m, 2h, 1day) or an RFC 3339 time

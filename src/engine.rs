@@ -400,7 +400,7 @@ impl Engine {
         let _slots = self.limits.acquire(handler_name).await;
 
         if self.stop_starting.as_ref().is_some_and(|s| *s.borrow()) {
-            let mut o = PairOutcome::new(handler_name, RunResult::Failed);
+            let mut o = PairOutcome::new(handler_name, RunResult::Interrupted);
             o.interrupted = true;
             o.error = Some("not started: autod is stopping".into());
             return o;
@@ -410,13 +410,14 @@ impl Engine {
         if mode != Mode::Forced && self.state.pair_succeeded(event.id(), handler_name) {
             return self.skipped(event, handler_name);
         }
-        let state = self.state.clone();
-        let (id, name) = (event.id().to_owned(), handler_name.to_owned());
-        let lock = tokio::task::spawn_blocking(move || state.lock_pair(&id, &name))
-            .await
-            .expect("lock task does not panic");
-        let lock = match lock {
-            Ok(l) => l,
+        let lock = match self.own_pair(event, &handler).await {
+            Ok(Some(l)) if !self.stop_starting.as_ref().is_some_and(|s| *s.borrow()) => l,
+            Ok(_) => {
+                let mut o = PairOutcome::new(handler_name, RunResult::Interrupted);
+                o.interrupted = true;
+                o.error = Some("not started: autod is stopping".into());
+                return o;
+            }
             Err(e) => return self.state_failure(event, handler_name, None, e),
         };
         if lock.succeeded() && mode != Mode::Forced {
@@ -448,13 +449,18 @@ impl Engine {
             .map_or(1, |p| p.attempts.saturating_add(1));
 
         let output = match self.spec(event, &handler, attempt) {
-            Ok(mut spec) => {
-                spec.inherit = match lock.share() {
-                    Ok(fd) => Some(fd),
-                    Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),
-                };
-                runner::run(spec).await
-            }
+            Ok(spec) => match runner::start(spec) {
+                Ok(running) => {
+                    if let Err(e) = lock.record_run(running.mark()) {
+                        tracing::warn!(
+                            "{e}: if this autod dies while {handler_name} runs for {}, the next run of the pair cannot stop what it left behind",
+                            event.id()
+                        );
+                    }
+                    running.finish().await
+                }
+                Err(failed) => failed,
+            },
             Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),
         };
         let mut outcome = PairOutcome::new(handler_name, RunResult::Ok);
@@ -470,12 +476,15 @@ impl Engine {
         }
         match &output.termination {
             Termination::Cancelled => {
-                tracing::warn!(
-                    "stopped {handler_name} for {} at shutdown; it runs again when autod restarts",
-                    event.id()
+                line.result = RunResult::Interrupted;
+                line.error = Some(
+                    "interrupted: autod was asked to stop and stopped the handler; nothing was recorded, so it runs again next time"
+                        .into(),
                 );
-                outcome.result = RunResult::Failed;
+                self.log.record(&line);
+                outcome.result = RunResult::Interrupted;
                 outcome.interrupted = true;
+                outcome.error = line.error;
                 outcome
             }
             Termination::Exited(0) => {
@@ -534,6 +543,65 @@ impl Engine {
                 outcome
             }
         }
+    }
+
+    /// Owns the pair: at once if nobody else does, else after waiting for the
+    /// other autod process (`None` if autod is asked to stop meanwhile). Then
+    /// stops whatever the previous run of the pair left running: its autod
+    /// is gone or done with it, since we hold the lock.
+    async fn own_pair(
+        &self,
+        event: &Event,
+        handler: &Handler,
+    ) -> Result<Option<state::PairLock>, state::StateError> {
+        let lock = match self.state.try_lock_pair(event.id(), &handler.name)? {
+            Some(lock) => lock,
+            None => {
+                tracing::info!(
+                    "{} for {}: another autod process is running this pair; waiting for it to finish",
+                    handler.name,
+                    event.id()
+                );
+                // A thread of its own, not tokio's blocking pool: a runtime
+                // that shuts down waits for its blocking tasks, and an flock
+                // that autod stopped waiting for must not hold up its exit.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let (state, id, name) = (
+                    self.state.clone(),
+                    event.id().to_owned(),
+                    handler.name.clone(),
+                );
+                std::thread::spawn(move || {
+                    let _ = tx.send(state.lock_pair(&id, &name));
+                });
+                let mut stop = self.stop_starting.clone();
+                tokio::select! {
+                    lock = rx => lock.expect("the lock thread sends before it ends")?,
+                    () = stopped(&mut stop) => return Ok(None),
+                }
+            }
+        };
+        if let Some(previous) = lock.previous_run::<runner::RunMark>() {
+            let stopped = runner::stop_previous(&previous, handler.kill_grace).await;
+            if stopped.found_any() {
+                tracing::warn!(
+                    "{} for {}: the previous run (pid {}, {} {}, started by autod pid {}, due by {}) left processes running unsupervised; {stopped} before running it again",
+                    handler.name,
+                    event.id(),
+                    previous.pid,
+                    runner::RUN_ID_VAR,
+                    previous.run_id,
+                    previous.autod_pid,
+                    previous.deadline,
+                );
+            }
+            if stopped.survivors.is_empty()
+                && let Err(e) = lock.clear_run()
+            {
+                tracing::debug!("{e}");
+            }
+        }
+        Ok(Some(lock))
     }
 
     /// The pair already succeeded: it is logged as skipped, not run.
@@ -610,7 +678,6 @@ impl Engine {
             timeout: handler.timeout,
             kill_grace: handler.kill_grace,
             cancel: self.shutdown.clone(),
-            inherit: None,
         })
     }
 
@@ -626,17 +693,12 @@ impl Engine {
         let (exit_code, signal, error) = match &output.termination {
             Termination::Exited(c) => (Some(*c), None, None),
             Termination::Signaled(s) => (None, Some(runner::signal_name(*s)), None),
-            Termination::TimedOut { killed } => (
+            Termination::TimedOut(stopped) => (
                 None,
-                Some(if *killed { "SIGKILL" } else { "SIGTERM" }.to_owned()),
+                stopped.strongest_signal().map(str::to_owned),
                 Some(format!(
-                    "timed out after {} and was stopped with {}",
+                    "timed out after {}; {stopped}",
                     humantime::format_duration(handler.timeout),
-                    if *killed {
-                        "SIGTERM, then SIGKILL"
-                    } else {
-                        "SIGTERM"
-                    }
                 )),
             ),
             Termination::SpawnFailed(msg) => (None, None, Some(spawn_message(handler, msg))),
@@ -741,6 +803,18 @@ fn last_line(tail: &[u8]) -> Option<String> {
         line.push('…');
     }
     Some(line)
+}
+
+/// Resolves once the flag is `true`; never, without a flag.
+async fn stopped(flag: &mut Option<watch::Receiver<bool>>) {
+    match flag {
+        Some(rx) => {
+            if rx.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,10 @@ pub enum Code {
     Usage = 2,
     /// An event was rejected (invalid or unroutable) and nothing ran for it.
     Rejected = 3,
+    /// `dispatch` got SIGINT and stopped its running handlers (128 + 2).
+    Interrupted = 130,
+    /// `dispatch` got SIGTERM and stopped its running handlers (128 + 15).
+    Terminated = 143,
 }
 
 impl Code {
@@ -42,5 +46,8 @@ mod tests {
         assert_eq!(Code::Usage.worst(Code::Success), Code::Usage);
         assert_eq!(Code::Failed as u8, 1);
         assert_eq!(Code::Rejected as u8, 3);
+        assert_eq!(Code::Interrupted.worst(Code::Rejected), Code::Interrupted);
+        assert_eq!(Code::Interrupted as u8, 130);
+        assert_eq!(Code::Terminated as u8, 143);
     }
 }

@@ -16,7 +16,8 @@
 //! - **Validate** (`schema.rs`, `event.rs`): size limit, JSON, safe ids, envelope
 //!   schema, payload schema. A rejected event runs nothing (exit 3).
 //! - **Route** (`route.rs`): eventType patterns → handlers, fan-out.
-//! - **Run** (`runner/`): one process per pair, own process group, timeout, output
+//! - **Run** (`runner/`): one process per pair, own process group and run tag
+//!   (`AUTOD_RUN_ID`), a timeout that stops everything the run started, output
 //!   tails; the runner knows nothing of events.
 //! - **Record** (`engine.rs` using `state/` and `log.rs`): success writes a done
 //!   marker so the pair never runs again for that eventId; failure writes a dead
@@ -29,7 +30,9 @@
 //!   daemon), and a pair's outcome is on disk (done marker or dead letter) before
 //!   the command reports it or the daemon lets the event go.
 //! - A pair that succeeded never runs again for the same eventId, even across
-//!   processes: pairs are serialized by an flock and checked under it.
+//!   processes: pairs are serialized by an flock and checked under it. Only
+//!   autod holds that lock, never its handler; the lock file names the run, and
+//!   the next owner stops what a dead autod's run left before running it again.
 //! - Nothing in an event chooses what runs or where a file goes: handlers are
 //!   named only by the config or `handlers/`, ids are restricted to a file-name
 //!   safe charset, and no event value is ever put through a shell.

@@ -34,6 +34,9 @@ pub enum RunResult {
     /// broken, no handler routes its type any more): it waits, and runs once
     /// the project is fixed. Never for a fault of the event's own.
     Held,
+    /// autod was stopped (SIGINT/SIGTERM) while the handler ran, and stopped
+    /// it: nothing was recorded, so the pair runs again next time.
+    Interrupted,
 }
 
 impl RunResult {
@@ -46,10 +49,11 @@ impl RunResult {
             RunResult::Rejected => "rejected",
             RunResult::Dead => "dead",
             RunResult::Held => "held",
+            RunResult::Interrupted => "interrupted",
         }
     }
 
-    pub const ALL: [RunResult; 7] = [
+    pub const ALL: [RunResult; 8] = [
         RunResult::Ok,
         RunResult::Failed,
         RunResult::Timeout,
@@ -57,6 +61,7 @@ impl RunResult {
         RunResult::Rejected,
         RunResult::Dead,
         RunResult::Held,
+        RunResult::Interrupted,
     ];
 }
 

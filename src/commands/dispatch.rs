@@ -42,7 +42,17 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
     let log = project.run_log();
     // Asked once: without --jobs it reads the cgroup's CPU quota from /proc and /sys.
     let jobs = crate::cli::jobs(args.jobs);
-    let engine = Arc::new(project.engine(jobs));
+    // SIGINT/SIGTERM stop the running handlers (as the daemon's shutdown
+    // does) and the pairs not started yet; none of them is recorded.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let engine = Arc::new(
+        project
+            .engine(jobs)
+            .with_shutdown(stop_rx.clone())
+            .with_stop_starting(stop_rx),
+    );
+    let caught: Arc<std::sync::OnceLock<Code>> = Arc::default();
+    let mut forwarding = false;
     if !args.dry_run {
         project
             .state
@@ -63,6 +73,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
     let window = Arc::new(tokio::sync::Semaphore::new(jobs * 64));
     let _guard = rt.enter();
     for input in inputs {
+        if caught.get().is_some() {
+            break;
+        }
         let admitted = match input.bytes {
             Ok(bytes) => intake
                 .admit(&bytes, args.handler.as_deref())
@@ -120,6 +133,13 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
             tally.accepted -= 1;
             tally.errors += 1;
             continue;
+        }
+        // Caught only once a handler may run: until then the default
+        // action (exit at once) is right, and a Ctrl-C while stdin is being
+        // read keeps working.
+        if !forwarding {
+            forwarding = true;
+            tokio::spawn(forward_signals(stop_tx.clone(), Arc::clone(&caught)));
         }
         let slot = rt
             .block_on(Arc::clone(&window).acquire_owned())
@@ -184,7 +204,44 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
         }
     });
     tally.summarize(args.dry_run);
+    if let Some(signal) = caught.get() {
+        code = code.worst(*signal);
+    }
     Ok(code)
+}
+
+/// Waits for SIGINT or SIGTERM, then asks every running handler to stop.
+async fn forward_signals(
+    stop: tokio::sync::watch::Sender<bool>,
+    caught: Arc<std::sync::OnceLock<Code>>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!(
+            "cannot catch SIGINT/SIGTERM: a signal stops autod without stopping its handlers"
+        );
+        return;
+    };
+    let (name, code) = tokio::select! {
+        _ = int.recv() => ("SIGINT", Code::Interrupted),
+        _ = term.recv() => ("SIGTERM", Code::Terminated),
+    };
+    let _ = caught.set(code);
+    tracing::warn!(
+        "{name}: stopping the running handlers (SIGTERM, then SIGKILL after their kill_grace); they are recorded as interrupted and run again at the next dispatch; a second signal exits at once"
+    );
+    let _ = stop.send(true);
+    // A second signal is someone who will not wait: exit now. Whatever still
+    // runs is stopped by the next owner of its pair.
+    tokio::select! {
+        _ = int.recv() => {},
+        _ = term.recv() => {},
+    }
+    tracing::warn!("a second signal: exiting without waiting for the handlers to stop");
+    std::process::exit(i32::from(code as u8));
 }
 
 /// With `--json`, one line per input on stdout; otherwise stderr already said it.

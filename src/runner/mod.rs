@@ -2,26 +2,34 @@
 //! know where the event came from or what the outcome will be recorded as.
 //!
 //! - explicit argv, never a shell; the event goes in on stdin, then stdin closes;
-//! - its own process group, so a timeout reaches everything it started:
-//!   SIGTERM to the group, then SIGKILL after the grace period;
+//! - its own process group and a tag in its environment ([`RUN_ID_VAR`]), so a
+//!   timeout reaches everything it started, even what left the group
+//!   (`contain.rs`): SIGTERM to all of it, then SIGKILL after the grace period,
+//!   and the outcome says truthfully what was sent and what could not be stopped;
+//! - [`start`] hands back a [`RunMark`] as soon as the process exists, for the
+//!   caller to record, so that the processes of a run whose autod died can be
+//!   found and stopped later ([`stop_previous`]);
 //! - stdout and stderr read concurrently (neither pipe can fill and stall the
 //!   handler), keeping the last [`TAIL_BYTES`] of each;
 //! - once the handler has exited, a background grandchild still holding its
 //!   pipes gets [`LEAK_GRACE`] to let go; then autod stops reading and moves on.
 
+mod contain;
 mod unix;
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
+pub use contain::{RUN_ID_VAR, RunMark, Stopped};
 pub use unix::signal_name;
 
 /// How much of each output stream is kept for the dead letter and the log.
@@ -39,13 +47,8 @@ pub struct RunSpec {
     pub stdin: Vec<u8>,
     pub timeout: Duration,
     pub kill_grace: Duration,
-    /// A descriptor the handler inherits and keeps open for as long as it
-    /// runs: the caller's lock on what the handler works on, so that if autod
-    /// dies, the lock lives on with the orphaned handler instead of letting a
-    /// restarted autod run the same work beside it.
-    pub inherit: Option<std::os::fd::OwnedFd>,
-    /// Becomes `true` when autod is shutting down: the handler's group is
-    /// stopped as on a timeout, and the run ends [`Termination::Cancelled`].
+    /// Becomes `true` when autod is shutting down: everything the run started
+    /// is stopped as on a timeout, and the run ends [`Termination::Cancelled`].
     pub cancel: Option<watch::Receiver<bool>>,
 }
 
@@ -54,10 +57,9 @@ pub struct RunSpec {
 pub enum Termination {
     Exited(i32),
     Signaled(i32),
-    /// It outran its timeout and was stopped; `killed` when SIGTERM was not enough.
-    TimedOut {
-        killed: bool,
-    },
+    /// It outran its timeout and was stopped; what was sent, and what could
+    /// not be stopped, if anything.
+    TimedOut(Stopped),
     /// It never started; the message says why and what to do.
     SpawnFailed(String),
     /// autod was shutting down and stopped it; nothing should be recorded.
@@ -133,8 +135,42 @@ fn spawn_error(program: &OsString, e: &std::io::Error) -> String {
     }
 }
 
+/// Pids of the handlers this process spawned and has not reaped yet: tokio
+/// reaps them, so autod's own reaping must leave them alone, and each is the
+/// head of one run in flight.
+static HANDLERS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+fn handlers() -> MutexGuard<'static, BTreeSet<u32>> {
+    HANDLERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A handler that has started; [`Running::finish`] waits for it.
+pub struct Running {
+    child: tokio::process::Child,
+    mark: RunMark,
+    started: Instant,
+    timeout: Duration,
+    kill_grace: Duration,
+    cancel: Option<watch::Receiver<bool>>,
+    writer: tokio::task::JoinHandle<()>,
+    out_reader: tokio::task::JoinHandle<()>,
+    err_reader: tokio::task::JoinHandle<()>,
+    out_tail: Arc<Mutex<Tail>>,
+    err_tail: Arc<Mutex<Tail>>,
+}
+
 /// Runs the handler to completion (or past its timeout) and reports how it went.
 pub async fn run(spec: RunSpec) -> RunOutput {
+    match start(spec) {
+        Ok(running) => running.finish().await,
+        Err(failed) => failed,
+    }
+}
+
+/// Starts the handler; the error is the outcome of a handler that could not start.
+pub fn start(spec: RunSpec) -> Result<Running, RunOutput> {
     let started = Instant::now();
     let failed = |msg: String| RunOutput {
         termination: Termination::SpawnFailed(msg),
@@ -144,32 +180,45 @@ pub async fn run(spec: RunSpec) -> RunOutput {
         leaked: false,
     };
     let Some((program, args)) = spec.argv.split_first() else {
-        return failed("empty command".into());
+        return Err(failed("empty command".into()));
     };
+    unix::adopt_orphans();
+    unix::ensure_reaper();
+    let run_id = uuid::Uuid::now_v7().to_string();
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(RUN_ID_VAR, &run_id)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    // Only this spawn may inherit the descriptor: it is close-on-exec again (in
-    // fact closed) as soon as the child exists. The runtime spawns one process
-    // at a time, so no other handler can inherit it in between.
-    if let Some(fd) = &spec.inherit
-        && let Err(e) = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
-    {
-        return failed(format!("cannot pass the pair lock to the handler: {e}"));
-    }
-    let spawned = cmd.spawn();
-    drop(spec.inherit);
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => return failed(spawn_error(program, &e)),
+    let mut child = {
+        // Registered before autod's reaper can see it exit.
+        let mut handlers = handlers();
+        match cmd.spawn() {
+            Ok(c) => {
+                handlers.insert(c.id().expect("a just-spawned child has a pid"));
+                c
+            }
+            Err(e) => return Err(failed(spawn_error(program, &e))),
+        }
     };
     let pid = child.id().expect("a just-spawned child has a pid");
+    let deadline = chrono::Utc::now()
+        + chrono::Duration::from_std(spec.timeout).unwrap_or(chrono::Duration::MAX);
+    let mark = RunMark {
+        version: contain::MARK_VERSION,
+        run_id,
+        pid,
+        start_time: contain::stat(pid).map_or(0, |s| s.start),
+        pgid: pid,
+        deadline: crate::time::format(deadline),
+        autod_pid: std::process::id(),
+        boot_id: contain::boot_id(),
+    };
 
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let input = spec.stdin;
@@ -188,81 +237,139 @@ pub async fn run(spec: RunSpec) -> RunOutput {
         child.stderr.take().expect("piped"),
         err_tail.clone(),
     ));
-
-    let mut cancel = spec.cancel;
-    let finished = tokio::time::timeout(spec.timeout, async {
-        tokio::select! {
-            status = child.wait() => Some(status),
-            () = cancelled(&mut cancel) => None,
-        }
+    Ok(Running {
+        child,
+        mark,
+        started,
+        timeout: spec.timeout,
+        kill_grace: spec.kill_grace,
+        cancel: spec.cancel,
+        writer,
+        out_reader,
+        err_reader,
+        out_tail,
+        err_tail,
     })
-    .await;
-    let (status, stopped) = match finished {
-        Ok(Some(status)) => (status, None),
-        Ok(None) => (
-            stop_group(&mut child, pid, spec.kill_grace).await.0,
-            Some(Stop::Cancelled),
-        ),
-        Err(_) => {
-            let (status, killed) = stop_group(&mut child, pid, spec.kill_grace).await;
-            (status, Some(Stop::TimedOut { killed }))
-        }
-    };
-    let duration = started.elapsed();
+}
 
-    writer.abort();
-    let leaked = !wait_readers(out_reader, err_reader).await;
+impl Running {
+    /// What identifies this run's processes, for the caller to record.
+    pub fn mark(&self) -> &RunMark {
+        &self.mark
+    }
 
-    let termination = match (stopped, status) {
-        (Some(Stop::TimedOut { killed }), _) => Termination::TimedOut { killed },
-        (Some(Stop::Cancelled), _) => Termination::Cancelled,
-        (None, Ok(status)) => from_status(status),
-        (None, Err(e)) => {
-            Termination::SpawnFailed(format!("lost track of the handler process: {e}"))
+    /// Waits for the handler (stopping everything it started on a timeout
+    /// or a cancel) and reports how it went.
+    pub async fn finish(mut self) -> RunOutput {
+        let mut cancel = self.cancel.take();
+        let finished = tokio::time::timeout(self.timeout, async {
+            tokio::select! {
+                status = self.child.wait() => Some(status),
+                () = cancelled(&mut cancel) => None,
+            }
+        })
+        .await;
+        let (status, stopped) = match finished {
+            Ok(Some(status)) => (status, None),
+            Ok(None) => {
+                let (status, _) = self.stop().await;
+                (status, Some(None))
+            }
+            Err(_) => {
+                let (status, report) = self.stop().await;
+                (status, Some(Some(report)))
+            }
+        };
+        handlers().remove(&self.mark.pid);
+        let duration = self.started.elapsed();
+
+        self.writer.abort();
+        let leaked = !wait_readers(self.out_reader, self.err_reader).await;
+
+        let termination = match (stopped, status) {
+            (Some(Some(report)), _) => Termination::TimedOut(report),
+            (Some(None), _) => Termination::Cancelled,
+            (None, Ok(status)) => from_status(status),
+            (None, Err(e)) => {
+                Termination::SpawnFailed(format!("lost track of the handler process: {e}"))
+            }
+        };
+        let take =
+            |t: &Arc<Mutex<Tail>>| std::mem::take(&mut *t.lock().expect("tail lock")).finish();
+        RunOutput {
+            termination,
+            duration,
+            stdout_tail: take(&self.out_tail),
+            stderr_tail: take(&self.err_tail),
+            leaked,
         }
-    };
-    let take = |t: &Arc<Mutex<Tail>>| std::mem::take(&mut *t.lock().expect("tail lock")).finish();
-    RunOutput {
-        termination,
-        duration,
-        stdout_tail: take(&out_tail),
-        stderr_tail: take(&err_tail),
-        leaked,
+    }
+
+    /// Stops everything the run started (see `contain.rs`), and collects the
+    /// handler's exit status.
+    async fn stop(&mut self) -> (std::io::Result<ExitStatus>, Stopped) {
+        let mark = self.mark.clone();
+        let sweep = || {
+            let handlers = handlers();
+            let others: BTreeSet<u32> = handlers
+                .iter()
+                .copied()
+                .filter(|&p| p != mark.pid)
+                .collect();
+            // Adopted orphans are this run's when no other run is in flight.
+            let adopt = others.is_empty();
+            drop(handlers);
+            contain::members(&contain::Scope {
+                mark: &mark,
+                adopt,
+                handlers: &others,
+            })
+        };
+        let child = &mut self.child;
+        let mut status = None;
+        // The handler is reaped (by tokio) while the sweeps go on, so that it
+        // stops counting as alive as soon as it exits.
+        let report = {
+            let stop = contain::stop(sweep, self.kill_grace);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    report = &mut stop => break report,
+                    s = child.wait(), if status.is_none() => status = Some(s),
+                }
+            }
+        };
+        let status = match status {
+            Some(s) => s,
+            // Everything was signalled; if the handler itself outlived
+            // SIGKILL, do not wait for ever.
+            None => match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                Ok(s) => s,
+                Err(_) => Err(std::io::Error::other(format!(
+                    "pid {} outlived SIGKILL",
+                    self.mark.pid
+                ))),
+            },
+        };
+        (status, report)
     }
 }
 
-enum Stop {
-    TimedOut { killed: bool },
-    Cancelled,
-}
-
-/// SIGTERM to the group, then SIGKILL after `grace` to whatever is left of it
-/// (the handler, or anything it started that ignores SIGTERM); `true` when the
-/// handler itself needed SIGKILL.
-async fn stop_group(
-    child: &mut tokio::process::Child,
-    pid: u32,
-    grace: Duration,
-) -> (std::io::Result<ExitStatus>, bool) {
-    let deadline = tokio::time::Instant::now() + grace;
-    unix::terminate_group(pid);
-    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            unix::kill_group(pid);
-            return (child.wait().await, true);
-        }
+/// Stops what is left of a run that some other autod (or this one, earlier)
+/// started and no longer supervises: SIGTERM, `grace`, then SIGKILL.
+pub async fn stop_previous(mark: &RunMark, grace: Duration) -> Stopped {
+    let none = BTreeSet::new();
+    let sweep = || {
+        contain::members(&contain::Scope {
+            mark,
+            adopt: false,
+            handlers: &none,
+        })
     };
-    // The handler is gone; while a process of its group is left, the group id
-    // cannot be reused, so signalling it reaches only what the handler started.
-    while unix::group_alive(pid) {
-        if tokio::time::Instant::now() >= deadline {
-            unix::kill_group(pid);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (status, false)
+    // Processes autod adopted belong to its own runs, not to this one.
+    let mut report = contain::stop(sweep, grace).await;
+    report.unattributed = 0;
+    report
 }
 
 /// Resolves when the flag turns `true`; never, without a flag.

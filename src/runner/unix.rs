@@ -1,53 +1,90 @@
-//! The Unix parts of running a handler: process groups and signal names.
+//! The Unix parts of running a handler: orphans, reaping and signal names.
+//!
+//! autod makes itself a child subreaper before its first handler starts: a
+//! process whose parent exits is then re-parented to autod instead of to init,
+//! so it stays where a sweep (`contain.rs`) can find it. An adopted orphan
+//! that exits must be reaped by autod, or it stays a zombie for as long as
+//! autod runs. tokio reaps only the children it spawned, each by its own pid
+//! (a pidfd, or `waitpid(pid)` on SIGCHLD; never `waitpid(-1)`), so autod reaps
+//! the others the same way: by pid, only zombies whose parent is autod, and
+//! never a handler's pid (that exit status is tokio's). Commands that run
+//! handlers start no other child processes.
 
-use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
+use std::sync::{Mutex, Once};
 
-/// Sends `signal` to every process in the group led by `pid` (the handler and
-/// anything it started). A group that is already gone is not an error.
-fn signal_group(pid: u32, signal: Signal) {
-    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+
+/// Makes autod the reaper of its handlers' orphans; once per process.
+pub fn adopt_orphans() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        #[cfg(target_os = "linux")]
+        if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+            tracing::warn!(
+                "cannot make autod a child subreaper ({e}): a process a handler starts and leaves behind is re-parented to init, where a timeout may not find it"
+            );
+        }
+    });
+}
+
+/// Keeps a task on the current runtime that reaps adopted orphans as they
+/// exit (on SIGCHLD), so a long-running autod collects no zombies. A runtime
+/// that ends takes its task with it; the next run starts another.
+pub fn ensure_reaper() {
+    static REAPER: Mutex<Option<tokio::task::JoinHandle<()>>> = Mutex::new(None);
+    let mut reaper = REAPER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if reaper.as_ref().is_some_and(|r| !r.is_finished()) {
+        return;
+    }
+    let Ok(mut sigchld) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+    else {
         return;
     };
-    let _ = kill_process_group(pid, signal);
+    *reaper = Some(tokio::spawn(async move {
+        while sigchld.recv().await.is_some() {
+            // Most often the child that exited is a handler tokio is about to
+            // reap: look again a little later, so a scan of /proc is not on
+            // the path of the event that handler was running.
+            if any_waitable() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                reap_adopted();
+            }
+        }
+    }));
 }
 
-pub fn terminate_group(pid: u32) {
-    signal_group(pid, Signal::TERM);
+/// Whether any child of autod has exited and awaits reaping. WNOWAIT: it
+/// looks without reaping, since the zombie may be a handler whose status
+/// tokio is about to collect.
+fn any_waitable() -> bool {
+    let any = waitid(
+        WaitId::All,
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+    );
+    matches!(any, Ok(Some(_)))
 }
 
-pub fn kill_group(pid: u32) {
-    signal_group(pid, Signal::KILL);
-}
-
-/// Whether a running process is left in the group led by `pid`.
-pub fn group_alive(pid: u32) -> bool {
-    let exists = i32::try_from(pid)
-        .ok()
-        .and_then(Pid::from_raw)
-        .is_some_and(|pgid| test_kill_process_group(pgid).is_ok());
-    // kill(-pgid, 0) counts zombies too, and a PID 1 that does not reap orphans
-    // (a container without an init) keeps them for ever; on Linux, look closer.
-    #[cfg(target_os = "linux")]
-    if exists && let Ok(procs) = std::fs::read_dir("/proc") {
-        let pgid = pid.to_string();
-        return procs.flatten().any(|p| {
-            let numeric = p
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
-            numeric
-                && std::fs::read_to_string(p.path().join("stat")).is_ok_and(|stat| {
-                    // "pid (comm) state ppid pgrp …"; comm may hold spaces and parens.
-                    let mut fields = stat
-                        .rsplit_once(')')
-                        .map_or("", |(_, rest)| rest)
-                        .split_whitespace();
-                    let state = fields.next().unwrap_or("Z");
-                    fields.nth(1) == Some(pgid.as_str()) && !matches!(state, "Z" | "X")
-                })
-        });
+/// Reaps every zombie autod adopted. Cheap when there is none: one syscall.
+pub fn reap_adopted() {
+    if !any_waitable() {
+        return;
     }
-    exists
+    let me = std::process::id();
+    let handlers = super::handlers();
+    for p in super::contain::all() {
+        if p.zombie
+            && p.ppid == me
+            && !handlers.contains(&p.pid)
+            && let Some(pid) = i32::try_from(p.pid).ok().and_then(Pid::from_raw)
+        {
+            let _ = waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+            );
+        }
+    }
 }
 
 /// `SIGKILL` for 9, and so on for the signals a handler is likely to die of.

@@ -3,7 +3,7 @@
 //! ```text
 //! .autod/archive/<eventId>.json          accepted events (AUTOD_EVENT_FILE, replay)
 //! .autod/done/<eventId>.<handler>.ok     a pair that succeeded: never run again
-//! .autod/done/<eventId>.<handler>.lock   held (flock) while the pair runs
+//! .autod/done/<eventId>.<handler>.lock   held (flock) while the pair runs; names its run
 //! .autod/dead/<handler>/<eventId>.json   a pair that failed (see `dead.rs`)
 //! .autod/out/<eventId>/<handler>/        the handler's artifacts (AUTOD_OUTPUT_DIR)
 //! .autod/log/autod.log                   the run log (see `log.rs`)
@@ -254,6 +254,12 @@ impl StateDir {
     pub fn lock_pair(&self, event_id: &str, handler: &str) -> Result<PairLock> {
         self.ensure("done")?;
         PairLock::acquire(self.pair_paths(event_id, handler))
+    }
+
+    /// The pair, if no other process owns it right now; never waits.
+    pub fn try_lock_pair(&self, event_id: &str, handler: &str) -> Result<Option<PairLock>> {
+        self.ensure("done")?;
+        PairLock::try_acquire(self.pair_paths(event_id, handler))
     }
 }
 

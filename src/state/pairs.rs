@@ -5,6 +5,18 @@
 //! `.ok` marker before it runs anything. The marker is written (durably) before
 //! the lock is released, so whoever gets the lock next sees it.
 //!
+//! Only autod holds the lock, never the handler: a handler that outlives its
+//! autod (SIGKILL, OOM, a Ctrl-C that reached only autod's process group) must
+//! not keep its pair blocked. Instead the owner writes what identifies the run
+//! into the lock file once the handler is spawned (the runner's `RunMark`), and
+//! whoever owns the pair next reads it and stops what is left of that run
+//! before it runs the handler again: a pair is exclusive *and* live.
+//!
+//! A lock is only a lock while its name still names the locked file: the owner
+//! renames the file to `.ok` on success, so a process that was waiting on the
+//! old file checks, once it gets it, that the name still leads there, and
+//! opens the name again if not (two `--force` runs would overlap otherwise).
+//!
 //! The files sit directly in `done/` (a handler name has no `.`, so the name
 //! splits one way): a folder per event cost a directory inode per event, on
 //! the path of every event. Markers in the earlier layout,
@@ -48,17 +60,57 @@ pub struct PairLock {
 impl PairLock {
     /// Blocks until the lock is ours; `done/` must exist.
     pub(super) fn acquire(paths: PairPaths) -> Result<PairLock> {
-        let file = atomic::lock_file(&paths.lock).at(&paths.lock)?;
-        file.lock().at(&paths.lock)?;
-        Ok(PairLock { file, paths })
+        loop {
+            let file = atomic::lock_file(&paths.lock).at(&paths.lock)?;
+            file.lock().at(&paths.lock)?;
+            if names_locked_file(&file, &paths.lock)? {
+                return Ok(PairLock { file, paths });
+            }
+        }
     }
 
-    /// A second descriptor on the lock, for the handler to inherit: the lock is
-    /// then held until both this process and the handler are gone (or this
-    /// process unlocks explicitly, which it does when the pair is finished).
-    pub fn share(&self) -> Result<std::os::fd::OwnedFd> {
-        let dup = self.file.try_clone().at(&self.paths.lock)?;
-        Ok(dup.into())
+    /// The lock if nobody holds it now, without waiting.
+    pub(super) fn try_acquire(paths: PairPaths) -> Result<Option<PairLock>> {
+        loop {
+            let file = atomic::lock_file(&paths.lock).at(&paths.lock)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e).at(&paths.lock),
+            }
+            if names_locked_file(&file, &paths.lock)? {
+                return Ok(Some(PairLock { file, paths }));
+            }
+        }
+    }
+
+    /// Stores what identifies the run now in progress (replacing the last
+    /// one's). Not synced: after a power cut no process of it is left.
+    pub fn record_run(&self, run: &impl serde::Serialize) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = serde_json::to_vec(run)
+            .map_err(std::io::Error::other)
+            .at(&self.paths.lock)?;
+        bytes.push(b'\n');
+        self.file.set_len(0).at(&self.paths.lock)?;
+        self.file.write_all_at(&bytes, 0).at(&self.paths.lock)
+    }
+
+    /// What the last owner recorded about its run, if anything (a lock file
+    /// from an older autod is empty).
+    pub fn previous_run<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        use std::io::Read;
+        let mut text = Vec::new();
+        (&self.file).read_to_end(&mut text).ok()?;
+        if text.is_empty() {
+            return None;
+        }
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Forgets the last run, once nothing of it is left.
+    pub fn clear_run(&self) -> Result<()> {
+        self.file.set_len(0).at(&self.paths.lock)
     }
 
     /// Whether this pair already succeeded (by any process, at any time).
@@ -83,8 +135,75 @@ impl PairLock {
     }
 }
 
+/// Whether `path` still names the file `file` has open (same device and
+/// inode): the previous owner may have renamed it to `.ok` while we waited.
+fn names_locked_file(file: &File, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let held = file.metadata().at(path)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(named) => Ok(named.dev() == held.dev() && named.ino() == held.ino()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).at(path),
+    }
+}
+
 impl Drop for PairLock {
     fn drop(&mut self) {
         let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_whose_lock_file_was_renamed_to_ok_opens_the_name_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = PairLock::acquire(PairPaths::new(dir.path(), "ev", "h")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done = dir.path().to_owned();
+        let waiter = std::thread::spawn(move || {
+            // "<pid>/task/<tid>", to see where this thread sleeps.
+            tx.send(std::fs::read_link("/proc/thread-self").unwrap())
+                .unwrap();
+            PairLock::acquire(PairPaths::new(&done, "ev", "h")).unwrap()
+        });
+        let task = std::path::Path::new("/proc").join(rx.recv().unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read_to_string(task.join("wchan"))
+            .is_ok_and(|w| w.contains("lock_inode_wait"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiter never waited"
+            );
+            std::thread::yield_now();
+        }
+        first.mark_succeeded(b"{}").unwrap();
+        drop(first);
+        let second = waiter.join().unwrap();
+        // A third process opening the name now must wait for the second.
+        let third = PairLock::try_acquire(PairPaths::new(dir.path(), "ev", "h")).unwrap();
+        assert!(third.is_none(), "two owners of one pair");
+        second.mark_succeeded(b"{}").unwrap();
+    }
+
+    #[test]
+    fn the_run_record_is_read_back_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = PairLock::acquire(PairPaths::new(dir.path(), "ev", "h")).unwrap();
+        assert_eq!(lock.previous_run::<serde_json::Value>(), None);
+        lock.record_run(&serde_json::json!({"pid": 7})).unwrap();
+        drop(lock);
+        let lock = PairLock::acquire(PairPaths::new(dir.path(), "ev", "h")).unwrap();
+        assert_eq!(
+            lock.previous_run::<serde_json::Value>(),
+            Some(serde_json::json!({"pid": 7}))
+        );
+        lock.clear_run().unwrap();
+        drop(lock);
+        let lock = PairLock::acquire(PairPaths::new(dir.path(), "ev", "h")).unwrap();
+        assert_eq!(lock.previous_run::<serde_json::Value>(), None);
     }
 }

@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod containment;
 mod daemon;
 mod dispatch;
 mod failures;
