@@ -48,6 +48,7 @@ pub mod engine;
 pub mod event;
 pub mod exit;
 pub mod intake;
+pub mod limits;
 pub mod lint;
 pub mod log;
 mod output;

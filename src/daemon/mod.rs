@@ -34,9 +34,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch as flag};
 
 use crate::config::{Config, WatchConfig};
-use crate::engine::{Engine, Limits};
+use crate::engine::Engine;
 use crate::exit::Code;
 use crate::intake::Intake;
+use crate::limits::Limits;
 use crate::log::RunLog;
 use crate::project::Project;
 use crate::state::daemon_lock::{Acquire, DaemonLock};
