@@ -106,6 +106,17 @@ impl PairOutcome {
     }
 }
 
+/// The handlers of `outcomes` whose outcome autod could not write, joined for
+/// a message; `None` when every outcome was written.
+pub fn unrecorded(outcomes: &[PairOutcome]) -> Option<String> {
+    let names: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.unrecorded)
+        .map(|o| o.handler.as_str())
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
 /// Shared by every pair of one process.
 pub struct Engine {
     root: PathBuf,

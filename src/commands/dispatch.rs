@@ -180,15 +180,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
             if outcomes.iter().any(PairOutcome::failed) {
                 code = code.worst(Code::Failed);
             }
-            let unrecorded: Vec<&str> = outcomes
-                .iter()
-                .filter(|o| o.unrecorded)
-                .map(|o| o.handler.as_str())
-                .collect();
-            if !unrecorded.is_empty() {
+            if let Some(handlers) = crate::engine::unrecorded(&outcomes) {
                 tracing::error!(
-                    "{label}: the result of {} for {} could not be recorded, so it was neither marked done nor dead-lettered; make .autod/ writable (free disk space, fix permissions), then dispatch the same event again: pairs that succeeded and were recorded are skipped, the others run again",
-                    unrecorded.join(", "),
+                    "{label}: the result of {handlers} for {} could not be recorded, so it was neither marked done nor dead-lettered; make .autod/ writable (free disk space, fix permissions), then dispatch the same event again: pairs that succeeded and were recorded are skipped, the others run again",
                     event.id()
                 );
                 code = code.worst(Code::Usage);

@@ -169,11 +169,6 @@ fn requeue(project: &Project, g: &GlobalArgs, names: &[String], all: bool) -> Re
             }
         }
     }
-    if queued > 0 && project.state.daemon_running().is_none() {
-        tracing::warn!(
-            "no `autod run` is running for {}; the events wait in .autod/inbox/ until one starts",
-            project.root.display()
-        );
-    }
+    super::send::warn_if_no_daemon(project, queued);
     Ok(code)
 }

@@ -65,11 +65,16 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &SendArgs) -> Result<Code> {
             }
         }
     }
+    warn_if_no_daemon(project, queued);
+    Ok(code)
+}
+
+/// Events were queued: say so if nobody will deliver them yet.
+pub(super) fn warn_if_no_daemon(project: &Project, queued: usize) {
     if queued > 0 && project.state.daemon_running().is_none() {
         tracing::warn!(
             "no `autod run` is running for {}; the events wait in .autod/inbox/ until one starts",
             project.root.display()
         );
     }
-    Ok(code)
 }

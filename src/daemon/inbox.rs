@@ -311,15 +311,9 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
         if outcomes.iter().any(|o| o.interrupted) {
             return; // Stays in processing/: the next start delivers it again.
         }
-        let unrecorded: Vec<&str> = outcomes
-            .iter()
-            .filter(|o| o.unrecorded)
-            .map(|o| o.handler.as_str())
-            .collect();
-        if !unrecorded.is_empty() {
+        if let Some(handlers) = crate::engine::unrecorded(&outcomes) {
             tracing::error!(
-                "{origin}: the outcome of {} for {} could not be recorded; the event stays in processing/ and is delivered again once .autod/ is writable (pairs that succeeded are skipped)",
-                unrecorded.join(", "),
+                "{origin}: the outcome of {handlers} for {} could not be recorded; the event stays in processing/ and is delivered again once .autod/ is writable (pairs that succeeded are skipped)",
                 event.id()
             );
             strand(active);
