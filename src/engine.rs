@@ -364,16 +364,8 @@ impl Engine {
             .map_or(1, |p| p.attempts.saturating_add(1));
 
         let output = match self.spec(event, &handler, attempt) {
-            Ok(spec) => match runner::start(spec) {
-                Ok(running) => {
-                    if let Err(e) = lock.record_run(running.mark()) {
-                        tracing::warn!(
-                            "{e}: if this autod dies while {handler_name} runs for {}, the next run of the pair cannot stop what it left behind",
-                            event.id()
-                        );
-                    }
-                    running.finish().await
-                }
+            Ok(spec) => match self.start_recorded(&lock, spec, event, handler_name) {
+                Ok(running) => running.finish().await,
                 Err(failed) => failed,
             },
             Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),
@@ -503,7 +495,11 @@ impl Engine {
                     "{} for {}: the previous run (pid {}, {} {}, started by autod pid {}, due by {}) left processes running unsupervised; {stopped} before running it again",
                     handler.name,
                     event.id(),
-                    previous.pid,
+                    if previous.pid == 0 {
+                        "not recorded".to_owned()
+                    } else {
+                        previous.pid.to_string()
+                    },
                     runner::RUN_ID_VAR,
                     previous.run_id,
                     previous.autod_pid,
@@ -517,6 +513,31 @@ impl Engine {
             }
         }
         Ok(Some(lock))
+    }
+
+    /// Starts the handler with its run recorded in the pair's lock: its tag
+    /// before the spawn, its pid and start time right after. Whoever owns the
+    /// pair next finds what this run left if autod dies, even in between: on
+    /// a busy machine the handler may fork before autod records its pid.
+    fn start_recorded(
+        &self,
+        lock: &state::PairLock,
+        spec: RunSpec,
+        event: &Event,
+        handler_name: &str,
+    ) -> Result<runner::Running, RunOutput> {
+        let record = |mark: &runner::RunMark| {
+            if let Err(e) = lock.record_run(mark) {
+                tracing::warn!(
+                    "{e}: if this autod dies while {handler_name} runs for {}, the next run of the pair cannot stop what it left behind",
+                    event.id()
+                );
+            }
+        };
+        record(&runner::RunMark::before_spawn(&spec.run_id, spec.timeout));
+        let running = runner::start(spec)?;
+        record(running.mark());
+        Ok(running)
     }
 
     /// The pair already succeeded: it is logged as skipped, not run.
@@ -592,6 +613,7 @@ impl Engine {
             stdin,
             timeout: handler.timeout,
             kill_grace: handler.kill_grace,
+            run_id: runner::new_run_id(),
             cancel: self.shutdown.clone(),
         })
     }

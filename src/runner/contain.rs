@@ -55,6 +55,27 @@ pub struct RunMark {
     pub boot_id: String,
 }
 
+impl RunMark {
+    /// What is known of a run before its process exists: its tag. Recorded
+    /// before the spawn, it lets the next owner find the run's processes by
+    /// tag even if autod dies before it can record the pid (a busy machine
+    /// may run the handler well before autod's next instruction).
+    pub fn before_spawn(run_id: &str, timeout: std::time::Duration) -> RunMark {
+        let deadline = chrono::Utc::now()
+            + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        RunMark {
+            version: MARK_VERSION,
+            run_id: run_id.to_owned(),
+            pid: 0,
+            start_time: 0,
+            pgid: 0,
+            deadline: crate::time::format(deadline),
+            autod_pid: std::process::id(),
+            boot_id: boot_id(),
+        }
+    }
+}
+
 /// This boot of the machine (empty if unknown).
 pub fn boot_id() -> String {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -47,6 +47,9 @@ pub struct RunSpec {
     pub stdin: Vec<u8>,
     pub timeout: Duration,
     pub kill_grace: Duration,
+    /// The run's tag ([`RUN_ID_VAR`] in its environment), chosen before the
+    /// spawn so that it can be recorded before the process exists.
+    pub run_id: String,
     /// Becomes `true` when autod is shutting down: everything the run started
     /// is stopped as on a timeout, and the run ends [`Termination::Cancelled`].
     pub cancel: Option<watch::Receiver<bool>>,
@@ -169,6 +172,11 @@ pub async fn run(spec: RunSpec) -> RunOutput {
     }
 }
 
+/// A fresh run tag, for [`RunSpec::run_id`].
+pub fn new_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Starts the handler; the error is the outcome of a handler that could not start.
 pub fn start(spec: RunSpec) -> Result<Running, RunOutput> {
     let started = Instant::now();
@@ -184,7 +192,7 @@ pub fn start(spec: RunSpec) -> Result<Running, RunOutput> {
     };
     unix::adopt_orphans();
     unix::ensure_reaper();
-    let run_id = uuid::Uuid::now_v7().to_string();
+    let run_id = spec.run_id.clone();
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(&spec.cwd)

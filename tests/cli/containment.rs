@@ -456,7 +456,9 @@ fn an_orphan_that_cannot_be_attributed_is_reported_not_claimed() {
             kill_grace = "1s"
             [handlers.b]
             on = ["job.due"]
-            timeout = "4s"
+            # Long after a's stop is over, even on a loaded machine: only then
+            # is b the one run left, to which the orphan can be attributed.
+            timeout = "10s"
             kill_grace = "1s"
             "#,
         )
@@ -580,4 +582,44 @@ fn the_daemon_adopts_what_a_handler_leaves_behind_and_reaps_it() {
     });
     daemon.terminate();
     daemon.wait().code(0);
+}
+
+#[test]
+fn a_run_whose_autod_died_before_recording_its_pid_is_found_by_its_tag() {
+    // autod records a run's tag before the spawn and its pid after; on a busy
+    // machine the handler can fork before the second write. Such a lock says
+    // only the tag: the next owner must still find and stop the run.
+    let p = project(
+        "kill_grace = \"1s\"",
+        r#"echo "$AUTOD_EVENT_ID" >> runs.log"#,
+    );
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let tag = "01930000-0000-7000-8000-00000000abcd";
+    let orphan = Command::new("sh")
+        .args(["-c", "sleep 60 & echo $! > orphan.pid; wait"])
+        .current_dir(p.root())
+        .env("AUTOD_RUN_ID", tag)
+        .spawn()
+        .unwrap();
+    wait_until(LIMIT, "the orphan's pid file", || p.exists("orphan.pid"));
+    let orphans = Pids(vec![orphan.id(), pids(&p, "orphan.pid")[0]]);
+    std::fs::create_dir_all(p.path(".autod/done")).unwrap();
+    std::fs::write(
+        p.path(".autod/done/ev-1.h.lock"),
+        json!({
+            "version": 1, "runId": tag, "pid": 0, "startTime": 0, "pgid": 0,
+            "deadline": "2026-01-01T00:00:00.000Z", "autodPid": 1, "bootId": boot.trim(),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    p.autod(["dispatch", "e.json"])
+        .run()
+        .code(0)
+        .stderr_has("pid not recorded")
+        .stderr_has("left processes running unsupervised");
+    orphans.assert_gone("the run found by its tag alone");
+    assert_eq!(p.lines("runs.log"), ["ev-1"]);
+    let mut orphan = orphan;
+    let _ = orphan.wait();
 }
