@@ -594,11 +594,16 @@ fn a_run_whose_autod_died_before_recording_its_pid_is_found_by_its_tag() {
         r#"echo "$AUTOD_EVENT_ID" >> runs.log"#,
     );
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    let tag = "01930000-0000-7000-8000-00000000abcd";
+    // Unique: a sweep by tag reaches every process on the machine that has
+    // it, a concurrent run of this very test included.
+    let tag = uuid::Uuid::now_v7().to_string();
     let orphan = Command::new("sh")
-        .args(["-c", "sleep 60 & echo $! > orphan.pid; wait"])
+        .args([
+            "-c",
+            "sleep 60 & echo $! > orphan.tmp && mv orphan.tmp orphan.pid; wait",
+        ])
         .current_dir(p.root())
-        .env("AUTOD_RUN_ID", tag)
+        .env("AUTOD_RUN_ID", &tag)
         .spawn()
         .unwrap();
     wait_until(LIMIT, "the orphan's pid file", || p.exists("orphan.pid"));
