@@ -18,23 +18,8 @@ use crate::route;
 use crate::schema::Invalid;
 
 pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Code> {
-    if let Some(name) = &args.handler
-        && project.config.handler(name).is_none()
-    {
-        let known: Vec<&str> = project
-            .config
-            .handlers
-            .iter()
-            .map(|h| h.name.as_str())
-            .collect();
-        anyhow::bail!(
-            "--handler {name}: no such handler in autod.toml (known: {})",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        );
+    if let Some(name) = &args.handler {
+        super::known_handler(project, name)?;
     }
     let max_bytes = project.config.validation.max_event_bytes;
     let mut intake = Intake::new(&project.root, &project.config)?;
@@ -98,7 +83,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
         let Admitted { event, handlers } = match admitted {
             Ok(a) => a,
             Err((invalid, bytes)) => {
-                code = code.worst(reject(g, &log, &input.label, &bytes, &invalid));
+                // A dry run records nothing, a rejection included.
+                let log = (!args.dry_run).then_some(&log);
+                code = code.worst(reject(g, log, &input.label, &bytes, &invalid));
                 tally.rejected += 1;
                 continue;
             }
@@ -246,7 +233,13 @@ fn report(g: &GlobalArgs, value: Value) {
 }
 
 /// Tells the user, logs a `rejected` line, and returns the exit code.
-fn reject(g: &GlobalArgs, log: &RunLog, label: &str, bytes: &[u8], invalid: &Invalid) -> Code {
+fn reject(
+    g: &GlobalArgs,
+    log: Option<&RunLog>,
+    label: &str,
+    bytes: &[u8],
+    invalid: &Invalid,
+) -> Code {
     let errors = intake::refusal_violations(invalid);
     for v in &errors {
         tracing::error!("{label}: rejected {v}");
@@ -254,7 +247,9 @@ fn reject(g: &GlobalArgs, log: &RunLog, label: &str, bytes: &[u8], invalid: &Inv
     let mut line = RunLine::new(&intake::claimed_event_id(bytes), "-", RunResult::Rejected);
     line.input = Some(label.to_owned());
     line.error = errors.first().map(ToString::to_string);
-    log.record(&line);
+    if let Some(log) = log {
+        log.record(&line);
+    }
     report(
         g,
         json!({"input": label, "status": "rejected", "errors": errors}),

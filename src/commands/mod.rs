@@ -42,6 +42,28 @@ pub fn run(cli: Cli) -> Result<Code> {
     }
 }
 
+/// `--handler NAME` must name a handler of autod.toml (a usage error, exit 2,
+/// naming the known ones), whichever command takes it.
+fn known_handler(project: &Project, name: &str) -> Result<()> {
+    if project.config.handler(name).is_some() {
+        return Ok(());
+    }
+    let known: Vec<&str> = project
+        .config
+        .handlers
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    anyhow::bail!(
+        "--handler {name}: no such handler in autod.toml (known: {})",
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
 fn open(g: &crate::cli::GlobalArgs) -> Result<Project> {
     Ok(Project::open(g.root.as_deref())?)
 }

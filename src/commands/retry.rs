@@ -14,6 +14,18 @@ use crate::state::dead::{DeadLetter, DeadState};
 use crate::time;
 
 pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> {
+    // A dead letter may outlive its handler's config entry (`autod dead drop`
+    // cleans those up), so a name with records is accepted too.
+    if let Some(name) = &args.handler
+        && !project
+            .state
+            .dead_list()
+            .iter()
+            .flatten()
+            .any(|r| &r.handler == name)
+    {
+        super::known_handler(project, name)?;
+    }
     let now = time::now();
     let mut code = Code::Success;
     let mut chosen: Vec<DeadLetter> = Vec::new();
@@ -59,6 +71,13 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
             );
             code = code.worst(Code::Usage);
         }
+    }
+    if chosen.is_empty() && !args.event_ids.is_empty() {
+        // Each named id was reported above: no second message saying the same.
+        if g.json {
+            output::json(&json!({"retried": [], "notDue": not_due}));
+        }
+        return Ok(code);
     }
     if chosen.is_empty() {
         let msg = match (not_due, &next_due) {

@@ -562,3 +562,18 @@ fn jobs_zero_is_a_usage_error() {
     p.autod(["dispatch", "--jobs", "0", "e.json"]).run().code(2);
     assert!(p.runs().is_empty());
 }
+
+#[test]
+fn a_dry_run_records_nothing_not_even_a_rejection() {
+    let p = Project::new()
+        .schema("job.due", json!({"type": "object", "required": ["n"]}))
+        .config("[handlers.h]\non = [\"job.due\"]\n")
+        .handler("h", "true")
+        .event("bad.json", event("job.due", "b1", json!({})));
+    p.autod(["dispatch", "--dry-run", "bad.json"])
+        .run()
+        .code(3)
+        .stderr_has("rejected");
+    assert!(p.log_raw().is_empty(), "{:?}", p.log_raw());
+    assert!(!p.exists(".autod"), "a dry run writes no state at all");
+}

@@ -359,3 +359,25 @@ fn retry_of_a_handler_no_longer_configured_says_how_to_drop_it() {
         .stderr_has("autod dead drop");
     assert!(p.dead_letter_path("flaky", "ev-1").exists());
 }
+
+#[test]
+fn retry_of_an_unknown_event_says_so_once_and_exits_2() {
+    let p = flaky(HOUR, UNTIL_FIXED);
+    p.autod(["dispatch", "e1.json"]).run().code(1);
+    p.autod(["retry", "p-65"])
+        .run()
+        .code(2)
+        .stderr_has("no dead letter for eventId p-65")
+        .stderr_lacks("nothing to retry");
+}
+
+#[test]
+fn retry_with_an_unknown_handler_names_the_known_ones_and_exits_2() {
+    let p = flaky(HOUR, UNTIL_FIXED);
+    p.autod(["dispatch", "e1.json"]).run().code(1);
+    p.autod(["retry", "--all", "--handler", "nosuch"])
+        .run()
+        .code(2)
+        .stderr_has("--handler nosuch: no such handler in autod.toml (known: flaky)");
+    assert_eq!(p.lines("runs.log").len(), 1, "nothing ran");
+}
