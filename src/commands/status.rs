@@ -26,12 +26,19 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
         }
     }
     let mut failures = Vec::new();
+    // Read newest first: a pair seen succeeding is fixed, and its older
+    // failures are history, not something to look at now.
+    let mut fixed = std::collections::HashSet::new();
     for file in project.run_log().files().iter().rev() {
         for (run, _) in log::read_lines(file)?.into_iter().rev() {
-            if matches!(
+            let pair = (run.event_id.clone(), run.handler.clone());
+            if matches!(run.result.as_str(), "ok" | "skipped") {
+                fixed.insert(pair);
+            } else if matches!(
                 run.result.as_str(),
                 "failed" | "timeout" | "dead" | "rejected"
-            ) {
+            ) && (run.handler == "-" || !fixed.contains(&pair))
+            {
                 failures.push(run);
                 if failures.len() == LAST_FAILURES {
                     break;

@@ -236,3 +236,24 @@ fn log_reads_across_rotated_files() {
     ids.dedup();
     assert_eq!(ids.len(), 30, "{out}");
 }
+
+#[test]
+fn status_lists_no_failure_of_a_pair_that_later_succeeded() {
+    let p = Project::new()
+        .open_schema("job.due")
+        .config("[handlers.h]\non = [\"job.due\"]\nretry = { max_attempts = 5, initial = \"1h\", max = \"1h\" }\n")
+        .handler("h", "[ -f fixed ] || exit 1")
+        .event("1.json", event("job.due", "ev-1", json!({})))
+        .event("2.json", event("job.due", "ev-2", json!({})));
+    p.autod(["dispatch", "1.json", "2.json"]).run().code(1);
+    std::fs::write(p.path("fixed"), "").unwrap();
+    p.autod(["retry", "ev-1"]).run().code(0);
+    let status = p.autod(["status", "--json"]).run().json();
+    let failures: Vec<&str> = status["lastFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["eventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(failures, ["ev-2"], "{status}");
+}
