@@ -63,7 +63,10 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
             "root": project.root,
             "daemon": daemon.as_ref().map(|d| json!({"pid": d.pid, "startedAt": d.started_at, "version": d.version})),
             "inbox": inbox,
-            "inFlight": in_flight,
+            "inFlight": if daemon.is_some() { in_flight } else { 0 },
+            // Claimed and not finished: in flight under a daemon, else left
+            // for the next start's recovery.
+            "processing": in_flight,
             "held": held.iter().map(|(file, reason)| json!({"file": file, "reason": reason})).collect::<Vec<_>>(),
             "dead": {"waiting": waiting, "exhausted": exhausted, "permanent": permanent, "unreadable": unreadable},
             "lastFailures": failures,
@@ -80,7 +83,16 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
             )
         ),
         format!("inbox:        {inbox}"),
-        format!("in flight:    {in_flight}"),
+        // Without a daemon nothing is in flight: what is in processing/ was
+        // left by one that stopped, and the next start delivers it.
+        match (&daemon, in_flight) {
+            (None, n) if n > 0 => {
+                format!(
+                    "in flight:    0 ({n} left in processing/, delivered again when `autod run` starts)"
+                )
+            }
+            _ => format!("in flight:    {in_flight}"),
+        },
         format!(
             "held:         {}",
             if held.is_empty() {

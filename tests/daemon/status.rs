@@ -65,3 +65,41 @@ fn status_shows_the_daemon_the_inbox_what_runs_and_what_failed() {
     assert_eq!(s["inFlight"], 0, "{s}");
     assert_eq!(s["dead"]["waiting"], 1, "{s}");
 }
+
+#[test]
+fn after_a_daemon_stopped_mid_run_nothing_is_in_flight_and_what_is_left_is_named() {
+    let p = Project::new()
+        .open_schema("job.due")
+        .config(
+            r#"
+            [handlers.slow]
+            on = ["job.due"]
+            "#,
+        )
+        .handler(
+            "slow",
+            r#"
+            echo "$AUTOD_EVENT_ID" >> started.txt
+            sleep 60
+            "#,
+        );
+    let mut daemon = p.start(&["--grace", "100ms"]);
+    p.inbox_put("a.json", &event("job.due", "a"));
+    wait_until(LIMIT, "the run to start", || {
+        p.lines("started.txt").len() == 1
+    });
+    daemon.terminate();
+    assert!(daemon.wait(LIMIT).success());
+    let s = status(&p);
+    assert!(s["daemon"].is_null(), "{s}");
+    assert_eq!(s["inFlight"], 0, "{s}");
+    assert_eq!(s["processing"], 1, "{s}");
+    let text = p.autod(["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(
+            "in flight:    0 (1 left in processing/, delivered again when `autod run` starts)"
+        ),
+        "{text}"
+    );
+}
