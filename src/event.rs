@@ -175,6 +175,21 @@ pub fn check_ids(obj: &Map<String, Value>) -> Vec<Violation> {
             )),
         }
     }
+    // A handler gets `source` in its environment (AUTOD_EVENT_SOURCE), where a
+    // NUL cannot go: every run would fail to start and be retried for ever.
+    for field in ["source", "key"] {
+        if let Some(Value::String(s)) = obj.get(field)
+            && s.chars().any(char::is_control)
+        {
+            problems.push(Violation::new(
+                format!("/{field}"),
+                "pattern",
+                format!(
+                    "{field} holds a control character (NUL, newline, tab …): it is passed to handlers and written to logs, so it must be plain text"
+                ),
+            ));
+        }
+    }
     problems
 }
 

@@ -393,3 +393,18 @@ fn rejection_as_json_for_scripts() {
     assert_eq!(lines[0]["errors"][0]["keyword"], "type");
     assert_nothing_ran(&p);
 }
+
+#[test]
+fn a_control_character_in_source_is_rejected_at_source() {
+    for source in ["a\u{0}b", "line\nbreak", "tab\there"] {
+        let mut ev = good();
+        ev["source"] = json!(source);
+        let (_, out) = rejected(ev.to_string());
+        out.stderr_has("/source").stderr_has("control character");
+    }
+    // CloudEvents: the same field, by its own name.
+    let ce = json!({"specversion": "1.0", "type": "file.uploaded", "id": "ce-1",
+                    "source": "x\u{0}y", "data": {"name": "a", "size": 1}});
+    let (_, out) = rejected(ce.to_string());
+    out.stderr_has("/source");
+}
