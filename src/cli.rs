@@ -101,7 +101,18 @@ Examples:
     Retry(RetryArgs),
 
     /// Inspect and discard dead-letter records
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+One record per failed (event, handler) pair, in .autod/dead/<handler>/<eventId>.json.
+
+Examples:
+  autod dead list                             every record: state, attempts, next attempt
+  autod dead list --handler note-indexer --json
+  autod dead show 01JD0M3V                    the event, the last error, stderr
+  autod dead show 01JD0M3V --handler deploy   when the event failed in several handlers
+  autod dead drop 01JD0M3V --handler deploy   give up on it (the event stays archived)"
+    )]
     Dead(DeadCommand),
 
     /// Inspect inbox files the daemon rejected, and queue them again after a fix
@@ -130,6 +141,10 @@ Examples:
     Log(LogArgs),
 
     /// Inbox depth, in-flight runs, dead letters, last failures, daemon pid
+    #[command(after_help = "\
+Examples:
+  autod status
+  autod status --json | jq .dead.waiting")]
     Status,
 
     /// Check schemas, fixtures, autod.toml and HANDLERS.md (the CI job)
@@ -143,14 +158,31 @@ Examples:
     Lint(LintArgs),
 
     /// Generated documentation
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  autod handlers doc            write the table into HANDLERS.md (between its marker lines)
+  autod handlers doc --check    in CI: exit 1 if HANDLERS.md is out of date"
+    )]
     Handlers(HandlersCommand),
 
     /// Create autod.toml and the project folders in the current (or --root) directory
+    #[command(after_help = "\
+Examples:
+  autod init
+  autod --root ~/side-project init")]
     Init,
 
     /// Scaffold a handler or an event type
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  autod new event photo.added            schemas/photo.added.json and two fixtures
+  autod new handler thumbnailer --on photo.added
+  autod new handler archiver --on 'photo.*' --on 'video.*'"
+    )]
     New(NewCommand),
 
     /// Print a shell completion script
@@ -248,15 +280,19 @@ pub enum DeadCommand {
     },
     /// A record in full: the event, the last error and stderr
     Show {
+        /// The eventId of the failed pair (as `autod dead list` shows it)
         #[arg(value_name = "EVENT_ID")]
         event_id: String,
+        /// The handler, when the event failed in more than one
         #[arg(long, value_name = "NAME")]
         handler: Option<String>,
     },
     /// Discard records (the event stays in the archive)
     Drop {
+        /// The eventIds whose records to discard
         #[arg(value_name = "EVENT_ID", required = true)]
         event_ids: Vec<String>,
+        /// Only this handler's record of each
         #[arg(long, value_name = "NAME")]
         handler: Option<String>,
     },

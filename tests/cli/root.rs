@@ -91,3 +91,34 @@ fn root_that_does_not_exist() {
         .code(2)
         .stderr_has("no/such/dir");
 }
+
+#[test]
+fn every_command_help_teaches_with_examples() {
+    let commands: &[&[&str]] = &[
+        &["dispatch"],
+        &["send"],
+        &["run"],
+        &["retry"],
+        &["dead"],
+        &["rejected"],
+        &["log"],
+        &["status"],
+        &["lint"],
+        &["handlers"],
+        &["init"],
+        &["new"],
+        &["completions"],
+    ];
+    for command in commands {
+        let out = Cmd::bare(command.iter().copied().chain(["--help"])).run();
+        out.code(0);
+        let help = &out.stdout;
+        assert!(
+            help.contains("Example"),
+            "`autod {} --help` shows no example:\n{help}",
+            command.join(" ")
+        );
+    }
+    let show = Cmd::bare(["dead", "show", "--help"]).run();
+    show.code(0).stdout_has("The eventId of the failed pair");
+}
