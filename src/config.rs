@@ -565,14 +565,17 @@ fn resolve_command(
             argv.extend(args.iter().map(OsString::from));
             Ok(HandlerCommand::Argv(argv))
         }
-        None => Ok(default_command(root, name)),
+        None => default_command(root, name),
     }
 }
 
-/// `handlers/<name>/main*`: the first file named `main` or `main.<ext>`.
-fn default_command(root: &Path, name: &str) -> HandlerCommand {
+/// `handlers/<name>/main*`: the file named `main` or `main.<ext>`. Two
+/// executable ones are a config error naming both: picking one by name order
+/// would run a handler nobody chose (a `main.py` beside the `main.sh`).
+fn default_command(root: &Path, name: &str) -> Result<HandlerCommand, String> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = root.join("handlers").join(name);
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut found: Vec<(PathBuf, bool)> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()
         .flatten()
@@ -582,15 +585,37 @@ fn default_command(root: &Path, name: &str) -> HandlerCommand {
                 f == "main" || f.strip_prefix("main.").is_some_and(|ext| !ext.is_empty())
             })
         })
-        .filter(|p| p.is_file())
+        .filter_map(|p| {
+            let meta = std::fs::metadata(&p)
+                .ok()
+                .filter(std::fs::Metadata::is_file)?;
+            Some((p, meta.permissions().mode() & 0o111 != 0))
+        })
         .collect();
     found.sort();
-    match found.into_iter().next() {
+    let executable: Vec<&PathBuf> = found.iter().filter(|(_, x)| *x).map(|(p, _)| p).collect();
+    if executable.len() > 1 {
+        let names: Vec<String> = executable
+            .iter()
+            .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+            .collect();
+        return Err(format!(
+            "handlers/{name}/ holds several executable main files ({}); keep one, or say which in `command = [\"handlers/{name}/…\"]`",
+            names.join(", ")
+        ));
+    }
+    // The one executable file; else the first, which the runner then reports
+    // as not executable (with the chmod to fix it).
+    let chosen = executable
+        .first()
+        .map(|p| (*p).clone())
+        .or_else(|| found.into_iter().next().map(|(p, _)| p));
+    Ok(match chosen {
         Some(p) => HandlerCommand::Argv(vec![p.into_os_string()]),
         None => HandlerCommand::Missing(format!(
             "no executable found: create handlers/{name}/main.sh (or main.py, …) and chmod +x it, or set `command` in [handlers.{name}]"
         )),
-    }
+    })
 }
 
 /// The complaint about a duration longer than its key allows, if it is.

@@ -408,3 +408,23 @@ fn a_control_character_in_source_is_rejected_at_source() {
     let (_, out) = rejected(ce.to_string());
     out.stderr_has("/source");
 }
+
+#[test]
+fn two_executable_main_files_are_a_config_error_naming_both() {
+    let p = project()
+        .file("handlers/uploader/main.py", "#!/usr/bin/env python3\n")
+        .mode("handlers/uploader/main.py", 0o755)
+        .event("good.json", good());
+    p.autod(["dispatch", "good.json"])
+        .run()
+        .code(2)
+        .stderr_has("several executable main files (main.py, main.sh)")
+        .stderr_has("command = ");
+    assert_nothing_ran(&p);
+    // A main file that is not executable (notes, a backup) is no rival.
+    let p = project()
+        .file("handlers/uploader/main.txt", "notes")
+        .event("good.json", good());
+    p.autod(["dispatch", "good.json"]).run().code(0);
+    assert_eq!(p.runs(), ["uploader file.uploaded up-1 1"]);
+}
