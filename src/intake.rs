@@ -249,6 +249,12 @@ impl<R: BufRead> Iterator for NdjsonLines<R> {
 fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, InputError> {
     let unreadable = |e: std::io::Error| {
         InputError::Unreadable(match e.kind() {
+            // cron runs in $HOME, not in the project: say where it looked.
+            std::io::ErrorKind::NotFound if path.is_relative() => format!(
+                "no such file (a relative FILE is relative to the working directory, {}, not to the project root; cron starts in $HOME, so give an absolute path there)",
+                std::env::current_dir()
+                    .map_or_else(|_| "?".to_owned(), |d| d.display().to_string())
+            ),
             std::io::ErrorKind::NotFound => "no such file".to_owned(),
             _ => format!("cannot read: {e}"),
         })

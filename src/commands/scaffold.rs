@@ -147,8 +147,14 @@ echo "{name}: handled $AUTOD_EVENT_TYPE $AUTOD_EVENT_ID (attempt $AUTOD_ATTEMPT)
         crate::lint::handlers_doc::render(&config, existing.as_deref()),
     )?;
     tracing::info!(
-        "created {} and [handlers.{name}] in autod.toml",
-        rel(&project.root, &script)
+        "created {} and [handlers.{name}] in autod.toml; {} {} (fill in owner and output there, then `autod handlers doc`)",
+        rel(&project.root, &script),
+        if existing.is_some() {
+            "updated"
+        } else {
+            "created"
+        },
+        crate::lint::handlers_doc::FILE_NAME
     );
     Ok(Code::Success)
 }

@@ -205,7 +205,8 @@ fn missing_event_file_is_a_usage_error() {
         .run()
         .code(2)
         .stderr_has("nope.json")
-        .stderr_has("no such file");
+        .stderr_has("no such file")
+        .stderr_has("relative to the working directory");
     assert_nothing_ran(&p);
 }
 

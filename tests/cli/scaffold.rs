@@ -18,7 +18,8 @@ fn scaffolded_project_dispatches_its_fixtures() {
 
     p.autod(["new", "handler", "note-indexer", "--on", "note.saved"])
         .run()
-        .code(0);
+        .code(0)
+        .stderr_has("HANDLERS.md");
     let script = p.path("handlers/note-indexer/main.sh");
     let mode = std::fs::metadata(&script).unwrap().permissions().mode();
     assert!(mode & 0o111 != 0, "main.sh is not executable: {mode:o}");
