@@ -52,16 +52,13 @@ pub fn watch_schemas(daemon: &Arc<Daemon>) -> Option<notify::RecommendedWatcher>
         d.recovery.now();
         d.inbox_wake.notify_one();
     });
-    let mut watcher = watcher
-        .map_err(|e| {
-            tracing::warn!("cannot watch schemas/ ({e}); a changed schema is read after SIGHUP")
-        })
-        .ok()?;
+    let unwatched = |e: notify::Error| {
+        tracing::warn!("cannot watch schemas/ ({e}); a changed schema is read after SIGHUP");
+    };
+    let mut watcher = watcher.map_err(unwatched).ok()?;
     watcher
         .watch(&dir, RecursiveMode::Recursive)
-        .map_err(|e| {
-            tracing::warn!("cannot watch schemas/ ({e}); a changed schema is read after SIGHUP")
-        })
+        .map_err(unwatched)
         .ok()?;
     Some(watcher)
 }
@@ -78,6 +75,8 @@ pub async fn run(daemon: Arc<Daemon>) {
         // The inbox folder may have been deleted (and recreated by `autod send`)
         // under us; a watch on the old folder would never fire again.
         watch = rewatch(&daemon, watch);
+        // Every wake claims, a recovery timer's too: files a failed claim
+        // left in the inbox are announced by no inotify event again.
         claim(&daemon, &chains);
         if daemon.recovery.take_due() {
             recover(&daemon, &chains, false);
@@ -162,9 +161,6 @@ fn recover(daemon: &Arc<Daemon>, chains: &KeyChains, at_start: bool) {
     for claimed in files {
         deliver(daemon, chains, claimed);
     }
-    // A claim that failed left files in the inbox, which no inotify event
-    // will announce again.
-    claim(daemon, chains);
 }
 
 /// Marks a claimed file as worked on for as long as it lives.
@@ -180,17 +176,12 @@ impl Drop for Active {
 }
 
 /// The file could not be finished now: it stays in processing/, and a
-/// recovery pass delivers it again.
+/// recovery pass delivers it again. The consumer is woken so that it sleeps
+/// until that pass instead of until the next inbox change.
 fn strand(active: Active) {
-    stranded(&active.daemon);
+    active.daemon.recovery.strand();
+    active.daemon.inbox_wake.notify_one();
     drop(active);
-}
-
-/// Schedules a recovery pass, and wakes the consumer so it sleeps until that
-/// pass instead of until the next inbox change.
-fn stranded(daemon: &Daemon) {
-    daemon.recovery.strand();
-    daemon.inbox_wake.notify_one();
 }
 
 /// Keeps the watch on the inbox folder that exists now: a new one when the

@@ -32,15 +32,7 @@ fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
         .ok_or_else(|| io::Error::other("no parent folder"))?;
     let tmp = temp_path(dir, path);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        if durable {
-            f.sync_all()?;
-        }
+        write_temp(&tmp, bytes, durable)?;
         fs::rename(&tmp, path)?;
         if durable { sync_dir(dir) } else { Ok(()) }
     })();
@@ -48,6 +40,21 @@ fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates the private temp file `tmp` (never an existing one) holding
+/// `bytes`, on disk when `durable`.
+fn write_temp(tmp: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(tmp)?;
+    f.write_all(bytes)?;
+    if durable {
+        f.sync_all()?;
+    }
+    Ok(())
 }
 
 /// A name in `dir` that no other writer uses, `.NAME.PID.HEX.tmp`: a reader
@@ -73,13 +80,7 @@ pub fn place_new(staging: &Path, path: &Path, bytes: &[u8]) -> io::Result<bool> 
         .ok_or_else(|| io::Error::other("no parent folder"))?;
     let tmp = temp_path(staging, path);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        write_temp(&tmp, bytes, true)?;
         let placed = match fs::hard_link(&tmp, path) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
