@@ -147,7 +147,7 @@ echo "{name}: handled $AUTOD_EVENT_TYPE $AUTOD_EVENT_ID (attempt $AUTOD_ATTEMPT)
         crate::lint::handlers_doc::render(&config, existing.as_deref()),
     )?;
     tracing::info!(
-        "created {} and [handlers.{name}] in autod.toml; {} {} (fill in owner and output there, then `autod handlers doc`)",
+        "created {} and [handlers.{name}] in autod.toml; {} {} (its row comes from owner and output in autod.toml: run `autod handlers doc` after editing them)",
         rel(&project.root, &script),
         if existing.is_some() {
             "updated"
