@@ -136,8 +136,12 @@ Examples:
     #[command(after_help = "\
 Examples:
   autod log --since 1h --result failed
-  autod log --event 01JD0M3V --json
-  autod log -f                      follow new lines")]
+  autod log --event 01JD0M3V --output   with what each run printed
+  autod log -n 20                   the last 20 lines
+  autod log -f                      the last 10 lines, then new ones as they come
+
+Each run's stdout and stderr (the last 64 KiB of each) are kept in
+.autod/out/EVENTID/HANDLER/ as .stdout.N and .stderr.N for attempt N.")]
     Log(LogArgs),
 
     /// Inbox depth, in-flight runs, dead letters, last failures, daemon pid
@@ -332,9 +336,15 @@ pub struct LogArgs {
     /// Only lines newer than this (e.g. 30m, 2h, 1day) or an RFC 3339 time
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
-    /// Keep printing new lines as they are written
+    /// Keep printing new lines as they are written (after the last 10, or -n)
     #[arg(short, long)]
     pub follow: bool,
+    /// Only the last N matching lines
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
+    /// Show what each run printed on stdout and stderr under its line
+    #[arg(short = 'o', long)]
+    pub output: bool,
 }
 
 #[derive(Debug, Subcommand)]

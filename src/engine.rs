@@ -370,6 +370,17 @@ impl Engine {
             },
             Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),
         };
+        if let Err(e) = self.state.keep_output(
+            event.id(),
+            handler_name,
+            attempt,
+            &output.stdout_tail,
+            &output.stderr_tail,
+        ) {
+            // Only the copy for `autod log --output` is lost; the outcome is
+            // recorded as usual (the dead letter keeps its own tails).
+            tracing::warn!("could not keep the output of {handler_name} for {}: {e}", event.id());
+        }
         let mut outcome = PairOutcome::new(handler_name, RunResult::Ok);
         outcome.attempt = Some(attempt);
         outcome.duration_ms = Some(millis(&output));

@@ -242,6 +242,48 @@ impl StateDir {
         self.dir.join("out").join(event_id).join(handler)
     }
 
+    /// Keeps what a run printed, so a successful run's output can be read
+    /// later (`autod log --output`): `.stdout.N` / `.stderr.N` for attempt N
+    /// in its artifacts folder, at most the runner's tail of each, and only
+    /// streams that said something (a quiet handler costs no files). Not
+    /// synced: it is for people, never part of an outcome.
+    pub fn keep_output(
+        &self,
+        event_id: &str,
+        handler: &str,
+        attempt: u32,
+        stdout: &[u8],
+        stderr: &[u8],
+    ) -> Result<()> {
+        for (stream, bytes) in [(Stream::Stdout, stdout), (Stream::Stderr, stderr)] {
+            if bytes.is_empty() {
+                continue;
+            }
+            let path = self.output_path(event_id, handler, attempt, stream);
+            self.make_dir(path.parent().expect("inside out/"), false)?;
+            atomic::write_fast(&path, bytes).at(&path)?;
+        }
+        Ok(())
+    }
+
+    /// What attempt `attempt` of the pair printed on `stream`, if it was kept.
+    pub fn kept_output(
+        &self,
+        event_id: &str,
+        handler: &str,
+        attempt: u32,
+        stream: Stream,
+    ) -> Option<Vec<u8>> {
+        let path = self.output_path(event_id, handler, attempt, stream);
+        self.check_path(&path).ok()?;
+        std::fs::read(path).ok()
+    }
+
+    fn output_path(&self, event_id: &str, handler: &str, attempt: u32, stream: Stream) -> PathBuf {
+        self.out_path(event_id, handler)
+            .join(format!(".{}.{attempt}", stream.as_str()))
+    }
+
     /// Where a run writes its follow-up events (AUTOD_EMIT, SPEC §8), inside
     /// its artifacts folder: one file per attempt, so a retry starts empty.
     pub fn emit_path(&self, event_id: &str, handler: &str, attempt: u32) -> PathBuf {
@@ -283,5 +325,21 @@ impl StateDir {
         let path = dir.join(format!("{name}.json"));
         let body = serde_json::json!({"version": 1, "lastFire": crate::time::format(at)});
         atomic::write(&path, body.to_string().as_bytes()).at(&path)
+    }
+}
+
+/// A handler's output stream, as kept by [`StateDir::keep_output`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
     }
 }

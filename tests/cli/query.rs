@@ -155,6 +155,111 @@ fn log_follow_prints_new_lines_as_they_come() {
 }
 
 #[test]
+fn log_lines_keeps_only_the_last_n_matching() {
+    let p = history();
+    let all: Vec<String> = p.log_raw();
+    let out = p.autod(["log", "--json", "-n", "2"]).run();
+    out.code(0);
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), all[all.len() - 2..]);
+    let out = p.autod(["log", "--json", "--handler", "good", "--lines", "1"]).run();
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["eventId"], "ev-2");
+    p.autod(["log", "-n", "0"]).run().code(0);
+    assert_eq!(p.autod(["log", "-n", "0"]).run().stdout, "");
+    p.autod(["log", "-n", "many"])
+        .run()
+        .code(2)
+        .stderr_has("invalid value 'many'");
+}
+
+#[test]
+fn log_follow_starts_from_the_last_ten_lines_like_tail() {
+    let p = Project::new()
+        .open_schema("note.saved")
+        .config("[handlers.good]\non = [\"note.saved\"]\n")
+        .handler("good", RECORD);
+    let files: Vec<String> = (1..=12).map(|i| format!("{i}.json")).collect();
+    let p = (1..=12).fold(p, |p, i| {
+        p.event(&format!("{i}.json"), event("note.saved", &format!("ev-{i}"), json!({})))
+    });
+    p.autod(["dispatch"].into_iter().chain(files.iter().map(String::as_str)))
+        .run()
+        .code(0);
+    let follow = p.autod(["log", "-f", "--json"]).spawn_lines();
+    let p = p.event("13.json", event("note.saved", "ev-13", json!({})));
+    p.autod(["dispatch", "13.json"]).run().code(0);
+    let seen = follow.wait_for(Duration::from_secs(20), |l| l.contains("\"ev-13\""));
+    let ids: Vec<String> = seen
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    let want: Vec<String> = (3..=13).map(|i| format!("ev-{i}")).collect();
+    assert_eq!(ids, want, "the last 10 lines, then the new one, each once");
+
+    let follow = p.autod(["log", "-f", "--json", "-n", "1"]).spawn_lines();
+    let seen = follow.wait_for(Duration::from_secs(20), |l| l.contains("\"ev-13\""));
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+}
+
+#[test]
+fn log_output_shows_what_a_successful_run_printed() {
+    let p = Project::new()
+        .open_schema("note.saved")
+        .config("[handlers.chatty]\non = [\"note.saved\"]\n[handlers.quiet]\non = [\"note.saved\"]\n")
+        .handler("chatty", "cat >/dev/null; echo 'wrote 3 notes'; echo 'slow disk' >&2")
+        .handler("quiet", "cat >/dev/null")
+        .event("1.json", event("note.saved", "ev-1", json!({})));
+    p.autod(["dispatch", "1.json"]).run().code(0);
+    assert_eq!(p.read(".autod/out/ev-1/chatty/.stdout.1"), "wrote 3 notes\n");
+    assert_eq!(p.read(".autod/out/ev-1/chatty/.stderr.1"), "slow disk\n");
+    assert!(
+        !p.exists(".autod/out/ev-1/quiet/.stdout.1") && !p.exists(".autod/out/ev-1/quiet/.stderr.1"),
+        "a quiet handler leaves no output files"
+    );
+
+    let plain = p.autod(["log"]).run();
+    assert!(!plain.stdout.contains("wrote 3 notes"), "{plain}");
+    let out = p.autod(["log", "--output", "--handler", "chatty"]).run();
+    out.code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].contains("ok") && lines[0].contains("chatty"), "{out}");
+    assert_eq!(lines[1].trim(), "stdout| wrote 3 notes");
+    assert_eq!(lines[2].trim(), "stderr| slow disk");
+
+    let json = p.autod(["log", "-o", "--json", "--handler", "chatty"]).run();
+    let line = &json.json_lines()[0];
+    assert_eq!(line["stdout"], "wrote 3 notes\n");
+    assert_eq!(line["stderr"], "slow disk\n");
+}
+
+#[test]
+fn kept_output_is_per_attempt_and_bounded() {
+    // 100 KiB on stdout: the runner keeps the last 64 KiB, and so does the file.
+    let p = Project::new()
+        .open_schema("note.saved")
+        .config("[handlers.flaky]\non = [\"note.saved\"]\nretry = { initial = \"1s\", max = \"1s\" }\n")
+        .handler(
+            "flaky",
+            "cat >/dev/null; head -c 102400 /dev/zero | tr '\\0' x; echo; echo \"attempt $AUTOD_ATTEMPT\" >&2; [ \"$AUTOD_ATTEMPT\" = 2 ]",
+        )
+        .event("1.json", event("note.saved", "ev-1", json!({})));
+    p.autod(["dispatch", "1.json"]).run().code(1);
+    p.autod(["retry", "ev-1"]).run().code(0);
+    assert_eq!(p.read(".autod/out/ev-1/flaky/.stderr.1"), "attempt 1\n");
+    assert_eq!(p.read(".autod/out/ev-1/flaky/.stderr.2"), "attempt 2\n");
+    let kept = std::fs::metadata(p.path(".autod/out/ev-1/flaky/.stdout.2")).unwrap().len();
+    assert_eq!(kept, 64 * 1024);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(p.path(".autod/out/ev-1/flaky/.stdout.2")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "kept output is private");
+    let out = p.autod(["log", "--output", "--result", "failed"]).run();
+    assert!(out.stdout.contains("stderr| attempt 1") && !out.stdout.contains("attempt 2"), "{out}");
+}
+
+#[test]
 fn status_json_counts_dead_letters_by_state() {
     let p = Project::new()
         .open_schema("job.due")
