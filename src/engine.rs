@@ -379,7 +379,10 @@ impl Engine {
         ) {
             // Only the copy for `autod log --output` is lost; the outcome is
             // recorded as usual (the dead letter keeps its own tails).
-            tracing::warn!("could not keep the output of {handler_name} for {}: {e}", event.id());
+            tracing::warn!(
+                "could not keep the output of {handler_name} for {}: {e}",
+                event.id()
+            );
         }
         let mut outcome = PairOutcome::new(handler_name, RunResult::Ok);
         outcome.attempt = Some(attempt);

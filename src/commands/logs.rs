@@ -115,11 +115,12 @@ impl Printer<'_> {
         let kept = self.project.and_then(|p| {
             let attempt = run.rest.get("attempt")?.as_u64()?;
             let attempt = u32::try_from(attempt).ok()?;
-            Some(
-                [Stream::Stdout, Stream::Stderr].map(|s| {
-                    (s, p.state.kept_output(&run.event_id, &run.handler, attempt, s))
-                }),
-            )
+            Some([Stream::Stdout, Stream::Stderr].map(|s| {
+                (
+                    s,
+                    p.state.kept_output(&run.event_id, &run.handler, attempt, s),
+                )
+            }))
         });
         if self.g.json {
             let Some(kept) = kept else {

@@ -161,7 +161,9 @@ fn log_lines_keeps_only_the_last_n_matching() {
     let out = p.autod(["log", "--json", "-n", "2"]).run();
     out.code(0);
     assert_eq!(out.stdout.lines().collect::<Vec<_>>(), all[all.len() - 2..]);
-    let out = p.autod(["log", "--json", "--handler", "good", "--lines", "1"]).run();
+    let out = p
+        .autod(["log", "--json", "--handler", "good", "--lines", "1"])
+        .run();
     let lines = out.json_lines();
     assert_eq!(lines.len(), 1, "{out}");
     assert_eq!(lines[0]["eventId"], "ev-2");
@@ -181,18 +183,30 @@ fn log_follow_starts_from_the_last_ten_lines_like_tail() {
         .handler("good", RECORD);
     let files: Vec<String> = (1..=12).map(|i| format!("{i}.json")).collect();
     let p = (1..=12).fold(p, |p, i| {
-        p.event(&format!("{i}.json"), event("note.saved", &format!("ev-{i}"), json!({})))
+        p.event(
+            &format!("{i}.json"),
+            event("note.saved", &format!("ev-{i}"), json!({})),
+        )
     });
-    p.autod(["dispatch"].into_iter().chain(files.iter().map(String::as_str)))
-        .run()
-        .code(0);
+    p.autod(
+        ["dispatch"]
+            .into_iter()
+            .chain(files.iter().map(String::as_str)),
+    )
+    .run()
+    .code(0);
     let follow = p.autod(["log", "-f", "--json"]).spawn_lines();
     let p = p.event("13.json", event("note.saved", "ev-13", json!({})));
     p.autod(["dispatch", "13.json"]).run().code(0);
     let seen = follow.wait_for(Duration::from_secs(20), |l| l.contains("\"ev-13\""));
     let ids: Vec<String> = seen
         .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["eventId"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["eventId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     let want: Vec<String> = (3..=13).map(|i| format!("ev-{i}")).collect();
     assert_eq!(ids, want, "the last 10 lines, then the new one, each once");
@@ -206,15 +220,24 @@ fn log_follow_starts_from_the_last_ten_lines_like_tail() {
 fn log_output_shows_what_a_successful_run_printed() {
     let p = Project::new()
         .open_schema("note.saved")
-        .config("[handlers.chatty]\non = [\"note.saved\"]\n[handlers.quiet]\non = [\"note.saved\"]\n")
-        .handler("chatty", "cat >/dev/null; echo 'wrote 3 notes'; echo 'slow disk' >&2")
+        .config(
+            "[handlers.chatty]\non = [\"note.saved\"]\n[handlers.quiet]\non = [\"note.saved\"]\n",
+        )
+        .handler(
+            "chatty",
+            "cat >/dev/null; echo 'wrote 3 notes'; echo 'slow disk' >&2",
+        )
         .handler("quiet", "cat >/dev/null")
         .event("1.json", event("note.saved", "ev-1", json!({})));
     p.autod(["dispatch", "1.json"]).run().code(0);
-    assert_eq!(p.read(".autod/out/ev-1/chatty/.stdout.1"), "wrote 3 notes\n");
+    assert_eq!(
+        p.read(".autod/out/ev-1/chatty/.stdout.1"),
+        "wrote 3 notes\n"
+    );
     assert_eq!(p.read(".autod/out/ev-1/chatty/.stderr.1"), "slow disk\n");
     assert!(
-        !p.exists(".autod/out/ev-1/quiet/.stdout.1") && !p.exists(".autod/out/ev-1/quiet/.stderr.1"),
+        !p.exists(".autod/out/ev-1/quiet/.stdout.1")
+            && !p.exists(".autod/out/ev-1/quiet/.stderr.1"),
         "a quiet handler leaves no output files"
     );
 
@@ -224,11 +247,16 @@ fn log_output_shows_what_a_successful_run_printed() {
     out.code(0);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    assert!(lines[0].contains("ok") && lines[0].contains("chatty"), "{out}");
+    assert!(
+        lines[0].contains("ok") && lines[0].contains("chatty"),
+        "{out}"
+    );
     assert_eq!(lines[1].trim(), "stdout| wrote 3 notes");
     assert_eq!(lines[2].trim(), "stderr| slow disk");
 
-    let json = p.autod(["log", "-o", "--json", "--handler", "chatty"]).run();
+    let json = p
+        .autod(["log", "-o", "--json", "--handler", "chatty"])
+        .run();
     let line = &json.json_lines()[0];
     assert_eq!(line["stdout"], "wrote 3 notes\n");
     assert_eq!(line["stderr"], "slow disk\n");
@@ -249,14 +277,21 @@ fn kept_output_is_per_attempt_and_bounded() {
     p.autod(["retry", "ev-1"]).run().code(0);
     assert_eq!(p.read(".autod/out/ev-1/flaky/.stderr.1"), "attempt 1\n");
     assert_eq!(p.read(".autod/out/ev-1/flaky/.stderr.2"), "attempt 2\n");
-    let kept = std::fs::metadata(p.path(".autod/out/ev-1/flaky/.stdout.2")).unwrap().len();
+    let kept = std::fs::metadata(p.path(".autod/out/ev-1/flaky/.stdout.2"))
+        .unwrap()
+        .len();
     assert_eq!(kept, 64 * 1024);
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(p.path(".autod/out/ev-1/flaky/.stdout.2")).unwrap().permissions(),
+        &std::fs::metadata(p.path(".autod/out/ev-1/flaky/.stdout.2"))
+            .unwrap()
+            .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600, "kept output is private");
     let out = p.autod(["log", "--output", "--result", "failed"]).run();
-    assert!(out.stdout.contains("stderr| attempt 1") && !out.stdout.contains("attempt 2"), "{out}");
+    assert!(
+        out.stdout.contains("stderr| attempt 1") && !out.stdout.contains("attempt 2"),
+        "{out}"
+    );
 }
 
 #[test]
