@@ -1,12 +1,14 @@
 //! `autod dispatch FILE... | -`: validate and run each event now, in this process.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use crate::cli::{DispatchArgs, GlobalArgs};
+use crate::config::HandlerCommand;
 use crate::engine::{Mode, PairOutcome};
 use crate::event::Event;
 use crate::exit::Code;
@@ -267,9 +269,18 @@ fn dry_run(project: &Project, g: &GlobalArgs, label: &str, event: &Event, handle
         let route: Vec<Value> = chosen
             .iter()
             .map(|r| {
+                let (command, problem) = match &r.handler.command {
+                    HandlerCommand::Argv(argv) => (
+                        json!(argv.iter().map(|a| shown(project, a)).collect::<Vec<_>>()),
+                        Value::Null,
+                    ),
+                    HandlerCommand::Missing(why) => (Value::Null, json!(why)),
+                };
                 json!({
                     "handler": r.handler.name,
                     "pattern": r.pattern.as_str(),
+                    "command": command,
+                    "commandProblem": problem,
                     "alreadySucceeded": project.state.pair_succeeded(event.id(), &r.handler.name),
                 })
             })
@@ -291,6 +302,37 @@ fn dry_run(project: &Project, g: &GlobalArgs, label: &str, event: &Event, handle
             r.handler.name,
             r.pattern.as_str()
         ));
+        output::line(&match &r.handler.command {
+            HandlerCommand::Argv(argv) => {
+                let words: Vec<String> = argv.iter().map(|a| quoted(&shown(project, a))).collect();
+                format!("    runs: {}", words.join(" "))
+            }
+            HandlerCommand::Missing(why) => format!("    would fail: {why}"),
+        });
+    }
+}
+
+/// An argv word as a person reads it: a path inside the project relative to
+/// its root (that is the working directory handlers run in).
+fn shown(project: &Project, word: &std::ffi::OsStr) -> String {
+    let path = Path::new(word);
+    path.strip_prefix(&project.root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Quoted for a POSIX shell when it needs to be, so the line can be pasted to
+/// try the command by hand (autod itself never runs it through a shell).
+fn quoted(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 

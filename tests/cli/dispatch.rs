@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::{Project, RECORD, event};
 
@@ -311,11 +311,75 @@ fn dry_run_json_says_which_pairs_already_succeeded() {
     assert_eq!(
         lines[0]["route"],
         json!([
-            {"handler": "indexer", "pattern": "note.saved", "alreadySucceeded": true},
-            {"handler": "mailer", "pattern": "note.*", "alreadySucceeded": false},
+            {"handler": "indexer", "pattern": "note.saved", "command": ["handlers/indexer/main.sh"],
+             "commandProblem": null, "alreadySucceeded": true},
+            {"handler": "mailer", "pattern": "note.*", "command": ["handlers/mailer/main.sh"],
+             "commandProblem": null, "alreadySucceeded": false},
         ])
     );
     assert_eq!(p.runs(), ["indexer note.saved ev-1 1"]);
+}
+
+#[test]
+fn dry_run_shows_the_command_each_handler_would_run() {
+    let p = Project::new()
+        .open_schema("note.saved")
+        .config(
+            r#"
+            [handlers.indexer]
+            on = ["note.saved"]
+            [handlers.pinger]
+            on = ["note.saved"]
+            command = ["curl", "-d", "it's done", "https://example.test/hook"]
+            [handlers.ghost]
+            on = ["note.saved"]
+            "#,
+        )
+        .handler("indexer", RECORD)
+        .event("e.json", event("note.saved", "ev-1", json!({})));
+    let out = p.autod(["dispatch", "--dry-run", "e.json"]).run();
+    out.code(0);
+    let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+    assert!(lines.contains(&"runs: handlers/indexer/main.sh"), "{out}");
+    assert!(
+        lines.contains(&r"runs: curl -d 'it'\''s done' https://example.test/hook"),
+        "words are quoted so the line can be pasted into a shell: {out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("would fail:") && l.contains("ghost")),
+        "{out}"
+    );
+    assert!(
+        !out.stdout.contains(&p.root().display().to_string()),
+        "no machine paths: {out}"
+    );
+    assert!(p.runs().is_empty());
+
+    let json = p.autod(["dispatch", "--dry-run", "--json", "e.json"]).run();
+    let route = &json.json_lines()[0]["route"];
+    let ghost = route
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["handler"] == "ghost")
+        .unwrap();
+    assert_eq!(ghost["command"], Value::Null);
+    assert!(
+        ghost["commandProblem"].as_str().unwrap().contains("ghost"),
+        "{ghost}"
+    );
+    let pinger = route
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["handler"] == "pinger")
+        .unwrap();
+    assert_eq!(
+        pinger["command"],
+        json!(["curl", "-d", "it's done", "https://example.test/hook"])
+    );
 }
 
 #[test]
