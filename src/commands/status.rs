@@ -1,14 +1,19 @@
 //! `autod status`: what is waiting, running and failed, at a glance.
 
 use anyhow::Result;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
+use crate::cron::CronExpr;
+use crate::daemon::schedule;
 use crate::exit::Code;
 use crate::log;
 use crate::output;
 use crate::project::Project;
 use crate::state::dead::DeadState;
+use crate::time;
+use crate::zone::Zone;
 
 const LAST_FAILURES: usize = 5;
 
@@ -49,6 +54,8 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
             break;
         }
     }
+    let schedules = schedules(project);
+    let watches = watches(project);
     let daemon = project.state.daemon_running();
     let uptime = |started: &str| {
         crate::time::parse(started)
@@ -70,6 +77,8 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
             "held": held.iter().map(|(file, reason)| json!({"file": file, "reason": reason})).collect::<Vec<_>>(),
             "dead": {"waiting": waiting, "exhausted": exhausted, "permanent": permanent, "unreadable": unreadable},
             "lastFailures": failures,
+            "schedules": schedules,
+            "watches": watches,
         }));
         return Ok(Code::Success);
     }
@@ -114,6 +123,36 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
             "              {unreadable} unreadable (see `autod dead list`)"
         ));
     }
+    if !schedules.is_empty() {
+        lines.push("schedules:".into());
+        for s in &schedules {
+            let next = match (&s.next_local, &s.next) {
+                (Some(local), Some(utc)) => format!("{local} ({utc})"),
+                _ => "never".to_owned(),
+            };
+            let last = s.last.as_deref().unwrap_or("never");
+            lines.push(format!(
+                "  {:<16} {:<14} next {next}  last {last}  → {}",
+                s.name, s.cron, s.event_type
+            ));
+        }
+    }
+    if !watches.is_empty() {
+        lines.push("watches:".into());
+        for w in &watches {
+            let missing = if w.exists { "" } else { "  (folder missing)" };
+            lines.push(format!(
+                "  {:<16} {}{} → {}{missing}",
+                w.name,
+                w.path,
+                w.glob
+                    .as_deref()
+                    .map(|g| format!(" ({g})"))
+                    .unwrap_or_default(),
+                w.event_type
+            ));
+        }
+    }
     if !failures.is_empty() {
         lines.push("last failures:".into());
         for f in &failures {
@@ -130,4 +169,74 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
         }
     }
     Ok(Code::Success)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScheduleStatus {
+    name: String,
+    cron: String,
+    timezone: String,
+    event_type: String,
+    /// UTC; `None` if the expression never fires again.
+    next: Option<String>,
+    /// The same instant on the schedule's own clock, with its UTC offset.
+    next_local: Option<String>,
+    /// UTC, from `.autod/schedules/<name>.json`; `None` before the first fire.
+    last: Option<String>,
+}
+
+/// Each schedule's next fire from now and its last recorded one. The config
+/// was checked at load, so an expression that fails here is skipped quietly.
+fn schedules(project: &Project) -> Vec<ScheduleStatus> {
+    let now = time::now();
+    project
+        .config
+        .schedules
+        .iter()
+        .filter_map(|s| {
+            let expr = CronExpr::parse(&s.cron).ok()?;
+            let zone = Zone::parse(s.timezone.as_deref()).ok()?;
+            let next = schedule::next_after(&expr, &zone, now);
+            Some(ScheduleStatus {
+                name: s.name.clone(),
+                cron: s.cron.clone(),
+                timezone: s.timezone.clone().unwrap_or_else(|| "local".to_owned()),
+                event_type: s.event_type.clone(),
+                next: next.map(time::format),
+                next_local: next.map(|n| {
+                    n.with_timezone(&zone.rules())
+                        .format("%Y-%m-%dT%H:%M:%S%:z")
+                        .to_string()
+                }),
+                last: project.state.schedule_last_fire(&s.name).map(time::format),
+            })
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchStatus {
+    name: String,
+    /// As written in autod.toml.
+    path: String,
+    glob: Option<String>,
+    event_type: String,
+    exists: bool,
+}
+
+fn watches(project: &Project) -> Vec<WatchStatus> {
+    project
+        .config
+        .watches
+        .iter()
+        .map(|w| WatchStatus {
+            name: w.name.clone(),
+            path: w.path.clone(),
+            glob: w.glob.clone(),
+            event_type: w.event_type.clone(),
+            exists: w.dir(&project.root).is_dir(),
+        })
+        .collect()
 }

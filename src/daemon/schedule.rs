@@ -84,7 +84,7 @@ pub fn event_id(name: &str, fire: Timestamp) -> String {
     format!("cron:{name}:{}", fire.format("%Y%m%dT%H%M%SZ"))
 }
 
-pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
+pub(super) async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
     let origin = format!("cron:{}", s.name);
     let expr = match CronExpr::parse(&s.cron) {
         Ok(e) => e,

@@ -397,3 +397,83 @@ fn status_lists_no_failure_of_a_pair_that_later_succeeded() {
         .collect();
     assert_eq!(failures, ["ev-2"], "{status}");
 }
+
+#[test]
+fn status_shows_schedules_with_next_and_last_fire_and_watches() {
+    let p = Project::new()
+        .open_schema("job.due")
+        .config(
+            r#"
+            [handlers.h]
+            on = ["job.due"]
+            [[schedules]]
+            name = "new-year"
+            cron = "0 0 1 1 *"
+            timezone = "Asia/Kathmandu"
+            event_type = "job.due"
+            [[watches]]
+            name = "drops"
+            path = "drop"
+            glob = "*.md"
+            event_type = "job.due"
+            [[watches]]
+            name = "gone"
+            path = "nowhere"
+            event_type = "job.due"
+            "#,
+        )
+        .handler("h", RECORD)
+        .file("drop/.keep", "")
+        .file(
+            ".autod/schedules/new-year.json",
+            r#"{"version":1,"lastFire":"2025-12-31T18:15:00.000Z"}"#,
+        );
+    let out = p.autod(["status", "--json"]).run();
+    out.code(0);
+    let v = &out.json_lines()[0];
+    let s = &v["schedules"][0];
+    assert_eq!(s["name"], "new-year");
+    assert_eq!(s["timezone"], "Asia/Kathmandu");
+    assert_eq!(s["last"], "2025-12-31T18:15:00.000Z");
+    // Midnight on 1 January in Kathmandu (+05:45) is 18:15 UTC the day before.
+    let local = regex::Regex::new(r"^(\d{4})-01-01T00:00:00\+05:45$").unwrap();
+    let utc = regex::Regex::new(r"^(\d{4})-12-31T18:15:00\.000Z$").unwrap();
+    let year: u32 = local
+        .captures(s["nextLocal"].as_str().unwrap())
+        .expect("local next")[1]
+        .parse()
+        .unwrap();
+    let utc_year: u32 = utc.captures(s["next"].as_str().unwrap()).expect("UTC next")[1]
+        .parse()
+        .unwrap();
+    assert_eq!(utc_year + 1, year, "{s}");
+    assert_eq!(
+        v["watches"],
+        json!([
+            {"name": "drops", "path": "drop", "glob": "*.md", "eventType": "job.due", "exists": true},
+            {"name": "gone", "path": "nowhere", "glob": null, "eventType": "job.due", "exists": false},
+        ])
+    );
+
+    let text = p.autod(["status"]).run();
+    text.code(0);
+    assert!(
+        text.stdout.lines().any(|l| l.contains("new-year")
+            && l.contains("+05:45")
+            && l.contains("last 2025-12-31T18:15:00.000Z")
+            && l.contains("job.due")),
+        "{text}"
+    );
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.contains("gone") && l.contains("folder missing")),
+        "{text}"
+    );
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.contains("drops") && l.contains("(*.md)")),
+        "{text}"
+    );
+}
