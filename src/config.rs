@@ -103,6 +103,8 @@ struct RawConfig {
     #[serde(default)]
     state: StateConfig,
     #[serde(default)]
+    chaining: ChainingConfig,
+    #[serde(default)]
     handlers: BTreeMap<String, RawHandler>,
     #[serde(default)]
     schedules: Vec<ScheduleConfig>,
@@ -174,6 +176,30 @@ pub struct StateConfig {
     /// default: a planted link would send every state write elsewhere.
     #[serde(default)]
     pub allow_symlink: bool,
+}
+
+/// `[chaining]`: follow-up events (SPEC 8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainingConfig {
+    /// One run may emit at most this many follow-ups; more fails the run, so
+    /// a runaway handler cannot flood the inbox.
+    #[serde(default = "default_max_follow_ups")]
+    pub max_follow_ups: usize,
+}
+
+pub const DEFAULT_MAX_FOLLOW_UPS: usize = 1000;
+
+fn default_max_follow_ups() -> usize {
+    DEFAULT_MAX_FOLLOW_UPS
+}
+
+impl Default for ChainingConfig {
+    fn default() -> Self {
+        Self {
+            max_follow_ups: DEFAULT_MAX_FOLLOW_UPS,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,6 +359,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub log: LogConfig,
     pub state: StateConfig,
+    pub chaining: ChainingConfig,
     /// Sorted by name, so fan-out order and every listing are stable.
     pub handlers: Vec<Handler>,
     pub schedules: Vec<ScheduleConfig>,
@@ -537,6 +564,7 @@ impl Config {
             routing: raw.routing,
             log: raw.log,
             state: raw.state,
+            chaining: raw.chaining,
             handlers,
             schedules: raw.schedules,
             watches: raw.watches,

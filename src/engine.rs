@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::chain;
 use crate::config::{Config, Handler, HandlerCommand};
 use crate::event::Event;
 use crate::limits::Limits;
@@ -77,6 +78,25 @@ pub struct PairOutcome {
     pub next_attempt_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The follow-ups the run emitted, accepted and durable (their eventIds
+    /// in JSON), for the caller to deliver.
+    #[serde(
+        rename = "followUps",
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "follow_up_ids"
+    )]
+    pub follow_ups: Vec<chain::FollowUp>,
+    /// Follow-ups not accepted because the chain was too deep: rejections.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cut_follow_ups: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn follow_up_ids<S: serde::Serializer>(f: &[chain::FollowUp], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(f.iter().map(|f| f.event.id()))
 }
 
 impl PairOutcome {
@@ -91,6 +111,8 @@ impl PairOutcome {
             dead: None,
             next_attempt_at: None,
             error: None,
+            follow_ups: Vec::new(),
+            cut_follow_ups: 0,
         }
     }
 
@@ -126,6 +148,11 @@ pub struct Engine {
     limits: Arc<Limits>,
     shutdown: Option<watch::Receiver<bool>>,
     stop_starting: Option<watch::Receiver<bool>>,
+    /// Where successful runs' follow-ups go; without one they are only kept
+    /// in their AUTOD_EMIT file, with a warning.
+    chain: Option<Arc<chain::Sink>>,
+    max_follow_ups: usize,
+    max_event_bytes: u64,
 }
 
 impl Engine {
@@ -149,7 +176,20 @@ impl Engine {
             limits: Arc::new(Limits::new(jobs, config)),
             shutdown: None,
             stop_starting: None,
+            chain: None,
+            max_follow_ups: config.chaining.max_follow_ups,
+            max_event_bytes: config.validation.max_event_bytes,
         }
+    }
+
+    /// Successful runs' follow-ups are validated and handed to `sink`.
+    pub fn with_chain(mut self, sink: Arc<chain::Sink>) -> Engine {
+        self.chain = Some(sink);
+        self
+    }
+
+    pub fn chain(&self) -> Option<&Arc<chain::Sink>> {
+        self.chain.as_ref()
     }
 
     /// Shares `limits` with the engines of earlier and later configs (the
@@ -216,6 +256,32 @@ impl Engine {
             });
         }
         outcomes
+    }
+
+    /// Delivers follow-ups that were put in `processing/` (by this engine's
+    /// runs, [`chain::Place::Processing`]) and, in turn, theirs, until the
+    /// chain ends: `dispatch` and `retry` run a whole chain in one invocation.
+    /// Each child's file goes once all its pairs have an outcome; one without
+    /// stays for the next `autod run` to recover. `report` sees every child.
+    pub async fn deliver_follow_ups(
+        self: &Arc<Self>,
+        first: Vec<chain::FollowUp>,
+        mut report: impl FnMut(chain::FollowUp, Vec<PairOutcome>),
+    ) {
+        let mut queue: std::collections::VecDeque<chain::FollowUp> = first.into();
+        while let Some(child) = queue.pop_front() {
+            let event = Arc::new(child.event.clone());
+            let outcomes = self
+                .deliver(Arc::clone(&event), child.handlers.clone(), Mode::Requested)
+                .await;
+            queue.extend(outcomes.iter().flat_map(|o| o.follow_ups.iter().cloned()));
+            if outcomes.iter().all(PairOutcome::recorded)
+                && let Err(e) = self.state.processing_forget(event.id())
+            {
+                tracing::warn!("{e}");
+            }
+            report(child, outcomes);
+        }
     }
 
     /// A bug in autod ended a pair's task. That is a failure, never a success:
@@ -410,7 +476,31 @@ impl Engine {
             }
             Termination::Exited(0) => {
                 line.exit_code = Some(0);
-                self.warn_unprocessed_emits(event, handler_name, attempt);
+                let emitted = match self.follow_ups(event, handler_name, attempt) {
+                    Ok(emitted) => emitted,
+                    // The handler did its work, but its follow-ups cannot be
+                    // accepted: the pair fails and is retried, so that a fixed
+                    // handler emits them again (under the same ids).
+                    Err(e) => {
+                        let failure = Failure {
+                            previous,
+                            output: &output,
+                            error: Some(e.to_string()),
+                        };
+                        return self
+                            .record_failure(event, &handler, attempt, failure, line, outcome);
+                    }
+                };
+                // Durable before the parent's success: a crash in between
+                // leaves the parent without an outcome, so it runs again and
+                // emits the same children under the same ids.
+                if let Some(sink) = &self.chain {
+                    for child in &emitted.accepted {
+                        if let Err(e) = sink.persist(&child.event) {
+                            return self.state_failure(event, handler_name, Some(attempt), e);
+                        }
+                    }
+                }
                 let detail = format!(
                     "{{\"ts\":\"{}\",\"attempt\":{attempt}}}\n",
                     time::now_rfc3339()
@@ -424,45 +514,123 @@ impl Engine {
                     tracing::error!("{e}");
                 }
                 self.log.record(&line);
+                self.record_cuts(event, handler_name, &emitted.cut);
+                outcome.follow_ups = emitted.accepted;
+                outcome.cut_follow_ups = emitted.cut.len();
                 outcome
             }
-            termination => {
-                let record = self.dead_letter(event, &handler, attempt, previous, &output);
-                line.result = if matches!(termination, Termination::TimedOut { .. }) {
-                    RunResult::Timeout
-                } else {
-                    RunResult::Failed
+            _ => {
+                let failure = Failure {
+                    previous,
+                    output: &output,
+                    error: None,
                 };
-                line.exit_code = record.last_exit_code;
-                line.signal = record.last_signal.clone();
-                line.error = record
-                    .last_error
-                    .clone()
-                    .or_else(|| last_line(&output.stderr_tail));
-                outcome.result = line.result;
-                outcome.dead = Some(record.state);
-                outcome.next_attempt_at = record.next_attempt_at.clone();
-                outcome.error = line.error.clone();
-                if let Err(e) = self.state.dead_put(&record) {
-                    // Not a dead letter, so not an outcome: the event stays
-                    // where it is (processing/, the caller's file) and the pair
-                    // runs again when it is delivered again.
-                    return self.state_failure(event, handler_name, Some(attempt), e);
-                }
-                self.log.record(&line);
-                if record.state != DeadState::Waiting {
-                    let mut dead = self.line(event, handler_name, RunResult::Dead);
-                    dead.attempt = Some(attempt);
-                    dead.error = Some(match record.state {
-                        DeadState::Permanent => {
-                            format!("permanent failure (exit {EXIT_PERMANENT}): not retried")
-                        }
-                        _ => format!("gave up after {attempt} attempts"),
-                    });
-                    self.log.record(&dead);
-                }
-                outcome
+                self.record_failure(event, &handler, attempt, failure, line, outcome)
             }
+        }
+    }
+
+    /// A failed run: its dead letter (waiting, exhausted or permanent) and
+    /// its run-log lines.
+    fn record_failure(
+        &self,
+        event: &Event,
+        handler: &Handler,
+        attempt: u32,
+        failure: Failure,
+        mut line: RunLine,
+        mut outcome: PairOutcome,
+    ) -> PairOutcome {
+        let handler_name = handler.name.as_str();
+        let output = failure.output;
+        let record = self.dead_letter(event, handler, attempt, &failure);
+        line.result = if matches!(output.termination, Termination::TimedOut { .. }) {
+            RunResult::Timeout
+        } else {
+            RunResult::Failed
+        };
+        line.exit_code = record.last_exit_code;
+        line.signal = record.last_signal.clone();
+        line.error = record
+            .last_error
+            .clone()
+            .or_else(|| last_line(&output.stderr_tail));
+        outcome.result = line.result;
+        outcome.dead = Some(record.state);
+        outcome.next_attempt_at = record.next_attempt_at.clone();
+        outcome.error = line.error.clone();
+        if let Err(e) = self.state.dead_put(&record) {
+            // Not a dead letter, so not an outcome: the event stays
+            // where it is (processing/, the caller's file) and the pair
+            // runs again when it is delivered again.
+            return self.state_failure(event, handler_name, Some(attempt), e);
+        }
+        self.log.record(&line);
+        if record.state != DeadState::Waiting {
+            let mut dead = self.line(event, handler_name, RunResult::Dead);
+            dead.attempt = Some(attempt);
+            dead.error = Some(match record.state {
+                DeadState::Permanent => {
+                    format!("permanent failure (exit {EXIT_PERMANENT}): not retried")
+                }
+                _ => format!("gave up after {attempt} attempts"),
+            });
+            self.log.record(&dead);
+        }
+        outcome
+    }
+
+    /// The follow-ups a successful run wrote, validated (all or none).
+    fn follow_ups(
+        &self,
+        event: &Event,
+        handler_name: &str,
+        attempt: u32,
+    ) -> Result<chain::Emitted, chain::EmitError> {
+        let emit = self.state.emit_path(event.id(), handler_name, attempt);
+        match &self.chain {
+            Some(sink) => chain::collect(
+                sink,
+                event,
+                handler_name,
+                &emit,
+                self.max_follow_ups,
+                self.max_event_bytes,
+            ),
+            None => {
+                self.warn_unprocessed_emits(event, handler_name, attempt);
+                Ok(chain::Emitted::default())
+            }
+        }
+    }
+
+    /// A follow-up past [`chain::MAX_DEPTH`] is not accepted; each is told in
+    /// a `rejected` line naming its chain (SPEC 8).
+    fn record_cuts(
+        &self,
+        parent: &Event,
+        handler_name: &str,
+        cut: &[serde_json::Map<String, serde_json::Value>],
+    ) {
+        for obj in cut {
+            let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            let mut line = RunLine::new(
+                &text("eventId").unwrap_or_default(),
+                "-",
+                RunResult::Rejected,
+            );
+            line.event_type = text("eventType");
+            line.source = text("source");
+            line.causation_id = Some(parent.id().to_owned());
+            line.correlation_id = Some(parent.correlation_id().to_owned());
+            line.error = Some(format!(
+                "chain {} cut at depth {}: the follow-up {handler_name} emitted for {} was not accepted (a chain that loops, A emitting A, ends here)",
+                parent.correlation_id(),
+                chain::MAX_DEPTH,
+                parent.id()
+            ));
+            tracing::warn!("{}", line.error.as_deref().unwrap_or_default());
+            self.log.record(&line);
         }
     }
 
@@ -590,6 +758,18 @@ impl Engine {
         let event_file = self.state.event_file(event)?;
         let out_dir = self.state.out_dir(event.id(), &handler.name)?;
         let emit = self.state.emit_path(event.id(), &handler.name, attempt);
+        // A forced rerun has the attempt number of an earlier run: what that
+        // run wrote must not be read as this one's follow-ups.
+        match std::fs::remove_file(&emit) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(state::StateError {
+                    path: emit,
+                    source: e,
+                });
+            }
+        }
         let argv = match &handler.command {
             HandlerCommand::Argv(argv) => argv.clone(),
             // Spawning a path that does not exist yields the runner's own clear
@@ -637,9 +817,10 @@ impl Engine {
         event: &Event,
         handler: &Handler,
         attempt: u32,
-        previous: Option<DeadLetter>,
-        output: &RunOutput,
+        failure: &Failure,
     ) -> DeadLetter {
+        let output = failure.output;
+        let previous = failure.previous.as_ref();
         let now = time::now_rfc3339();
         let (exit_code, signal, error) = match &output.termination {
             Termination::Exited(c) => (Some(*c), None, None),
@@ -672,7 +853,7 @@ impl Engine {
             state,
             attempts: attempt,
             max_attempts: handler.retry.max_attempts,
-            first_failed_at: previous.map_or_else(|| now.clone(), |p| p.first_failed_at),
+            first_failed_at: previous.map_or_else(|| now.clone(), |p| p.first_failed_at.clone()),
             last_failed_at: now,
             last_result: if matches!(output.termination, Termination::TimedOut { .. }) {
                 "timeout".into()
@@ -681,7 +862,7 @@ impl Engine {
             },
             last_exit_code: exit_code,
             last_signal: signal,
-            last_error: error,
+            last_error: failure.error.clone().or(error),
             stderr_tail: String::from_utf8_lossy(&output.stderr_tail).into_owned(),
             stdout_tail: String::from_utf8_lossy(&output.stdout_tail).into_owned(),
             next_attempt_at,
@@ -716,8 +897,25 @@ impl Engine {
         let mut line = RunLine::new(event.id(), handler, result);
         line.event_type = Some(event.event_type().to_owned());
         line.source = Some(event.source().to_owned());
+        let field = |k: &str| {
+            event
+                .fields()
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        line.causation_id = field("causationId");
+        line.correlation_id = field("correlationId");
         line
     }
+}
+
+/// What a failed run leaves for its dead letter.
+struct Failure<'a> {
+    previous: Option<DeadLetter>,
+    output: &'a RunOutput,
+    /// Why it failed although the handler exited 0 (its follow-ups).
+    error: Option<String>,
 }
 
 /// When a pair that failed `attempt` times runs next. Checked: it never

@@ -246,6 +246,19 @@ pub fn check_envelope(obj: &Map<String, Value>) -> Vec<Violation> {
             format!("{other} is not of type \"string\""),
         )),
     }
+    // Set by autod on follow-ups (SPEC 8); anything else would let a chain
+    // claim to be shallower than it is.
+    if let Some(v) = obj.get(crate::chain::DEPTH_FIELD)
+        && v.as_u64().is_none()
+    {
+        problems.push(Violation::new(
+            format!("/{}", crate::chain::DEPTH_FIELD),
+            "type",
+            format!(
+                "{v} is not a non-negative integer (autod sets it on follow-ups; leave it out)"
+            ),
+        ));
+    }
     problems
 }
 

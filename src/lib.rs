@@ -38,6 +38,7 @@
 //!   safe charset, and no event value is ever put through a shell.
 //! - `.autod/` is private (0700 folders, 0600 files).
 
+pub mod chain;
 pub mod cli;
 mod commands;
 pub mod config;

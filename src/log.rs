@@ -91,6 +91,11 @@ pub struct RunLine {
     /// The input a rejected event came from (file name or `stdin:LINE`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
+    /// Set on follow-ups (SPEC 8): the event whose run emitted this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 impl RunLine {
@@ -108,6 +113,8 @@ impl RunLine {
             signal: None,
             error: None,
             input: None,
+            causation_id: None,
+            correlation_id: None,
         }
     }
 }

@@ -6,9 +6,12 @@
 //! to the root, never to the working directory: cron runs in `$HOME`.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use crate::chain::{Place, Sink};
 use crate::config::{self, Config, ConfigError};
 use crate::engine::Engine;
+use crate::intake::Intake;
 use crate::log::RunLog;
 use crate::state::StateDir;
 
@@ -63,6 +66,14 @@ impl Project {
             self.run_log(),
             jobs,
         )
+    }
+
+    /// An engine whose runs' follow-ups are validated by `intake` and put in
+    /// `processing/`, for the command to deliver itself
+    /// ([`Engine::deliver_follow_ups`]).
+    pub fn chained_engine(&self, jobs: usize, intake: Arc<Mutex<Intake>>) -> Engine {
+        let sink = Sink::new(intake, self.state.clone(), Place::Processing);
+        self.engine(jobs).with_chain(Arc::new(sink))
     }
 }
 

@@ -24,7 +24,10 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
         super::known_handler(project, name)?;
     }
     let max_bytes = project.config.validation.max_event_bytes;
-    let mut intake = Intake::new(&project.root, &project.config)?;
+    let intake = Arc::new(std::sync::Mutex::new(Intake::new(
+        &project.root,
+        &project.config,
+    )?));
     let inputs = intake::read_inputs(&args.files, max_bytes)?;
     let log = project.run_log();
     // Asked once: without --jobs it reads the cgroup's CPU quota from /proc and /sys.
@@ -34,7 +37,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let engine = Arc::new(
         project
-            .engine(jobs)
+            .chained_engine(jobs, Arc::clone(&intake))
             .with_shutdown(stop_rx.clone())
             .with_stop_starting(stop_rx),
     );
@@ -65,6 +68,8 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
         }
         let admitted = match input.bytes {
             Ok(bytes) => intake
+                .lock()
+                .expect("intake lock")
                 .admit(&bytes, args.handler.as_deref())
                 .map_err(|e| (e, bytes)),
             Err(InputError::TooLarge(size)) => Err((
@@ -152,7 +157,19 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
                     if force { Mode::Forced } else { Mode::Requested },
                 )
                 .await;
+            let children: Vec<_> = outcomes
+                .iter()
+                .flat_map(|o| o.follow_ups.iter().cloned())
+                .collect();
             let _ = tx.send((label, event, outcomes));
+            // The whole chain runs in this invocation, and its outcomes count
+            // in the exit code like the root's (SPEC 8).
+            engine
+                .deliver_follow_ups(children, |child, outcomes| {
+                    let label = format!("{} (follow-up)", child.event.source());
+                    let _ = tx.send((label, Arc::new(child.event), outcomes));
+                })
+                .await;
         });
         match key {
             Some(k) => {
@@ -168,6 +185,10 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
         while let Some((label, event, outcomes)) = results_rx.recv().await {
             if outcomes.iter().any(PairOutcome::failed) {
                 code = code.worst(Code::Failed);
+            }
+            if outcomes.iter().any(|o| o.cut_follow_ups > 0) {
+                // A follow-up cut off a too-deep chain is a rejected event.
+                code = code.worst(Code::Rejected);
             }
             if let Some(handlers) = crate::engine::unrecorded(&outcomes) {
                 tracing::error!(

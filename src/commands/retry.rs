@@ -96,7 +96,11 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
         return Ok(code);
     }
 
-    let engine = Arc::new(project.engine(crate::cli::jobs(args.jobs)));
+    let intake = Arc::new(std::sync::Mutex::new(crate::intake::Intake::new(
+        &project.root,
+        &project.config,
+    )?));
+    let engine = Arc::new(project.chained_engine(crate::cli::jobs(args.jobs), intake));
     let rt = super::runtime()?;
     let results = rt.block_on(async {
         let mut tasks = Vec::new();
@@ -115,7 +119,14 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
                 let outcome = engine
                     .run_pair(&event, &record.handler, crate::engine::Mode::Requested)
                     .await;
-                (record, Ok(outcome))
+                // A retried run that now succeeds starts its chain here too.
+                let mut chained = Vec::new();
+                engine
+                    .deliver_follow_ups(outcome.follow_ups.clone(), |child, outcomes| {
+                        chained.push((child, outcomes));
+                    })
+                    .await;
+                (record, Ok((outcome, chained)))
             }));
         }
         let mut results = Vec::new();
@@ -129,7 +140,22 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
     let mut json_runs = Vec::new();
     for (record, result) in results {
         match result {
-            Ok(outcome) => {
+            Ok((outcome, chained)) => {
+                let mut follow_ups = Vec::new();
+                for (child, outcomes) in chained {
+                    for o in &outcomes {
+                        if o.unrecorded {
+                            code = code.worst(Code::Usage);
+                        }
+                        if o.failed() {
+                            failed += 1;
+                            code = code.worst(Code::Failed);
+                        } else {
+                            ok += 1;
+                        }
+                    }
+                    follow_ups.push(json!({"eventId": child.event.id(), "eventType": child.event.event_type(), "runs": outcomes}));
+                }
                 if outcome.unrecorded {
                     tracing::error!(
                         "{} {}: the result could not be recorded; the dead letter is left as it was, so make .autod/ writable and retry again",
@@ -144,7 +170,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
                 } else {
                     ok += 1;
                 }
-                json_runs.push(json!({"eventId": record.event_id, "outcome": outcome}));
+                json_runs.push(json!({"eventId": record.event_id, "outcome": outcome, "followUps": follow_ups}));
             }
             Err(msg) => {
                 tracing::error!("{} {}: {msg}", record.handler, record.event_id);

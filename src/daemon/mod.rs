@@ -33,6 +33,7 @@ use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch as flag};
 
+use crate::chain::{Place, Sink};
 use crate::config::{Config, WatchConfig};
 use crate::engine::Engine;
 use crate::exit::Code;
@@ -53,7 +54,8 @@ pub struct Options {
 struct Generation {
     config: Config,
     engine: Arc<Engine>,
-    intake: Mutex<Intake>,
+    /// Shared with the engine, which validates follow-ups with it.
+    intake: Arc<Mutex<Intake>>,
 }
 
 /// Shared by every task of the daemon.
@@ -105,16 +107,20 @@ fn build(
     killing: &flag::Sender<bool>,
     config: Config,
 ) -> Result<Generation> {
-    let intake = Intake::new(root, &config)?;
+    let intake = Arc::new(Mutex::new(Intake::new(root, &config)?));
     let log = RunLog::new(state.log_dir(), config.log.clone());
+    // Follow-ups go through the inbox, and from there through the same
+    // claim, validation and delivery as every other event.
+    let sink = Sink::new(Arc::clone(&intake), state.clone(), Place::Inbox);
     let engine = Engine::new(root.to_owned(), &config, state.clone(), log, jobs)
+        .with_chain(Arc::new(sink))
         .with_limits(limits, &config)
         .with_shutdown(killing.subscribe())
         .with_stop_starting(stopping.subscribe());
     Ok(Generation {
         config,
         engine: Arc::new(engine),
-        intake: Mutex::new(intake),
+        intake,
     })
 }
 

@@ -77,6 +77,25 @@ impl StateDir {
         Ok(target)
     }
 
+    /// Puts an accepted event straight into processing/, durably, for the
+    /// process that delivers it itself (the follow-ups of `dispatch` and
+    /// `retry`); if that process dies, the next `autod run` recovers it. A
+    /// file already there under the name is the same event (follow-up ids are
+    /// derived from their parent), so it is kept as it is.
+    pub fn processing_put(&self, event: &Event) -> Result<Claimed> {
+        let dir = self.ensure("processing")?;
+        let name = format!("{}.json", event.id());
+        let path = dir.join(&name);
+        let placed = atomic::place_new(&dir, &path, &event.to_json()).at(&path)?;
+        if !placed && !fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+            return Err(std::io::Error::other(
+                "something that is not an event file has this name; remove it",
+            ))
+            .at(&path);
+        }
+        Ok(Claimed { path, name })
+    }
+
     /// Claims every candidate file in the inbox, oldest first. A file that
     /// cannot be claimed is reported in the batch and left where it is; it
     /// does not stop the others.
@@ -171,6 +190,13 @@ impl StateDir {
     pub fn processing_done(&self, claimed: &Claimed) -> Result<()> {
         self.processing_unhold(&claimed.name);
         atomic::remove(&claimed.path).at(&claimed.path)
+    }
+
+    /// [`StateDir::processing_done`] for a file [`StateDir::processing_put`] wrote.
+    pub fn processing_forget(&self, event_id: &str) -> Result<()> {
+        let name = format!("{event_id}.json");
+        let path = self.processing_dir().join(&name);
+        self.processing_done(&Claimed { path, name })
     }
 
     fn held_path(&self, name: &str) -> PathBuf {

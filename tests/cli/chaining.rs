@@ -1,0 +1,308 @@
+//! Chaining (SPEC 8) through `dispatch` and `retry`: follow-ups written to
+//! AUTOD_EMIT become events of their own, run in the same invocation.
+
+use serde_json::{Value, json};
+
+use crate::common::{Project, event};
+
+/// Records each run as `<handler> <eventId> <source> <correlationId>` in runs.log.
+const TRACE: &str = r#"echo "$AUTOD_HANDLER $AUTOD_EVENT_ID $AUTOD_EVENT_SOURCE $AUTOD_CORRELATION_ID" >> runs.log"#;
+
+/// ingest → (two) enrich → act; `enrich` fails on its first attempt when the
+/// file `flaky` exists.
+fn pipeline() -> Project {
+    Project::new()
+        .open_schema("signal.raw")
+        .schema(
+            "signal.clean",
+            json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}),
+        )
+        .open_schema("signal.rich")
+        .config(
+            r#"
+            [handlers.ingest]
+            on = ["signal.raw"]
+            [handlers.enrich]
+            on = ["signal.clean"]
+            retry = { initial = "1h", max = "1h" }
+            [handlers.act]
+            on = ["signal.rich"]
+            "#,
+        )
+        .handler(
+            "ingest",
+            &format!(
+                "cat >/dev/null\n{TRACE}\n\
+                 echo '{{\"eventType\":\"signal.clean\",\"payload\":{{\"n\":1}}}}' >> \"$AUTOD_EMIT\"\n\
+                 echo '{{\"eventType\":\"signal.clean\",\"payload\":{{\"n\":2}},\"eventId\":\"mine\",\"source\":\"spoofed\"}}' >> \"$AUTOD_EMIT\""
+            ),
+        )
+        .handler(
+            "enrich",
+            &format!(
+                "cat > \"$AUTOD_OUTPUT_DIR/in.json\"\n\
+                 if [ -e flaky ] && [ \"$AUTOD_ATTEMPT\" = 1 ]; then echo 'upstream down' >&2; exit 1; fi\n\
+                 {TRACE}\n\
+                 echo '{{\"eventType\":\"signal.rich\",\"payload\":{{}}}}' >> \"$AUTOD_EMIT\""
+            ),
+        )
+        .handler("act", &format!("cat > \"$AUTOD_OUTPUT_DIR/in.json\"\n{TRACE}"))
+        .event("root.json", event("signal.raw", "root-1", json!({})))
+}
+
+fn runs_of(p: &Project, handler: &str) -> Vec<Vec<String>> {
+    p.runs()
+        .iter()
+        .map(|l| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .filter(|w| w[0] == handler)
+        .collect()
+}
+
+#[test]
+fn dispatch_runs_the_whole_chain_with_derived_ids_and_causation() {
+    let p = pipeline();
+    let out = p.autod(["dispatch", "--json", "root.json"]).run();
+    out.code(0);
+    let ingest = runs_of(&p, "ingest");
+    let enrich = runs_of(&p, "enrich");
+    let act = runs_of(&p, "act");
+    assert_eq!((ingest.len(), enrich.len(), act.len()), (1, 2, 2), "{out}");
+    for run in enrich.iter().chain(&act) {
+        assert_eq!(
+            run[3], "root-1",
+            "the correlation id is the root's: {run:?}"
+        );
+    }
+    assert!(
+        enrich.iter().all(|r| r[2] == "handler:ingest"),
+        "{enrich:?}"
+    );
+    assert!(act.iter().all(|r| r[2] == "handler:enrich"), "{act:?}");
+    assert!(
+        enrich.iter().all(|r| r[1] != "mine"),
+        "an eventId the handler wrote is replaced by the derived one"
+    );
+
+    // The event a stage receives says where it came from.
+    let child_id = &act[0][1];
+    let got: Value =
+        serde_json::from_str(&p.read(&format!(".autod/out/{child_id}/act/in.json"))).unwrap();
+    assert_eq!(got["source"], "handler:enrich");
+    assert_eq!(got["correlationId"], "root-1");
+    assert_eq!(got["chainDepth"], 2);
+    let parent = got["causationId"].as_str().unwrap();
+    assert!(
+        enrich.iter().any(|r| r[1] == parent),
+        "{parent} is an enrich event"
+    );
+
+    // Every event of the chain is reported, and nothing is left in processing/.
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(
+        lines[0]["runs"][0]["followUps"].as_array().unwrap().len(),
+        2
+    );
+    assert!(
+        std::fs::read_dir(p.path(".autod/processing"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    let log = p.log();
+    let act_lines: Vec<&Value> = log.iter().filter(|l| l["handler"] == "act").collect();
+    assert!(
+        act_lines
+            .iter()
+            .all(|l| l["correlationId"] == "root-1" && l["causationId"].is_string())
+    );
+
+    // Dispatched again, or forced: the children have the same ids, and they
+    // already succeeded, so nothing below the root runs again.
+    p.autod(["dispatch", "root.json"]).run().code(0);
+    p.autod(["dispatch", "--force", "root.json"]).run().code(0);
+    assert_eq!(runs_of(&p, "ingest").len(), 2);
+    assert_eq!(runs_of(&p, "enrich").len(), 2);
+    assert_eq!(runs_of(&p, "act").len(), 2);
+}
+
+#[test]
+fn a_failing_middle_stage_is_retried_without_duplicate_children() {
+    let p = pipeline().file("flaky", "");
+    p.autod(["dispatch", "root.json"])
+        .run()
+        .code(1)
+        .stderr_has("upstream down");
+    assert_eq!(runs_of(&p, "enrich").len(), 0);
+    assert_eq!(runs_of(&p, "act").len(), 0);
+    assert_eq!(
+        p.autod(["dead", "list", "--json"]).run().json_lines().len(),
+        1
+    );
+
+    let out = p.autod(["retry", "--all", "--json"]).run();
+    out.code(0);
+    assert_eq!(runs_of(&p, "enrich").len(), 2);
+    assert_eq!(
+        runs_of(&p, "act").len(),
+        2,
+        "the retried stage's chain ran on: {out}"
+    );
+    let retried = &out.json_lines()[0]["retried"];
+    let follow_ups: usize = retried
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["followUps"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(follow_ups, 2, "{out}");
+
+    // Nothing left to do: the root and every stage are done.
+    p.autod(["retry", "--all"]).run().code(0);
+    p.autod(["dispatch", "root.json"]).run().code(0);
+    assert_eq!(runs_of(&p, "act").len(), 2);
+    assert_eq!(runs_of(&p, "ingest").len(), 1);
+}
+
+/// A project whose `bad` handler writes `emit` (a shell snippet) into AUTOD_EMIT.
+fn emitting(emit: &str, extra_config: &str) -> Project {
+    Project::new()
+        .schema(
+            "job.next",
+            json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}),
+        )
+        .open_schema("job.start")
+        .config(&format!(
+            "{extra_config}\n[handlers.bad]\non = [\"job.start\"]\nretry = {{ initial = \"1h\", max = \"1h\" }}\n[handlers.next]\non = [\"job.next\"]\n"
+        ))
+        .handler("bad", &format!("cat >/dev/null\n{emit}"))
+        .handler("next", TRACE)
+        .event("e.json", event("job.start", "ev-1", json!({})))
+}
+
+#[track_caller]
+fn fails_the_parent(p: &Project, why: &str) {
+    let out = p.autod(["dispatch", "e.json"]).run();
+    out.code(1).stderr_has(why);
+    assert!(runs_of(p, "next").is_empty(), "no follow-up ran: {out}");
+    let letter = p.dead_letter("bad", "ev-1");
+    assert_eq!(letter["state"], "waiting", "retryable: {letter}");
+    assert!(
+        letter["lastError"].as_str().unwrap().contains(why),
+        "{letter}"
+    );
+    assert!(!p.done("ev-1", "bad"));
+    let processing = p.path(".autod/processing");
+    assert!(
+        !processing.exists() || std::fs::read_dir(processing).unwrap().next().is_none(),
+        "nothing half-accepted"
+    );
+}
+
+#[test]
+fn one_invalid_follow_up_accepts_none_and_names_the_line_and_the_violation() {
+    let p = emitting(
+        r#"echo '{"eventType":"job.next","payload":{"n":1}}' >> "$AUTOD_EMIT"
+           echo '{"eventType":"job.next","payload":{"n":"two"}}' >> "$AUTOD_EMIT""#,
+        "",
+    );
+    fails_the_parent(&p, "AUTOD_EMIT line 2");
+    let letter = p.dead_letter("bad", "ev-1");
+    assert!(
+        letter["lastError"].as_str().unwrap().contains("/payload/n"),
+        "{letter}"
+    );
+}
+
+#[test]
+fn follow_ups_that_are_not_events_fail_the_parent() {
+    for (emit, why) in [
+        (r#"echo 'not json' >> "$AUTOD_EMIT""#, "line 1: not JSON"),
+        (
+            r#"echo '[1,2]' >> "$AUTOD_EMIT""#,
+            "line 1: a follow-up is one JSON object",
+        ),
+        (
+            r#"echo '{"eventType":"nobody.wants","payload":{}}' >> "$AUTOD_EMIT""#,
+            "AUTOD_EMIT line 1",
+        ),
+        (
+            r#"echo '{"eventType":"bad id!","payload":{}}' >> "$AUTOD_EMIT""#,
+            "/eventType",
+        ),
+        (
+            r#"echo '{"specversion":"1.0","type":"job.next","id":"x","source":"s","data":{"n":1}}' >> "$AUTOD_EMIT""#,
+            "not a CloudEvent",
+        ),
+        (r#"mkfifo "$AUTOD_EMIT""#, "is a FIFO"),
+        (r#"ln -s /etc/passwd "$AUTOD_EMIT""#, "is a symbolic link"),
+    ] {
+        let p = emitting(emit, "[validation]\nrequire_schema = false");
+        fails_the_parent(&p, why);
+    }
+}
+
+#[test]
+fn follow_ups_are_bounded_in_number_and_size() {
+    let p = emitting(
+        r#"for i in 1 2 3; do echo '{"eventType":"job.next","payload":{"n":1}}' >> "$AUTOD_EMIT"; done"#,
+        "[chaining]\nmax_follow_ups = 2",
+    );
+    fails_the_parent(&p, "more than 2 follow-ups");
+
+    // 100 MB in one line: refused at max_event_bytes, without reading it all.
+    let p = emitting(
+        r#"head -c 100000000 /dev/zero | tr '\0' x >> "$AUTOD_EMIT""#,
+        "[validation]\nmax_event_bytes = 1024",
+    );
+    fails_the_parent(&p, "longer than max_event_bytes (1024 bytes)");
+}
+
+#[test]
+fn a_chain_that_loops_is_cut_at_depth_16_with_a_rejected_line() {
+    let p = Project::new()
+        .open_schema("loop.tick")
+        .config("[handlers.again]\non = [\"loop.tick\"]\n")
+        .handler(
+            "again",
+            &format!(
+                "cat >/dev/null\n{TRACE}\necho '{{\"eventType\":\"loop.tick\",\"payload\":{{}}}}' >> \"$AUTOD_EMIT\""
+            ),
+        )
+        .event("e.json", event("loop.tick", "tick-0", json!({})));
+    let out = p.autod(["dispatch", "e.json"]).run();
+    out.code(3).stderr_has("cut at depth 16");
+    assert_eq!(
+        runs_of(&p, "again").len(),
+        17,
+        "the root and 16 follow-ups: {out}"
+    );
+    let rejected = p.logged("rejected");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let line = p
+        .log()
+        .into_iter()
+        .find(|l| l["result"] == "rejected")
+        .unwrap();
+    assert_eq!(line["correlationId"], "tick-0");
+    assert!(
+        line["error"].as_str().unwrap().contains("chain tick-0"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_follow_up_cannot_claim_a_depth_of_its_own() {
+    let p = Project::new()
+        .open_schema("x.y")
+        .config("[handlers.h]\non = [\"x.y\"]\n")
+        .handler("h", TRACE)
+        .file(
+            "e.json",
+            r#"{"eventType":"x.y","source":"cli","payload":{},"chainDepth":-1}"#,
+        );
+    p.autod(["dispatch", "e.json"])
+        .run()
+        .code(3)
+        .stderr_has("/chainDepth");
+}
