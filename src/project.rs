@@ -58,7 +58,11 @@ impl Project {
     }
 
     /// The engine that runs this project's pairs, `jobs` at a time.
-    pub fn engine(&self, jobs: usize) -> Engine {
+    /// The engine of `dispatch` and `retry`: its runs' follow-ups are
+    /// validated by `intake` and put in `processing/`, for the command to
+    /// deliver itself ([`Engine::deliver_follow_ups`]).
+    pub fn engine(&self, jobs: usize, intake: Arc<Mutex<Intake>>) -> Engine {
+        let sink = Sink::new(intake, self.state.clone(), Place::Processing);
         Engine::new(
             self.root.clone(),
             &self.config,
@@ -66,14 +70,7 @@ impl Project {
             self.run_log(),
             jobs,
         )
-    }
-
-    /// An engine whose runs' follow-ups are validated by `intake` and put in
-    /// `processing/`, for the command to deliver itself
-    /// ([`Engine::deliver_follow_ups`]).
-    pub fn chained_engine(&self, jobs: usize, intake: Arc<Mutex<Intake>>) -> Engine {
-        let sink = Sink::new(intake, self.state.clone(), Place::Processing);
-        self.engine(jobs).with_chain(Arc::new(sink))
+        .with_chain(Arc::new(sink))
     }
 }
 

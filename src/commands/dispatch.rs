@@ -37,7 +37,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let engine = Arc::new(
         project
-            .chained_engine(jobs, Arc::clone(&intake))
+            .engine(jobs, Arc::clone(&intake))
             .with_shutdown(stop_rx.clone())
             .with_stop_starting(stop_rx),
     );

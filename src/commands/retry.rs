@@ -72,14 +72,26 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
             code = code.worst(Code::Usage);
         }
     }
-    if chosen.is_empty() && !args.event_ids.is_empty() {
+    let intake = Arc::new(std::sync::Mutex::new(crate::intake::Intake::new(
+        &project.root,
+        &project.config,
+    )?));
+    // Plain `autod retry` (what cron runs) also finishes what a dead process
+    // left in processing/: a follow-up whose `dispatch` was killed, an event
+    // a stopped daemon had claimed. Only without a daemon, which owns them.
+    let left = if args.event_ids.is_empty() && args.handler.is_none() {
+        left_over(project, &intake)
+    } else {
+        Vec::new()
+    };
+    if chosen.is_empty() && left.is_empty() && !args.event_ids.is_empty() {
         // Each named id was reported above: no second message saying the same.
         if g.json {
             output::json(&json!({"retried": [], "notDue": not_due}));
         }
         return Ok(code);
     }
-    if chosen.is_empty() {
+    if chosen.is_empty() && left.is_empty() {
         let msg = match (not_due, &next_due) {
             (0, _) => "nothing to retry: no dead letters".to_owned(),
             (n, Some(at)) => {
@@ -96,12 +108,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
         return Ok(code);
     }
 
-    let intake = Arc::new(std::sync::Mutex::new(crate::intake::Intake::new(
-        &project.root,
-        &project.config,
-    )?));
-    let engine = Arc::new(project.chained_engine(crate::cli::jobs(args.jobs), intake));
+    let engine = Arc::new(project.engine(crate::cli::jobs(args.jobs), intake));
     let rt = super::runtime()?;
+    let recovered = rt.block_on(finish_left_over(&engine, project, left));
     let results = rt.block_on(async {
         let mut tasks = Vec::new();
         for record in chosen {
@@ -182,9 +191,111 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
             }
         }
     }
+    let mut json_recovered = Vec::new();
+    for (event, outcomes) in recovered {
+        for o in &outcomes {
+            if o.unrecorded {
+                code = code.worst(Code::Usage);
+            }
+            if o.failed() {
+                failed += 1;
+                code = code.worst(Code::Failed);
+            } else {
+                ok += 1;
+            }
+        }
+        json_recovered.push(
+            json!({"eventId": event.id(), "eventType": event.event_type(), "runs": outcomes}),
+        );
+    }
     tracing::info!("retried {}: {ok} ok, {failed} failed", ok + failed);
     if g.json {
-        output::json(&json!({"retried": json_runs, "notDue": not_due}));
+        output::json(
+            &json!({"retried": json_runs, "notDue": not_due, "recovered": json_recovered}),
+        );
     }
     Ok(code)
+}
+
+/// The events in processing/ that no live process is delivering, validated
+/// again; `[]` while a daemon runs. One the project cannot take now stays
+/// where it is, with the reason told.
+fn left_over(
+    project: &Project,
+    intake: &std::sync::Mutex<crate::intake::Intake>,
+) -> Vec<(crate::state::inbox::Claimed, crate::intake::Admitted)> {
+    if project.state.daemon_running().is_some() {
+        return Vec::new();
+    }
+    let Ok(claimed) = project.state.processing_recover() else {
+        return Vec::new();
+    };
+    let max = project.config.validation.max_event_bytes;
+    let mut out = Vec::new();
+    for c in claimed {
+        let bytes = match std::fs::read(&c.path) {
+            Ok(b) if b.len() as u64 <= max => b,
+            Ok(_) => {
+                tracing::warn!(
+                    "processing/{}: larger than max_event_bytes; left for `autod run`",
+                    c.name
+                );
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                tracing::warn!("processing/{}: {e}", c.name);
+                continue;
+            }
+        };
+        match intake.lock().expect("intake lock").admit(&bytes, None) {
+            Ok(a) => out.push((c, a)),
+            Err(invalid) => tracing::warn!(
+                "processing/{}: left where it is ({invalid}); `autod run` holds or rejects it and says why",
+                c.name
+            ),
+        }
+    }
+    out
+}
+
+/// Delivers the left-over events like the daemon's recovery does (automatic
+/// delivery: given-up pairs stay given up), chains included, and lets each
+/// file go once every pair has an outcome.
+async fn finish_left_over(
+    engine: &Arc<crate::engine::Engine>,
+    project: &Project,
+    left: Vec<(crate::state::inbox::Claimed, crate::intake::Admitted)>,
+) -> Vec<(Event, Vec<crate::engine::PairOutcome>)> {
+    let mut out = Vec::new();
+    for (claimed, admitted) in left {
+        tracing::info!(
+            "processing/{}: left by a process that stopped; delivering it",
+            claimed.name
+        );
+        let event = Arc::new(admitted.event);
+        let outcomes = engine
+            .deliver(
+                Arc::clone(&event),
+                admitted.handlers,
+                crate::engine::Mode::Automatic,
+            )
+            .await;
+        let children: Vec<_> = outcomes
+            .iter()
+            .flat_map(|o| o.follow_ups.iter().cloned())
+            .collect();
+        if outcomes.iter().all(crate::engine::PairOutcome::recorded)
+            && let Err(e) = project.state.processing_done(&claimed)
+        {
+            tracing::warn!("{e}");
+        }
+        out.push(((*event).clone(), outcomes));
+        engine
+            .deliver_follow_ups(children, |child, outcomes| {
+                out.push((child.event, outcomes))
+            })
+            .await;
+    }
+    out
 }

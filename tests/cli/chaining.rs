@@ -306,3 +306,72 @@ fn a_follow_up_cannot_claim_a_depth_of_its_own() {
         .code(3)
         .stderr_has("/chainDepth");
 }
+
+#[test]
+fn a_follow_up_whose_dispatch_was_killed_is_finished_by_autod_retry() {
+    // The second stage kills its own autod (SIGKILL) on the first try: the
+    // root is done, its follow-up durable in processing/, and nobody left to
+    // run it. The `autod retry` that cron runs every few minutes finishes it.
+    let p = Project::new()
+        .open_schema("a.one")
+        .open_schema("a.two")
+        .config("[handlers.first]\non = [\"a.one\"]\n[handlers.second]\non = [\"a.two\"]\n")
+        .handler(
+            "first",
+            &format!("cat >/dev/null\n{TRACE}\necho '{{\"eventType\":\"a.two\",\"payload\":{{}}}}' >> \"$AUTOD_EMIT\""),
+        )
+        .handler(
+            "second",
+            &format!("cat >/dev/null\nif [ ! -e killed ]; then touch killed; kill -9 $PPID; exit 1; fi\n{TRACE}"),
+        )
+        .event("e.json", event("a.one", "k-1", json!({})));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_autod"))
+        .args([
+            "--root",
+            &p.root().display().to_string(),
+            "dispatch",
+            "e.json",
+        ])
+        .current_dir(p.root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the handler killed its dispatch"
+    );
+    assert!(p.done("k-1", "first"));
+    let left: Vec<_> = std::fs::read_dir(p.path(".autod/processing"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(left.len(), 1, "the follow-up is durable: {left:?}");
+
+    // Re-dispatching the root does not lose or duplicate it: the root is done.
+    p.autod(["dispatch", "e.json"]).run().code(0);
+    let status = p.autod(["status", "--json"]).run();
+    assert_eq!(status.json_lines()[0]["processing"], 1, "{status}");
+
+    let out = p.autod(["retry", "--json"]).run();
+    out.code(0);
+    assert_eq!(runs_of(&p, "second").len(), 1, "{out}");
+    assert_eq!(
+        out.json_lines()[0]["recovered"].as_array().unwrap().len(),
+        1,
+        "{out}"
+    );
+    let processing: Vec<_> = std::fs::read_dir(p.path(".autod/processing"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(processing.is_empty(), "{processing:?}");
+    p.autod(["retry"]).run().code(0);
+    assert_eq!(runs_of(&p, "second").len(), 1);
+    assert_eq!(runs_of(&p, "first").len(), 1);
+}

@@ -293,28 +293,3 @@ fn output_tail_cut_inside_a_character_stays_within_64_kib() {
         &tail[..12]
     );
 }
-
-/// Chaining (SPEC 8) is not processed yet: follow-ups a handler writes are
-/// kept and named in a warning, never dropped without a word.
-#[test]
-fn follow_ups_written_to_autod_emit_are_not_lost_silently() {
-    let p = project(
-        "",
-        r#"echo '{"eventType":"job.next","source":"h","payload":{}}' >> "$AUTOD_EMIT""#,
-    );
-    p.autod(["dispatch", "e.json"])
-        .run()
-        .code(0)
-        .stderr_has("handler h wrote 1 follow-up event(s) to AUTOD_EMIT for ev-1")
-        .stderr_has("does not dispatch follow-ups yet");
-    let kept = p.read(".autod/out/ev-1/h/.emit.1.jsonl");
-    assert!(kept.contains("job.next"), "{kept}");
-    assert_eq!(p.logged("ok"), [("h".into(), "ev-1".into())]);
-
-    let quiet = project("", "exit 0");
-    quiet
-        .autod(["dispatch", "e.json"])
-        .run()
-        .code(0)
-        .stderr_lacks("AUTOD_EMIT");
-}

@@ -5,6 +5,7 @@
 //! idling is the point), and every daemon is killed at the end of its test even
 //! when the test fails.
 
+mod chaining;
 mod helper;
 
 mod clock;
