@@ -192,9 +192,15 @@ impl Schemas {
 
     /// Bytes in, a normalized event out, or every reason it is not one.
     pub fn accept(&mut self, bytes: &[u8]) -> Result<Event, Invalid> {
-        let obj =
-            event::decode(bytes, self.max_event_bytes).map_err(|v| Invalid::Rejected(vec![v]))?;
-        self.accept_object(obj)
+        let decoded = event::decode_input(bytes, self.max_event_bytes)
+            .map_err(|v| Invalid::Rejected(vec![v]))?;
+        let accepted = self.accept_object(decoded.fields);
+        match accepted {
+            Err(Invalid::Rejected(v)) if decoded.cloudevent => Err(Invalid::Rejected(
+                v.into_iter().map(event::in_cloudevent_terms).collect(),
+            )),
+            other => other,
+        }
     }
 
     pub fn accept_object(&mut self, obj: Map<String, Value>) -> Result<Event, Invalid> {

@@ -500,7 +500,9 @@ impl Watch {
             );
             tracing::error!("{}: {why}", self.origin);
             let mut line = crate::log::RunLine::new("-", "-", crate::log::RunResult::Rejected);
-            line.input = Some(format!("{}:{rel}", self.origin));
+            line.event_type = Some(self.event_type.clone());
+            line.input = Some(self.origin.clone());
+            line.file = Some(rel.clone());
             line.error = Some(why);
             self.daemon.generation().engine.log().record(&line);
             return;
@@ -513,7 +515,7 @@ impl Watch {
             kind,
             meta.as_ref(),
         );
-        if !super::submit(&self.daemon, event, &self.origin) {
+        if !super::submit_about(&self.daemon, event, &self.origin, Some(&rel)) {
             // Not queued (the inbox is unwritable): the watch has not seen it
             // yet, so the record cannot say so, and it is tried again.
             match before {
