@@ -223,7 +223,11 @@ fn rename_word(text: &str, word: &str, with: &str) -> String {
         let after = rest[i + word.len()..].chars().next();
         let alone = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
         out.push_str(&rest[..i]);
-        out.push_str(if alone(before) && alone(after) { with } else { word });
+        out.push_str(if alone(before) && alone(after) {
+            with
+        } else {
+            word
+        });
         rest = &rest[i + word.len()..];
     }
     out.push_str(rest);
@@ -461,6 +465,46 @@ mod tests {
         assert_eq!(obj["ts"], "2026-01-01T00:00:00Z");
         assert_eq!(obj["subject"], "keep");
         assert!(!obj.contains_key("data"));
+    }
+
+    #[test]
+    fn an_autod_name_beside_the_attributes_is_ambiguous() {
+        let ce = json!({"specversion":"1.0","type":"t","eventType":"f","source":"s"});
+        let err = decode(ce.to_string().as_bytes(), 1 << 20).unwrap_err();
+        assert_eq!(err.pointer, "/eventType");
+        assert!(err.message.contains("`type`"), "{}", err.message);
+        // Once mapped (what the inbox holds), it is an autod event.
+        let mapped = json!({"specversion":"1.0","eventType":"f","source":"s","payload":1});
+        let obj = decode(mapped.to_string().as_bytes(), 1 << 20).unwrap();
+        assert_eq!(obj["eventType"], "f");
+        assert_eq!(obj["payload"], 1);
+    }
+
+    #[test]
+    fn violations_are_told_in_cloudevents_terms() {
+        let v = in_cloudevent_terms(Violation::new("/payload/a", "type", "x"));
+        assert_eq!(v.pointer, "/data/a");
+        let v = in_cloudevent_terms(Violation::new(
+            "/eventType",
+            "pattern",
+            "\"a/b\" is not a valid eventType: use letters",
+        ));
+        assert_eq!(v.pointer, "/type");
+        assert!(v.message.contains("valid type:"), "{}", v.message);
+        let v = in_cloudevent_terms(Violation::new(
+            "",
+            "required",
+            "\"eventType\" is a required property",
+        ));
+        assert_eq!(v.message, "\"type\" is a required property");
+        assert_eq!(
+            in_cloudevent_terms(Violation::new("/payloads", "k", "m")).pointer,
+            "/payloads"
+        );
+        assert_eq!(
+            rename_word("eventTypes eventType", "eventType", "type"),
+            "eventTypes type"
+        );
     }
 
     #[test]
