@@ -347,9 +347,16 @@ pub enum NewCommand {
         on: Vec<String>,
     },
     /// schemas/TYPE.json plus a valid and an invalid fixture
+    #[command(
+        after_help = "Examples:\n  autod new event note.saved\n  autod new event photo.added --watch    # for a [[watches]] event_type"
+    )]
     Event {
         #[arg(value_name = "TYPE")]
         event_type: String,
+        /// Write the schema of a watch's payload {path, relPath, kind, size, mtime}
+        /// (for a [[watches]] table's event_type) instead of a placeholder
+        #[arg(long)]
+        watch: bool,
     },
 }
 

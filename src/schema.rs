@@ -244,6 +244,30 @@ impl Schemas {
         Ok(Event::normalize(obj))
     }
 
+    /// Why `payload` does not validate against `schemas/<event_type>.json`:
+    /// for each error, where in the payload, where in the schema (the keyword's
+    /// JSON pointer) and what it says. `None` when there is no such schema.
+    pub fn payload_refusals(
+        &mut self,
+        event_type: &str,
+        payload: &Value,
+    ) -> Result<Option<Vec<Refusal>>, SchemaError> {
+        let Some(validator) = self.payload_validator(event_type)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            validator
+                .iter_errors(payload)
+                .take(MAX_VIOLATIONS)
+                .map(|e| Refusal {
+                    at: e.instance_path().to_string(),
+                    schema_pointer: e.schema_path().to_string(),
+                    message: e.to_string(),
+                })
+                .collect(),
+        ))
+    }
+
     fn payload_validator(
         &mut self,
         event_type: &str,
@@ -269,6 +293,16 @@ impl Schemas {
         }
         Ok(compiled)
     }
+}
+
+/// One way a value fails its schema, as [`Schemas::payload_refusals`] tells it.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// JSON pointer into the value.
+    pub at: String,
+    /// JSON pointer into the schema, to the keyword that refused it.
+    pub schema_pointer: String,
+    pub message: String,
 }
 
 fn collect(validator: &Validator, instance: &Value, prefix: &str) -> Vec<Violation> {

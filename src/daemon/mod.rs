@@ -24,6 +24,9 @@ mod retry;
 mod schedule;
 mod watch;
 
+// The watch payload's shape, for `autod lint` to check schemas against.
+pub(crate) use watch::{Kind as WatchKind, kinds as watch_kinds, payload as watch_payload};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -82,3 +82,90 @@ fn completions_for_bash() {
         .run();
     out.code(0).stdout_has("autod").stdout_has("dispatch");
 }
+
+/// The README's tour: the scaffolded fixture has an eventId, so dispatching
+/// it again skips the handler instead of running it a second time.
+#[test]
+fn a_scaffolded_fixture_dispatched_twice_is_skipped_the_second_time() {
+    let p = Project::bare();
+    p.autod(["init"]).run().code(0);
+    p.autod(["new", "event", "photo.added"]).run().code(0);
+    p.autod(["new", "handler", "thumbnailer", "--on", "photo.*"])
+        .run()
+        .code(0);
+    let fixture: serde_json::Value =
+        serde_json::from_str(&p.read("fixtures/photo.added/example.json")).unwrap();
+    assert_eq!(fixture["eventId"], "photo.added-example", "{fixture}");
+    p.autod(["dispatch", "fixtures/photo.added/example.json"])
+        .run()
+        .code(0)
+        .stderr_has("ok       thumbnailer photo.added photo.added-example");
+    p.autod(["dispatch", "fixtures/photo.added/example.json"])
+        .run()
+        .code(0)
+        .stderr_has("skipped  thumbnailer photo.added photo.added-example (already succeeded)");
+    assert_eq!(
+        p.logged("skipped"),
+        [("thumbnailer".into(), "photo.added-example".into())]
+    );
+    // Another type's example is another event, not a skip of this one.
+    p.autod(["new", "event", "photo.removed"]).run().code(0);
+    p.autod(["dispatch", "fixtures/photo.removed/example.json"])
+        .run()
+        .code(0)
+        .stderr_has("ok       thumbnailer photo.removed photo.removed-example");
+}
+
+#[test]
+fn new_event_watch_writes_the_watch_payload_schema_and_lint_is_clean() {
+    let p = Project::bare();
+    p.autod(["init"]).run().code(0);
+    p.autod(["new", "event", "file.seen", "--watch"])
+        .run()
+        .code(0)
+        .stderr_has("created schemas/file.seen.json")
+        .stderr_has("created fixtures/file.seen/removed.json")
+        .stderr_has("[[watches]]");
+    let schema: serde_json::Value =
+        serde_json::from_str(&p.read("schemas/file.seen.json")).unwrap();
+    assert_eq!(
+        schema["required"],
+        serde_json::json!(["path", "relPath", "kind", "size", "mtime"])
+    );
+    p.autod(["new", "handler", "seen", "--on", "file.seen"])
+        .run()
+        .code(0);
+    std::fs::create_dir(p.path("watched")).unwrap();
+    let mut config = p.read("autod.toml");
+    config.push_str(
+        "\n[[watches]]\nname = \"files\"\npath = \"watched\"\non = [\"create\", \"modify\", \"remove\"]\nevent_type = \"file.seen\"\n",
+    );
+    std::fs::write(p.path("autod.toml"), config).unwrap();
+    p.autod(["lint", "--strict"])
+        .run()
+        .code(0)
+        .stderr_has("lint: clean");
+    // Its fixtures are events a watch could send: both dispatch.
+    p.autod([
+        "dispatch",
+        "fixtures/file.seen/example.json",
+        "fixtures/file.seen/removed.json",
+    ])
+    .run()
+    .code(0);
+}
+
+#[test]
+fn new_event_refuses_an_existing_schema_naming_it_relatively() {
+    let p = Project::new();
+    p.autod(["new", "event", "a.b"]).run().code(0);
+    let out = p.autod(["new", "event", "a.b", "--watch"]).run();
+    out.code(2)
+        .stderr_has("schemas/a.b.json already exists")
+        .stderr_has("move it aside");
+    assert!(
+        !out.stderr.contains(&p.root().display().to_string()),
+        "{out}"
+    );
+    assert!(!p.read("schemas/a.b.json").contains("relPath"));
+}

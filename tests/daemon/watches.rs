@@ -582,3 +582,33 @@ fn a_rejected_watch_event_names_the_file() {
         "{stdout}"
     );
 }
+
+/// `autod new event TYPE --watch` writes the schema of what a watch really
+/// sends: a creation and a removal (size and mtime null) both pass it.
+#[test]
+fn the_scaffolded_watch_schema_accepts_real_watch_events() {
+    let p = Project::new()
+        .config(&config(
+            "path = \"watched\"\non = [\"create\", \"remove\"]\ndebounce = \"50ms\"",
+        ))
+        .handler("recorder", RECORDER);
+    p.autod(["new", "event", "file.changed", "--watch"])
+        .assert()
+        .success();
+    fs::create_dir_all(p.path("watched")).unwrap();
+    let _daemon = p.start(&[]);
+    let kinds_seen = || {
+        let text = fs::read_to_string(p.path("events.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|e| e["payload"]["kind"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
+    fs::write(p.path("watched/scaffolded.txt"), "x").unwrap();
+    wait_until(LIMIT, "the creation", || kinds_seen() == ["create"]);
+    fs::remove_file(p.path("watched/scaffolded.txt")).unwrap();
+    wait_until(LIMIT, "the removal", || {
+        kinds_seen() == ["create", "remove"]
+    });
+    assert!(p.logged("rejected").is_empty(), "{:?}", p.log());
+}

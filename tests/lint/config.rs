@@ -275,8 +275,10 @@ fn schedule_for_an_event_type_without_schema_is_a_warning() {
 #[test]
 fn watch_folder_missing_is_a_warning() {
     let p = Project::clean();
+    // A type whose schema takes the watch payload (checked by watches.rs).
+    p.write("schemas/job.seen.json", "{}");
     p.config_with(
-        "\n[[watches]]\nname = \"drop\"\npath = \"no-such-folder\"\nevent_type = \"job.done\"\n",
+        "\n[[watches]]\nname = \"drop\"\npath = \"no-such-folder\"\nevent_type = \"job.seen\"\n",
     );
     let f = assert_warning(&p, "watch-path", "autod.toml");
     assert_eq!(f["line"], 7, "{f}");
@@ -299,9 +301,11 @@ fn watch_folder_missing_is_a_warning() {
 #[test]
 fn watch_folder_that_exists_is_clean() {
     let p = Project::clean();
+    // A type whose schema takes the watch payload (checked by watches.rs).
+    p.write("schemas/job.seen.json", "{}");
     std::fs::create_dir(p.path("inbox-drop")).unwrap();
     p.config_with(
-        "\n[[watches]]\nname = \"drop\"\npath = \"inbox-drop\"\nevent_type = \"job.done\"\n",
+        "\n[[watches]]\nname = \"drop\"\npath = \"inbox-drop\"\nevent_type = \"job.seen\"\n",
     );
     let run = p.autod(&["lint", "--strict"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
@@ -312,10 +316,12 @@ fn watch_folder_that_exists_is_clean() {
 #[test]
 fn unknown_keys_do_not_hide_the_other_checks() {
     let p = Project::clean();
+    // A type whose schema takes the watch payload (checked by watches.rs).
+    p.write("schemas/job.seen.json", "{}");
     p.chmod("handlers/notify/main.sh", 0o644);
     p.config_with(concat!(
         "tiemout = \"3s\"\n",
-        "\n[[watches]]\nname = \"drop\"\npath = \"no-such-folder\"\nevent_type = \"job.done\"\n",
+        "\n[[watches]]\nname = \"drop\"\npath = \"no-such-folder\"\nevent_type = \"job.seen\"\n",
         "\n[routing]\ntypo = 1\n",
     ));
     let run = p.lint(&[]);
