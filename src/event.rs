@@ -128,7 +128,8 @@ pub fn decode_input(bytes: &[u8], max_bytes: u64) -> Result<Decoded, Violation> 
 /// autod has accepted it (the inbox, a dead letter). Both names at once is
 /// ambiguous, and [`from_cloudevent`] refuses it.
 pub fn is_cloudevent(obj: &Map<String, Value>) -> bool {
-    obj.contains_key("specversion") && !(obj.contains_key("eventType") && !obj.contains_key("type"))
+    let autod_shaped = obj.contains_key("eventType") && !obj.contains_key("type");
+    obj.contains_key("specversion") && !autod_shaped
 }
 
 /// The CloudEvents attributes and the autod fields they become.
