@@ -169,3 +169,100 @@ fn new_event_refuses_an_existing_schema_naming_it_relatively() {
     );
     assert!(!p.read("schemas/a.b.json").contains("relPath"));
 }
+
+/// `AUTOD_COMPLETE=fish autod -- autod ARGS`: what the shell's registration
+/// asks at a TAB. The fish protocol prints one `value\thelp` line each.
+fn complete(dir: &std::path::Path, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["--", "autod"];
+    all.extend_from_slice(args);
+    let out = Cmd::bare(all)
+        .env("AUTOD_COMPLETE", "fish")
+        .current_dir(dir)
+        .run();
+    out.code(0);
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn dynamic_completion_offers_the_projects_handlers_and_event_types() {
+    let p = Project::new()
+        .open_schema("photo.added")
+        .open_schema("photo.removed")
+        .file("schemas/event.json", "{}")
+        .config(
+            r#"
+            [handlers.thumbnailer]
+            on = ["photo.*"]
+
+            [handlers.archiver]
+            on = ["photo.added"]
+            "#,
+        );
+    for args in [
+        &["dispatch", "--handler", ""][..],
+        &["retry", "--handler", ""],
+        &["log", "--handler", ""],
+        &["dead", "list", "--handler", ""],
+    ] {
+        assert_eq!(
+            complete(p.root(), args),
+            ["archiver\ton photo.added", "thumbnailer\ton photo.*"],
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        complete(p.root(), &["dispatch", "--handler", "th"]),
+        ["thumbnailer\ton photo.*"]
+    );
+    // eventTypes: the payload schemas, not the envelope.
+    assert_eq!(
+        complete(p.root(), &["new", "handler", "x", "--on", "photo."]),
+        ["photo.added", "photo.removed"]
+    );
+    // From a subfolder, and from elsewhere with AUTOD_ROOT.
+    std::fs::create_dir(p.path("sub")).unwrap();
+    assert_eq!(
+        complete(&p.path("sub"), &["dispatch", "--handler", "a"]),
+        ["archiver\ton photo.added"]
+    );
+    let elsewhere = Project::bare();
+    let out = Cmd::bare(["--", "autod", "dispatch", "--handler", "a"])
+        .env("AUTOD_COMPLETE", "fish")
+        .env("AUTOD_ROOT", p.root())
+        .current_dir(elsewhere.root())
+        .run();
+    out.code(0).stdout_has("archiver");
+}
+
+#[test]
+fn dynamic_completion_outside_a_project_or_with_a_broken_config_does_not_fail() {
+    let nowhere = Project::bare();
+    assert!(complete(nowhere.root(), &["dispatch", "--handler", ""]).is_empty());
+    // An unknown key: the handlers that parsed are still offered.
+    let p = Project::new().config(
+        r#"
+        tiemout = 3
+        [handlers.indexer]
+        on = ["note.saved"]
+        typo = 1
+        "#,
+    );
+    assert_eq!(
+        complete(p.root(), &["dispatch", "--handler", ""]),
+        ["indexer\ton note.saved"]
+    );
+    // Commands still complete as before.
+    assert!(complete(p.root(), &["disp"])[0].starts_with("dispatch\t"));
+}
+
+/// A shell that has `COMPLETE` set for another program must not turn an
+/// autod run into a completion (cron, CI).
+#[test]
+fn clap_s_generic_complete_variable_does_not_hijack_a_run() {
+    let p = Project::new();
+    p.autod(["status"])
+        .env("COMPLETE", "bash")
+        .run()
+        .code(0)
+        .stdout_has("inbox:");
+}
