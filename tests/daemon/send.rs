@@ -79,9 +79,11 @@ fn a_sent_cloudevent_is_delivered() {
                                 "source": "https://example.com", "data": {}});
     p.write("ce.json", ce.to_string());
     p.autod(["send", "ce.json"]).assert().success();
-    wait_until(LIMIT, "the CloudEvent to be delivered", || {
-        p.done("ce-sent-1", "worker")
+    // The run-log line is the last thing written for the pair.
+    wait_until(LIMIT, "the CloudEvent's ok line", || {
+        p.results("ce-sent-1", "worker") == ["ok"]
     });
+    assert!(p.done("ce-sent-1", "worker"));
     assert_eq!(p.lines("ran.txt"), ["ce-sent-1"]);
-    assert_eq!(p.results("ce-sent-1", "worker"), ["ok"]);
+    assert!(p.logged("rejected").is_empty(), "{:?}", p.log());
 }
