@@ -72,11 +72,47 @@ pub fn check(lint: &mut Lint, root: &Path, config: &Config, known: &Known) {
 
 /// A change as the watch would report it; a removal has no size or mtime.
 fn sample(root: &Path, w: &WatchConfig, kind: Kind) -> serde_json::Value {
-    let rel = "example.txt";
+    let rel = sample_name(w.glob.as_deref());
+    let rel = rel.as_str();
     let path = w.dir(root).join(rel);
     let (size, mtime) = match kind {
         Kind::Remove => (None, None),
         _ => (Some(42), Some("2026-11-24T09:00:00.000Z".to_owned())),
     };
     watch_payload(&path.to_string_lossy(), rel, kind, size, mtime)
+}
+
+/// A file name the watch's glob matches, so a schema that checks the name
+/// (`relPath` ending in `.png`) is not refused for a file it would never see:
+/// `*.png` gives `example.png`. A glob no simple name fits gets `example.txt`.
+fn sample_name(glob: Option<&str>) -> String {
+    let Some(glob) = glob else {
+        return "example.txt".to_owned();
+    };
+    let Ok(matcher) = globset::Glob::new(glob).map(|g| g.compile_matcher()) else {
+        return "example.txt".to_owned();
+    };
+    let tail = glob.rsplit(['*', '/']).next().unwrap_or("");
+    [
+        format!("example{tail}"),
+        "example.txt".to_owned(),
+        glob.replace("**/", "").replace('*', "example"),
+    ]
+    .into_iter()
+    .find(|n| matcher.is_match(n))
+    .unwrap_or_else(|| "example.txt".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample_name;
+
+    #[test]
+    fn the_sample_file_fits_the_glob() {
+        assert_eq!(sample_name(None), "example.txt");
+        assert_eq!(sample_name(Some("*.png")), "example.png");
+        assert_eq!(sample_name(Some("**/*.md")), "example.md");
+        assert_eq!(sample_name(Some("shot-*.jpg")), "shot-example.jpg");
+        assert_eq!(sample_name(Some("[")), "example.txt");
+    }
 }

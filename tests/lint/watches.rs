@@ -103,3 +103,35 @@ fn the_scaffolded_watch_schema_is_clean() {
     let run = p.autod(&["lint", "--strict"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }
+
+/// The sample file fits the watch's glob: a schema that only takes the names
+/// the watch can see is not refused for a name it never would.
+#[test]
+fn the_sample_payload_names_a_file_the_glob_matches() {
+    let p = project();
+    p.autod(&["new", "event", "shot.taken", "--watch"]);
+    let schema = p.read("schemas/shot.taken.json").replace(
+        r#""description": "the file's path relative to the watched folder""#,
+        r#""pattern": "\\.png$""#,
+    );
+    assert!(schema.contains("png"), "{schema}");
+    p.write("schemas/shot.taken.json", &schema);
+    p.write("handlers/shots/main.sh", "#!/bin/sh\n");
+    p.chmod("handlers/shots/main.sh", 0o755);
+    p.config_with(&format!(
+        "\n[handlers.shots]\non = [\"shot.taken\"]\nowner = \"me\"\noutput = \"x\"\n{}",
+        watch("glob = \"*.png\"\n", "shot.taken")
+    ));
+    let run = p.lint(&[]);
+    assert!(run.messages("watch-schema").is_empty(), "{}", run.stdout);
+    // Without the glob, a .txt sample is refused, at the pattern.
+    p.config_with(&format!(
+        "\n[handlers.shots]\non = [\"shot.taken\"]\nowner = \"me\"\noutput = \"x\"\n{}",
+        watch("", "shot.taken")
+    ));
+    let m = p.lint(&[]).messages("watch-schema");
+    assert!(
+        m.len() == 1 && m[0].contains("/properties/relPath/pattern"),
+        "{m:?}"
+    );
+}
