@@ -371,7 +371,8 @@ impl Config {
         match std::fs::read_to_string(&path) {
             Ok(text) => Config::parse_partial(root, &path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Config::load(root).map_or((None, Vec::new()), |c| (Some(c), Vec::new())))
+                let (config, problems) = Config::build(root, None, "", RawConfig::default());
+                Ok((Some(config), problems))
             }
             Err(source) => Err(ConfigError::Read { path, source }),
         }

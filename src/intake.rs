@@ -130,14 +130,9 @@ pub fn refusal_violations(invalid: &Invalid) -> Vec<Violation> {
     }
 }
 
-/// The eventId a refused input claimed, if it had a usable one, so its log line
-/// can be found; `-` otherwise.
-pub fn claimed_event_id(bytes: &[u8]) -> String {
-    claimed(bytes).0
-}
-
 /// The eventId (`-` when none is usable) and eventType a refused input
-/// claimed, in autod's or CloudEvents' terms, for its `rejected` log line.
+/// claimed, in autod's or CloudEvents' terms, so its `rejected` log line can
+/// be found.
 /// Only values that pass the id charset are taken: they end up in logs and
 /// file names.
 pub fn claimed(bytes: &[u8]) -> (String, Option<String>) {
