@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod cloudevents;
 mod containment;
 mod daemon;
 mod dispatch;
