@@ -449,6 +449,17 @@ impl Engine {
                     // runs again when it is delivered again.
                     return self.state_failure(event, handler_name, Some(attempt), e);
                 }
+                if mode == Mode::Forced
+                    && lock.succeeded()
+                    && let Err(e) = lock.unmark_succeeded()
+                {
+                    // The dead letter is written; left with the old marker, a
+                    // retry would skip the pair as done. Say so.
+                    tracing::error!(
+                        "{e}; the earlier success of {handler_name} for {} still stands, so `autod retry` skips it: run `autod dispatch --force` again once it works",
+                        event.id()
+                    );
+                }
                 self.log.record(&line);
                 if record.state != DeadState::Waiting {
                     let mut dead = self.line(event, handler_name, RunResult::Dead);
