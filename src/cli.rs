@@ -191,7 +191,7 @@ Examples:
 
     /// Print a shell completion script
     #[command(
-        after_help = "Example: autod completions bash > ~/.local/share/bash-completion/completions/autod"
+        after_help = "Example: autod completions bash > ~/.local/share/bash-completion/completions/autod\n\nTo complete --handler and eventTypes from the project at hand, let the shell ask autod instead:\n  echo 'source <(AUTOD_COMPLETE=bash autod)' >> ~/.bashrc      # zsh: AUTOD_COMPLETE=zsh, in ~/.zshrc\n  echo 'AUTOD_COMPLETE=fish autod | source' >> ~/.config/fish/completions/autod.fish"
     )]
     Completions {
         #[arg(value_enum)]
@@ -205,7 +205,7 @@ pub struct DispatchArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Run only this handler
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = handler_names())]
     pub handler: Option<String>,
     /// Validate and print the route; run nothing and record nothing
     #[arg(long)]
@@ -264,7 +264,7 @@ pub struct RetryArgs {
     #[arg(value_name = "EVENT_ID")]
     pub event_ids: Vec<String>,
     /// Only this handler's records
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = handler_names())]
     pub handler: Option<String>,
     /// Retry every matching record now, including exhausted and permanent ones
     #[arg(long)]
@@ -279,7 +279,7 @@ pub enum DeadCommand {
     /// One line per dead-letter record
     List {
         /// Only this handler's records
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = handler_names())]
         handler: Option<String>,
     },
     /// A record in full: the event, the last error and stderr
@@ -288,7 +288,7 @@ pub enum DeadCommand {
         #[arg(value_name = "EVENT_ID")]
         event_id: String,
         /// The handler, when the event failed in more than one
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = handler_names())]
         handler: Option<String>,
     },
     /// Discard records (the event stays in the archive)
@@ -297,7 +297,7 @@ pub enum DeadCommand {
         #[arg(value_name = "EVENT_ID", required = true)]
         event_ids: Vec<String>,
         /// Only this handler's record of each
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = handler_names())]
         handler: Option<String>,
     },
 }
@@ -328,7 +328,7 @@ pub struct LogArgs {
     #[arg(long = "event", value_name = "ID")]
     pub event_id: Option<String>,
     /// Only this handler
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = handler_names())]
     pub handler: Option<String>,
     /// Only this result: ok, failed, timeout, skipped, rejected, dead, held, interrupted
     #[arg(long, value_name = "RESULT")]
@@ -353,14 +353,31 @@ pub enum NewCommand {
     Handler {
         name: String,
         /// eventType patterns it handles
-        #[arg(long, required = true, value_name = "TYPE")]
+        #[arg(long, required = true, value_name = "TYPE", add = event_types())]
         on: Vec<String>,
     },
     /// schemas/TYPE.json plus a valid and an invalid fixture
+    #[command(
+        after_help = "Examples:\n  autod new event note.saved\n  autod new event photo.added --watch    # for a [[watches]] event_type"
+    )]
     Event {
         #[arg(value_name = "TYPE")]
         event_type: String,
+        /// Write the schema of a watch's payload {path, relPath, kind, size, mtime}
+        /// (for a [[watches]] table's event_type) instead of a placeholder
+        #[arg(long)]
+        watch: bool,
     },
+}
+
+/// Shell completion of a handler name from the project (see `completion.rs`).
+fn handler_names() -> clap_complete::ArgValueCompleter {
+    clap_complete::ArgValueCompleter::new(crate::completion::handlers)
+}
+
+/// Shell completion of an eventType from the project's schemas.
+fn event_types() -> clap_complete::ArgValueCompleter {
+    clap_complete::ArgValueCompleter::new(crate::completion::event_types)
 }
 
 /// `--jobs`, or the number of CPUs. Resolved only when used: asking the

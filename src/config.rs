@@ -380,6 +380,36 @@ impl Config {
     }
 
     pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Config, ConfigError> {
+        match Config::parse_partial(root, path, text)? {
+            (Some(config), problems) if problems.is_empty() => Ok(config),
+            (_, problems) => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            }),
+        }
+    }
+
+    /// Reads `<root>/autod.toml` as far as it can: every problem, and the
+    /// config made of what parsed (unknown keys left out, a handler with a bad
+    /// name skipped), so `autod lint` can check the rest in the same run. Only
+    /// a file that cannot be read or is not TOML at all is an `Err`.
+    pub fn load_partial(root: &Path) -> Result<(Option<Config>, Vec<Problem>), ConfigError> {
+        let path = root.join(FILE_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse_partial(root, &path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (config, problems) = Config::build(root, None, "", RawConfig::default());
+                Ok((Some(config), problems))
+            }
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    fn parse_partial(
+        root: &Path,
+        path: &Path,
+        text: &str,
+    ) -> Result<(Option<Config>, Vec<Problem>), ConfigError> {
         let parse_error = |e: &toml::de::Error| {
             let (line, message) = toml_message(e, text);
             ConfigError::Parse {
@@ -415,24 +445,13 @@ impl Config {
                 Err(e) => return Err(parse_error(&e)),
             }
         };
-        match raw {
-            Some(raw) if problems.is_empty() => {
-                return Config::from_raw(root, Some(path.to_owned()), text, raw);
-            }
-            Some(raw) => {
-                if let Err(ConfigError::Invalid { problems: more, .. }) =
-                    Config::from_raw(root, Some(path.to_owned()), text, raw)
-                {
-                    problems.extend(more);
-                }
-            }
-            None => {}
-        }
+        let config = raw.map(|raw| {
+            let (config, more) = Config::build(root, Some(path.to_owned()), text, raw);
+            problems.extend(more);
+            config
+        });
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
-        Err(ConfigError::Invalid {
-            path: path.to_owned(),
-            problems,
-        })
+        Ok((config, problems))
     }
 
     pub fn handler(&self, name: &str) -> Option<&Handler> {
@@ -445,6 +464,24 @@ impl Config {
         text: &str,
         raw: RawConfig,
     ) -> Result<Config, ConfigError> {
+        let file = path.clone().unwrap_or_else(|| root.join(FILE_NAME));
+        match Config::build(root, path, text, raw) {
+            (config, problems) if problems.is_empty() => Ok(config),
+            (_, problems) => Err(ConfigError::Invalid {
+                path: file,
+                problems,
+            }),
+        }
+    }
+
+    /// The config and every problem with it; with problems, the config holds
+    /// what could be made sense of, for lint's other checks only.
+    fn build(
+        root: &Path,
+        path: Option<PathBuf>,
+        text: &str,
+        raw: RawConfig,
+    ) -> (Config, Vec<Problem>) {
         let mut problems = Vec::new();
         let mut handlers = Vec::new();
         for (name, h) in raw.handlers {
@@ -552,13 +589,7 @@ impl Config {
                 message: "validation.max_event_bytes must be more than 0".into(),
             });
         }
-        if !problems.is_empty() {
-            return Err(ConfigError::Invalid {
-                path: path.unwrap_or_else(|| root.join(FILE_NAME)),
-                problems,
-            });
-        }
-        Ok(Config {
+        let config = Config {
             path,
             validation: raw.validation,
             routing: raw.routing,
@@ -568,7 +599,8 @@ impl Config {
             handlers,
             schedules: raw.schedules,
             watches: raw.watches,
-        })
+        };
+        (config, problems)
     }
 }
 

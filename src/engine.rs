@@ -486,6 +486,7 @@ impl Engine {
                             previous,
                             output: &output,
                             error: Some(e.to_string()),
+                            forced: (mode == Mode::Forced).then_some(&lock),
                         };
                         return self
                             .record_failure(event, &handler, attempt, failure, line, outcome);
@@ -524,6 +525,7 @@ impl Engine {
                     previous,
                     output: &output,
                     error: None,
+                    forced: (mode == Mode::Forced).then_some(&lock),
                 };
                 self.record_failure(event, &handler, attempt, failure, line, outcome)
             }
@@ -564,6 +566,17 @@ impl Engine {
             // where it is (processing/, the caller's file) and the pair
             // runs again when it is delivered again.
             return self.state_failure(event, handler_name, Some(attempt), e);
+        }
+        if let Some(lock) = failure.forced
+            && lock.succeeded()
+            && let Err(e) = lock.unmark_succeeded()
+        {
+            // The dead letter is written; left with the old marker, a
+            // retry would skip the pair as done. Say so.
+            tracing::error!(
+                "{e}; the earlier success of {handler_name} for {} still stands, so `autod retry` skips it: run `autod dispatch --force` again once it works",
+                event.id()
+            );
         }
         self.log.record(&line);
         if record.state != DeadState::Waiting {
@@ -914,6 +927,9 @@ struct Failure<'a> {
     output: &'a RunOutput,
     /// Why it failed although the handler exited 0 (its follow-ups).
     error: Option<String>,
+    /// The pair's lock, when a forced rerun failed: an earlier success it
+    /// replaces is withdrawn, so that a retry runs the pair again.
+    forced: Option<&'a state::PairLock>,
 }
 
 /// When a pair that failed `attempt` times runs next. Checked: it never

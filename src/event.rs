@@ -78,6 +78,18 @@ pub fn too_large(size: u64, max_bytes: u64) -> Violation {
 /// A raw event object after the size check, JSON parsing and the CloudEvents
 /// mapping, before any schema has looked at it.
 pub fn decode(bytes: &[u8], max_bytes: u64) -> Result<Map<String, Value>, Violation> {
+    decode_input(bytes, max_bytes).map(|d| d.fields)
+}
+
+/// What [`decode_input`] made of the bytes: the event object, and whether it
+/// was written as a CloudEvent (so errors can name its fields, not autod's).
+pub struct Decoded {
+    pub fields: Map<String, Value>,
+    pub cloudevent: bool,
+}
+
+/// [`decode`], telling a CloudEvent apart.
+pub fn decode_input(bytes: &[u8], max_bytes: u64) -> Result<Decoded, Violation> {
     if bytes.len() as u64 > max_bytes {
         return Err(too_large(bytes.len() as u64, max_bytes));
     }
@@ -98,11 +110,36 @@ pub fn decode(bytes: &[u8], max_bytes: u64) -> Result<Map<String, Value>, Violat
             format!("an event is a JSON object, got {}", type_name(&value)),
         ));
     };
-    if obj.contains_key("specversion") {
-        return from_cloudevent(obj);
+    if is_cloudevent(&obj) {
+        return from_cloudevent(obj).map(|fields| Decoded {
+            fields,
+            cloudevent: true,
+        });
     }
-    Ok(obj)
+    Ok(Decoded {
+        fields: obj,
+        cloudevent: false,
+    })
 }
+
+/// An object with `specversion` is a CloudEvent, unless it names its type the
+/// autod way and not the CloudEvents way: that is an autod event that carries
+/// `specversion` as an extra field, which is what a mapped CloudEvent is once
+/// autod has accepted it (the inbox, a dead letter). Both names at once is
+/// ambiguous, and [`from_cloudevent`] refuses it.
+pub fn is_cloudevent(obj: &Map<String, Value>) -> bool {
+    let autod_shaped = obj.contains_key("eventType") && !obj.contains_key("type");
+    obj.contains_key("specversion") && !autod_shaped
+}
+
+/// The CloudEvents attributes and the autod fields they become.
+const CLOUDEVENT_FIELDS: [(&str, &str); 5] = [
+    ("type", "eventType"),
+    ("id", "eventId"),
+    ("source", "source"),
+    ("time", "ts"),
+    ("data", "payload"),
+];
 
 /// CloudEvents 1.0 structured mode: `type→eventType`, `id→eventId`,
 /// `source→source`, `data→payload`, `time→ts`; other attributes are kept.
@@ -121,20 +158,81 @@ fn from_cloudevent(mut ce: Map<String, Value>) -> Result<Map<String, Value>, Vio
             "binary CloudEvents data (data_base64) is not supported; send JSON in `data`",
         ));
     }
-    let mut out = Map::with_capacity(ce.len());
-    for (from, to) in [
-        ("type", "eventType"),
-        ("id", "eventId"),
-        ("source", "source"),
-        ("time", "ts"),
-    ] {
-        if let Some(v) = ce.remove(from) {
-            out.insert(to.into(), v);
+    // An autod name beside the attributes would silently replace one of them
+    // (`type:"t"` with `eventType:"f"` ran the handlers of `f`); which one the
+    // sender meant cannot be known, so the event is refused, naming both.
+    for (attribute, autod) in CLOUDEVENT_FIELDS {
+        if attribute != autod && ce.contains_key(autod) {
+            return Err(Violation::new(
+                format!("/{autod}"),
+                "cloudevents",
+                format!(
+                    "ambiguous CloudEvent: it has `specversion`, so its {what} is the `{attribute}` attribute, and `{autod}` (autod's name for it) may not appear beside it; keep `{attribute}` and remove `{autod}`, or drop `specversion` and send an autod event",
+                    what = match attribute {
+                        "type" => "event type",
+                        "id" => "id",
+                        "time" => "time",
+                        _ => "payload",
+                    }
+                ),
+            ));
         }
     }
-    out.insert("payload".into(), ce.remove("data").unwrap_or(Value::Null));
+    let mut out = Map::with_capacity(ce.len());
+    for (from, to) in CLOUDEVENT_FIELDS {
+        match ce.remove(from) {
+            Some(v) => {
+                out.insert(to.into(), v);
+            }
+            None if from == "data" => {
+                out.insert(to.into(), Value::Null);
+            }
+            None => {}
+        }
+    }
     out.extend(ce);
     Ok(out)
+}
+
+/// A violation of a mapped CloudEvent, told in the sender's terms: `/time`,
+/// not `/ts`; `"type" is a required property`, not `"eventType"`.
+pub fn in_cloudevent_terms(mut v: Violation) -> Violation {
+    for (attribute, autod) in CLOUDEVENT_FIELDS {
+        if attribute == autod {
+            continue;
+        }
+        let from = format!("/{autod}");
+        if v.pointer == from || v.pointer.starts_with(&format!("{from}/")) {
+            v.pointer = format!("/{attribute}{}", &v.pointer[from.len()..]);
+            v.message = rename_word(&v.message, autod, attribute);
+        } else if v.pointer.is_empty() && v.keyword == "required" {
+            v.message = v
+                .message
+                .replace(&format!("{autod:?}"), &format!("{attribute:?}"));
+        }
+    }
+    v
+}
+
+/// `word` replaced by `with` where it stands alone (`eventType` in "not a
+/// valid eventType", not inside `eventTypes`).
+fn rename_word(text: &str, word: &str, with: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(word) {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + word.len()..].chars().next();
+        let alone = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+        out.push_str(&rest[..i]);
+        out.push_str(if alone(before) && alone(after) {
+            with
+        } else {
+            word
+        });
+        rest = &rest[i + word.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -381,6 +479,46 @@ mod tests {
         assert_eq!(obj["ts"], "2026-01-01T00:00:00Z");
         assert_eq!(obj["subject"], "keep");
         assert!(!obj.contains_key("data"));
+    }
+
+    #[test]
+    fn an_autod_name_beside_the_attributes_is_ambiguous() {
+        let ce = json!({"specversion":"1.0","type":"t","eventType":"f","source":"s"});
+        let err = decode(ce.to_string().as_bytes(), 1 << 20).unwrap_err();
+        assert_eq!(err.pointer, "/eventType");
+        assert!(err.message.contains("`type`"), "{}", err.message);
+        // Once mapped (what the inbox holds), it is an autod event.
+        let mapped = json!({"specversion":"1.0","eventType":"f","source":"s","payload":1});
+        let obj = decode(mapped.to_string().as_bytes(), 1 << 20).unwrap();
+        assert_eq!(obj["eventType"], "f");
+        assert_eq!(obj["payload"], 1);
+    }
+
+    #[test]
+    fn violations_are_told_in_cloudevents_terms() {
+        let v = in_cloudevent_terms(Violation::new("/payload/a", "type", "x"));
+        assert_eq!(v.pointer, "/data/a");
+        let v = in_cloudevent_terms(Violation::new(
+            "/eventType",
+            "pattern",
+            "\"a/b\" is not a valid eventType: use letters",
+        ));
+        assert_eq!(v.pointer, "/type");
+        assert!(v.message.contains("valid type:"), "{}", v.message);
+        let v = in_cloudevent_terms(Violation::new(
+            "",
+            "required",
+            "\"eventType\" is a required property",
+        ));
+        assert_eq!(v.message, "\"type\" is a required property");
+        assert_eq!(
+            in_cloudevent_terms(Violation::new("/payloads", "k", "m")).pointer,
+            "/payloads"
+        );
+        assert_eq!(
+            rename_word("eventTypes eventType", "eventType", "type"),
+            "eventTypes type"
+        );
     }
 
     #[test]

@@ -45,7 +45,16 @@ impl Intake {
 
     pub fn admit(&mut self, bytes: &[u8], only: Option<&str>) -> Result<Admitted, Invalid> {
         let event = self.schemas.accept(bytes)?;
-        self.route(event, only)
+        // A CloudEvent's routing errors name `/type`, as its other errors do.
+        let cloudevent = event.fields().contains_key("specversion");
+        self.route(event, only).map_err(|e| match e {
+            Invalid::Rejected(v) if cloudevent => Invalid::Rejected(
+                v.into_iter()
+                    .map(crate::event::in_cloudevent_terms)
+                    .collect(),
+            ),
+            other => other,
+        })
     }
 
     /// For events autod builds itself (watches, schedules): same checks, no bytes.
@@ -99,7 +108,9 @@ pub fn project_fault(invalid: &Invalid) -> Option<String> {
         Invalid::Schema(_) => Some(invalid.to_string()),
         Invalid::Rejected(v) => {
             let project = |x: &Violation| {
-                x.pointer == "/eventType" && matches!(x.keyword.as_str(), "route" | "schema")
+                // `/type`: the same, for a CloudEvent.
+                matches!(x.pointer.as_str(), "/eventType" | "/type")
+                    && matches!(x.keyword.as_str(), "route" | "schema")
             };
             (!v.is_empty() && v.iter().all(project)).then(|| {
                 v.iter()
@@ -119,14 +130,30 @@ pub fn refusal_violations(invalid: &Invalid) -> Vec<Violation> {
     }
 }
 
-/// The eventId a refused input claimed, if it had a usable one, so its log line
-/// can be found; `-` otherwise.
-pub fn claimed_event_id(bytes: &[u8]) -> String {
-    serde_json::from_slice::<Value>(bytes)
-        .ok()
-        .and_then(|v| v.get("eventId").and_then(Value::as_str).map(str::to_owned))
-        .filter(|id| crate::event::valid_id(id))
-        .unwrap_or_else(|| "-".to_owned())
+/// The eventId (`-` when none is usable) and eventType a refused input
+/// claimed, in autod's or CloudEvents' terms, so its `rejected` log line can
+/// be found.
+/// Only values that pass the id charset are taken: they end up in logs and
+/// file names.
+pub fn claimed(bytes: &[u8]) -> (String, Option<String>) {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(bytes) else {
+        return ("-".to_owned(), None);
+    };
+    let (id, event_type) = if crate::event::is_cloudevent(&obj) {
+        ("id", "type")
+    } else {
+        ("eventId", "eventType")
+    };
+    let field = |name: &str| {
+        obj.get(name)
+            .and_then(Value::as_str)
+            .filter(|s| crate::event::valid_id(s))
+            .map(str::to_owned)
+    };
+    (
+        field(id).unwrap_or_else(|| "-".to_owned()),
+        field(event_type),
+    )
 }
 
 /// One candidate event: where it came from, and its bytes (or why there are none).

@@ -41,6 +41,7 @@
 pub mod chain;
 pub mod cli;
 mod commands;
+mod completion;
 pub mod config;
 pub mod cron;
 mod daemon;
@@ -69,6 +70,14 @@ use crate::exit::Code;
 
 /// The whole program: parse arguments, run the command, turn errors into an exit code.
 pub fn main() -> std::process::ExitCode {
+    // Answers the shell and exits when it is asking (`AUTOD_COMPLETE` is
+    // set); otherwise returns at once, without building the command tree. Not
+    // clap's default `COMPLETE`: a variable that generic, set for something
+    // else in a cron or CI environment, would turn every run into a
+    // completion and run nothing.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .var("AUTOD_COMPLETE")
+        .complete();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

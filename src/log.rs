@@ -96,6 +96,11 @@ pub struct RunLine {
     pub causation_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The file a rejected event was read from or is about: the FILE given to
+    /// `dispatch`, the inbox file's name (as `autod rejected` knows it), or a
+    /// watched file's path relative to its watched folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl RunLine {
@@ -115,6 +120,7 @@ impl RunLine {
             input: None,
             causation_id: None,
             correlation_id: None,
+            file: None,
         }
     }
 }
@@ -255,6 +261,26 @@ pub struct LoggedRun {
     pub result: String,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+}
+
+/// What a logged line is about beyond its four fixed keys, for people: the
+/// eventType and the input (`  photo.added  watch:photos a.png`), so a
+/// rejection whose event had no usable id still says which input it was.
+pub fn about(run: &LoggedRun) -> String {
+    let s = |k: &str| run.rest.get(k).and_then(Value::as_str);
+    let mut out = String::new();
+    if let Some(t) = s("eventType") {
+        out.push_str(&format!("  {t}"));
+    }
+    match (s("input"), s("file")) {
+        (Some(input), Some(file)) if input.starts_with("watch:") => {
+            out.push_str(&format!("  {input} {file}"))
+        }
+        (Some(input), _) => out.push_str(&format!("  {input}")),
+        (None, Some(file)) => out.push_str(&format!("  {file}")),
+        (None, None) => {}
+    }
+    out
 }
 
 /// Reads every parseable line of `path`, skipping any torn or foreign line.

@@ -192,9 +192,15 @@ impl Schemas {
 
     /// Bytes in, a normalized event out, or every reason it is not one.
     pub fn accept(&mut self, bytes: &[u8]) -> Result<Event, Invalid> {
-        let obj =
-            event::decode(bytes, self.max_event_bytes).map_err(|v| Invalid::Rejected(vec![v]))?;
-        self.accept_object(obj)
+        let decoded = event::decode_input(bytes, self.max_event_bytes)
+            .map_err(|v| Invalid::Rejected(vec![v]))?;
+        let accepted = self.accept_object(decoded.fields);
+        match accepted {
+            Err(Invalid::Rejected(v)) if decoded.cloudevent => Err(Invalid::Rejected(
+                v.into_iter().map(event::in_cloudevent_terms).collect(),
+            )),
+            other => other,
+        }
     }
 
     pub fn accept_object(&mut self, obj: Map<String, Value>) -> Result<Event, Invalid> {
@@ -238,6 +244,30 @@ impl Schemas {
         Ok(Event::normalize(obj))
     }
 
+    /// Why `payload` does not validate against `schemas/<event_type>.json`:
+    /// for each error, where in the payload, where in the schema (the keyword's
+    /// JSON pointer) and what it says. `None` when there is no such schema.
+    pub fn payload_refusals(
+        &mut self,
+        event_type: &str,
+        payload: &Value,
+    ) -> Result<Option<Vec<Refusal>>, SchemaError> {
+        let Some(validator) = self.payload_validator(event_type)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            validator
+                .iter_errors(payload)
+                .take(MAX_VIOLATIONS)
+                .map(|e| Refusal {
+                    at: e.instance_path().to_string(),
+                    schema_pointer: e.schema_path().to_string(),
+                    message: e.to_string(),
+                })
+                .collect(),
+        ))
+    }
+
     fn payload_validator(
         &mut self,
         event_type: &str,
@@ -263,6 +293,16 @@ impl Schemas {
         }
         Ok(compiled)
     }
+}
+
+/// One way a value fails its schema, as [`Schemas::payload_refusals`] tells it.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// JSON pointer into the value.
+    pub at: String,
+    /// JSON pointer into the schema, to the keyword that refused it.
+    pub schema_pointer: String,
+    pub message: String,
 }
 
 fn collect(validator: &Validator, instance: &Value, prefix: &str) -> Vec<Violation> {

@@ -267,8 +267,11 @@ fn reject(
     for v in &errors {
         tracing::error!("{label}: rejected {v}");
     }
-    let mut line = RunLine::new(&intake::claimed_event_id(bytes), "-", RunResult::Rejected);
+    let (event_id, event_type) = intake::claimed(bytes);
+    let mut line = RunLine::new(&event_id, "-", RunResult::Rejected);
+    line.event_type = event_type;
     line.input = Some(label.to_owned());
+    line.file = (!label.starts_with("stdin")).then(|| label.to_owned());
     line.error = errors.first().map(ToString::to_string);
     if let Some(log) = log {
         log.record(&line);

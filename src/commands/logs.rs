@@ -165,7 +165,9 @@ fn print(run: &LoggedRun) -> bool {
         "{}  {:<8} {:<20} {}",
         run.ts, run.result, run.handler, run.event_id
     );
-    if let Some(t) = s("eventType") {
+    if run.result == "rejected" {
+        line.push_str(&log::about(run));
+    } else if let Some(t) = s("eventType") {
         line.push_str(&format!("  {t}"));
     }
     if let Some(d) = s("durationMs") {

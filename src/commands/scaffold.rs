@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
 
 use crate::cli::{GlobalArgs, NewCommand};
 use crate::config::{self, Config};
@@ -80,7 +81,7 @@ pub fn init(g: &GlobalArgs) -> Result<Code> {
 pub fn new(project: &Project, cmd: &NewCommand) -> Result<Code> {
     match cmd {
         NewCommand::Handler { name, on } => new_handler(project, name, on),
-        NewCommand::Event { event_type } => new_event(&project.root, event_type),
+        NewCommand::Event { event_type, watch } => new_event(&project.root, event_type, *watch),
     }
 }
 
@@ -159,7 +160,7 @@ echo "{name}: handled $AUTOD_EVENT_TYPE $AUTOD_EVENT_ID (attempt $AUTOD_ATTEMPT)
     Ok(Code::Success)
 }
 
-fn new_event(root: &Path, event_type: &str) -> Result<Code> {
+fn new_event(root: &Path, event_type: &str, watch: bool) -> Result<Code> {
     if !crate::event::valid_id(event_type) {
         bail!(
             "eventType {event_type:?} is not allowed: use letters, digits and . _ : - (e.g. note.saved)"
@@ -167,33 +168,26 @@ fn new_event(root: &Path, event_type: &str) -> Result<Code> {
     }
     let schema = root.join("schemas").join(format!("{event_type}.json"));
     if schema.exists() {
-        bail!("{} already exists", schema.display());
+        bail!(
+            "{} already exists; edit it, or move it aside to scaffold it again",
+            rel(root, &schema)
+        );
     }
-    let schema_text = serde_json::json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": format!("{event_type} payload"),
-        "type": "object",
-        "required": ["id"],
-        "properties": {
-            "id": {"type": "string", "minLength": 1, "description": "replace with your payload's fields"}
-        },
-        "additionalProperties": false
-    });
-    let valid = serde_json::json!({"eventType": event_type, "source": "cli", "payload": {"id": "example-1"}});
-    let invalid = serde_json::json!({"eventType": event_type, "source": "cli", "payload": {}});
-    let files = [
-        (schema, schema_text),
-        (
-            root.join("fixtures").join(event_type).join("example.json"),
-            valid,
-        ),
-        (
-            root.join("fixtures/invalid")
-                .join(event_type)
-                .join("missing-required.json"),
-            invalid,
-        ),
-    ];
+    let scaffold = if watch {
+        watch_scaffold(event_type)
+    } else {
+        placeholder_scaffold(event_type)
+    };
+    let mut files = vec![(schema, scaffold.schema)];
+    for (name, value) in scaffold.valid {
+        files.push((root.join("fixtures").join(event_type).join(name), value));
+    }
+    files.push((
+        root.join("fixtures/invalid")
+            .join(event_type)
+            .join("missing-required.json"),
+        scaffold.invalid,
+    ));
     for (path, value) in files {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -204,7 +198,107 @@ fn new_event(root: &Path, event_type: &str) -> Result<Code> {
         )?;
         tracing::info!("created {}", rel(root, &path));
     }
+    if watch {
+        tracing::info!(
+            "point a watch at it: [[watches]] with event_type = {event_type:?} in autod.toml"
+        );
+    }
     Ok(Code::Success)
+}
+
+/// A payload schema and its fixtures (file name and event).
+struct Scaffold {
+    schema: Value,
+    valid: Vec<(&'static str, Value)>,
+    invalid: Value,
+}
+
+/// A stable eventId for a scaffolded fixture, so dispatching it twice shows
+/// the second run `skipped`; the eventType is in it, so two types' examples
+/// never share an id (and a handler of both would skip the second).
+fn fixture_id(event_type: &str, suffix: &str) -> String {
+    // eventTypes are ASCII (checked), so any byte index is a char boundary.
+    let id = format!("{}-{suffix}", &event_type[..event_type.len().min(100)]);
+    if crate::event::valid_id(&id) {
+        id
+    } else {
+        suffix.to_owned()
+    }
+}
+
+fn fixture(event_type: &str, id: &str, source: &str, payload: Value) -> Value {
+    json!({"eventType": event_type, "eventId": fixture_id(event_type, id), "source": source, "payload": payload})
+}
+
+fn placeholder_scaffold(event_type: &str) -> Scaffold {
+    Scaffold {
+        schema: json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": format!("{event_type} payload"),
+            "type": "object",
+            "required": ["id"],
+            "properties": {
+                "id": {"type": "string", "minLength": 1, "description": "replace with your payload's fields"}
+            },
+            "additionalProperties": false
+        }),
+        valid: vec![(
+            "example.json",
+            fixture(event_type, "example", "cli", json!({"id": "example-1"})),
+        )],
+        invalid: fixture(event_type, "invalid", "cli", json!({})),
+    }
+}
+
+/// The payload a `[[watches]]` change event carries (src/daemon/watch.rs):
+/// every field is always there; size and mtime are null for a removal.
+fn watch_scaffold(event_type: &str) -> Scaffold {
+    let source = "watch:files";
+    Scaffold {
+        schema: json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": format!("{event_type} payload: a change to a watched file"),
+            "type": "object",
+            "required": ["path", "relPath", "kind", "size", "mtime"],
+            "properties": {
+                "path": {"type": "string", "minLength": 1, "description": "the file's absolute path"},
+                "relPath": {"type": "string", "minLength": 1, "description": "the file's path relative to the watched folder"},
+                "kind": {"enum": ["create", "modify", "remove"]},
+                "size": {"type": ["integer", "null"], "minimum": 0, "description": "bytes; null for a removal"},
+                "mtime": {"type": ["string", "null"], "format": "date-time", "description": "last modification (RFC 3339); null for a removal"}
+            },
+            "additionalProperties": false
+        }),
+        valid: vec![
+            (
+                "example.json",
+                fixture(
+                    event_type,
+                    "example",
+                    source,
+                    json!({"path": "/home/me/watched/notes/ideas.txt", "relPath": "notes/ideas.txt",
+                           "kind": "create", "size": 42, "mtime": "2026-11-24T09:00:00.000Z"}),
+                ),
+            ),
+            (
+                "removed.json",
+                fixture(
+                    event_type,
+                    "removed",
+                    source,
+                    json!({"path": "/home/me/watched/notes/ideas.txt", "relPath": "notes/ideas.txt",
+                           "kind": "remove", "size": null, "mtime": null}),
+                ),
+            ),
+        ],
+        invalid: fixture(
+            event_type,
+            "invalid",
+            source,
+            json!({"path": "/home/me/watched/notes/ideas.txt", "kind": "create", "size": 42,
+                   "mtime": "2026-11-24T09:00:00.000Z"}),
+        ),
+    }
 }
 
 fn rel(root: &Path, p: &Path) -> String {

@@ -158,8 +158,12 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
         for f in &failures {
             let err = f.rest.get("error").and_then(|v| v.as_str()).unwrap_or("");
             lines.push(format!(
-                "  {}  {:<8} {} {}  {err}",
-                f.ts, f.result, f.handler, f.event_id
+                "  {}  {:<8} {} {}{}  {err}",
+                f.ts,
+                f.result,
+                f.handler,
+                f.event_id,
+                log::about(f)
             ));
         }
     }

@@ -234,7 +234,7 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
                 &generation,
                 &claimed,
                 &origin,
-                "-".into(),
+                ("-".into(), None),
                 &violations,
                 active,
             );
@@ -256,7 +256,7 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
     let admitted = match admitted {
         Ok(a) => a,
         Err(invalid) => {
-            let event_id = intake::claimed_event_id(&bytes);
+            let (event_id, event_type) = intake::claimed(&bytes);
             if let Some(reason) = intake::project_fault(&invalid) {
                 hold(daemon, &generation, &claimed, &origin, event_id, &reason);
                 strand(active);
@@ -267,7 +267,7 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
                     &generation,
                     &claimed,
                     &origin,
-                    event_id,
+                    (event_id, event_type),
                     &violations,
                     active,
                 );
@@ -346,7 +346,7 @@ fn reject(
     generation: &super::Generation,
     claimed: &Claimed,
     origin: &str,
-    event_id: String,
+    (event_id, event_type): (String, Option<String>),
     violations: &[crate::event::Violation],
     active: Active,
 ) {
@@ -354,7 +354,10 @@ fn reject(
         tracing::error!("{origin}: rejected {v}");
     }
     let mut line = RunLine::new(&event_id, "-", RunResult::Rejected);
+    line.event_type = event_type;
     line.input = Some(origin.to_owned());
+    // The name `autod rejected show` and `requeue` take.
+    line.file = Some(claimed.name.clone());
     line.error = violations.first().map(ToString::to_string);
     generation.engine.log().record(&line);
     match daemon.state.processing_reject(claimed, violations) {

@@ -24,6 +24,9 @@ mod retry;
 pub(crate) mod schedule;
 mod watch;
 
+// The watch payload's shape, for `autod lint` to check schemas against.
+pub(crate) use watch::{Kind as WatchKind, kinds as watch_kinds, payload as watch_payload};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -381,6 +384,21 @@ fn is_change(kind: notify::EventKind) -> bool {
 /// when the event could not be written (disk full): the source keeps it and
 /// tries again, since nothing has accepted it yet.
 fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, origin: &str) -> bool {
+    submit_about(daemon, obj, origin, None)
+}
+
+/// [`submit`] of an event about a file (a watched one, relative to its
+/// folder): a rejection names it, on stderr and in the run log.
+fn submit_about(
+    daemon: &Daemon,
+    obj: serde_json::Map<String, serde_json::Value>,
+    origin: &str,
+    file: Option<&str>,
+) -> bool {
+    let event_type = obj
+        .get("eventType")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
     let g = daemon.generation();
     let admitted = g.intake.lock().expect("intake lock").admit_object(obj);
     match admitted {
@@ -400,9 +418,12 @@ fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, orig
         Err(invalid) => {
             let violations = crate::intake::refusal_violations(&invalid);
             let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
-            tracing::error!("{origin}: event rejected: {}", text.join("; "));
+            let about = file.map(|f| format!(" {f}:")).unwrap_or_default();
+            tracing::error!("{origin}:{about} event rejected: {}", text.join("; "));
             let mut line = crate::log::RunLine::new("-", "-", crate::log::RunResult::Rejected);
+            line.event_type = event_type;
             line.input = Some(origin.to_owned());
+            line.file = file.map(str::to_owned);
             line.error = text.into_iter().next();
             g.engine.log().record(&line);
             true

@@ -54,7 +54,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Kind::Create => "create",
             Kind::Modify => "modify",
@@ -67,6 +67,32 @@ impl Kind {
             .into_iter()
             .find(|k| k.as_str() == s)
     }
+}
+
+/// The changes a watch reports: its `on`, else creations and modifications.
+pub fn kinds(w: &WatchConfig) -> Vec<Kind> {
+    match &w.on {
+        Some(on) => on.iter().filter_map(|k| Kind::parse(k)).collect(),
+        None => vec![Kind::Create, Kind::Modify],
+    }
+}
+
+/// The payload of a change (SPEC §4b). `size` and `mtime` are null for a
+/// removal: the file is gone. `autod lint` checks schemas against it.
+pub fn payload(
+    path: &str,
+    rel: &str,
+    kind: Kind,
+    size: Option<u64>,
+    mtime: Option<String>,
+) -> Value {
+    json!({
+        "path": path,
+        "relPath": rel,
+        "kind": kind.as_str(),
+        "size": size,
+        "mtime": mtime,
+    })
 }
 
 /// What a quiet period's worth of events on one path amounts to.
@@ -169,10 +195,7 @@ pub fn start(daemon: &Arc<Daemon>, w: &WatchConfig) -> Result<Running, StartErro
         state_rel,
         levels: Vec::new(),
         glob,
-        kinds: match &w.on {
-            Some(on) => on.iter().filter_map(|k| Kind::parse(k)).collect(),
-            None => vec![Kind::Create, Kind::Modify],
-        },
+        kinds: kinds(w),
         debounce: w.debounce.map_or(DEFAULT_DEBOUNCE, |d| d.0),
         watcher,
         known: WatchRecord::default(),
@@ -500,7 +523,9 @@ impl Watch {
             );
             tracing::error!("{}: {why}", self.origin);
             let mut line = crate::log::RunLine::new("-", "-", crate::log::RunResult::Rejected);
-            line.input = Some(format!("{}:{rel}", self.origin));
+            line.event_type = Some(self.event_type.clone());
+            line.input = Some(self.origin.clone());
+            line.file = Some(rel.clone());
             line.error = Some(why);
             self.daemon.generation().engine.log().record(&line);
             return;
@@ -513,7 +538,7 @@ impl Watch {
             kind,
             meta.as_ref(),
         );
-        if !super::submit(&self.daemon, event, &self.origin) {
+        if !super::submit_about(&self.daemon, event, &self.origin, Some(&rel)) {
             // Not queued (the inbox is unwritable): the watch has not seen it
             // yet, so the record cannot say so, and it is tried again.
             match before {
@@ -560,13 +585,13 @@ fn event(
     let mtime = meta
         .and_then(|m| m.modified().ok())
         .map(|t| crate::time::format(chrono::DateTime::<chrono::Utc>::from(t)));
-    let payload = json!({
-        "path": path.to_string_lossy(),
-        "relPath": rel,
-        "kind": kind.as_str(),
-        "size": meta.map(std::fs::Metadata::len),
-        "mtime": mtime,
-    });
+    let payload = payload(
+        &path.to_string_lossy(),
+        rel,
+        kind,
+        meta.map(std::fs::Metadata::len),
+        mtime,
+    );
     let Value::Object(obj) = json!({"eventType": event_type, "source": origin, "payload": payload})
     else {
         unreachable!("a json! object")

@@ -7,6 +7,7 @@
 //! - `schemas.rs`: JSON syntax, meta-schema, local `$ref`s;
 //! - `fixtures.rs`: fixtures/<type>/ validate, fixtures/invalid/<type>/ are rejected;
 //! - `project.rs`: autod.toml, handler commands, routes, schedules, watches;
+//! - `watches.rs`: each watch's eventType schema accepts the watch payload;
 //! - `handlers_doc.rs`: HANDLERS.md matches `autod handlers doc`;
 //! - `compat.rs`: `--against REV`, breaking schema changes since a git revision.
 
@@ -17,6 +18,7 @@ mod locate;
 mod project;
 mod report;
 mod schemas;
+mod watches;
 
 use std::path::{Path, PathBuf};
 
@@ -136,6 +138,7 @@ pub fn lint(root: &Path, options: &Options) -> Result<Vec<Finding>, String> {
     fixtures::check(&mut lint, root, config.as_ref(), &known);
     if let Some(config) = &config {
         project::check_routes(&mut lint, root, config, &known);
+        watches::check(&mut lint, root, config, &known);
         handlers_doc::check(&mut lint, root, config);
     }
     if let Some(rev) = &options.against {

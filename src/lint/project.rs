@@ -21,8 +21,18 @@ pub fn check_config(lint: &mut Lint, root: &Path) -> Option<Config> {
         lint.unreadable(&path, &e);
         return None;
     }
-    let config = match Config::load(root) {
-        Ok(c) => c,
+    let reported: Vec<String>;
+    let config = match Config::load_partial(root) {
+        Ok((config, problems)) => {
+            for p in &problems {
+                lint.error(&path, "config", p.message.clone())
+                    .at(p.line, None);
+            }
+            reported = problems.into_iter().map(|p| p.message).collect();
+            // What parsed is still checked (handler commands, watches, routes,
+            // HANDLERS.md): one lint run shows every mistake, not one per fix.
+            config?
+        }
         Err(ConfigError::Read { path, source }) => {
             lint.error(&path, "unreadable", format!("cannot read: {source}"));
             return None;
@@ -50,6 +60,10 @@ pub fn check_config(lint: &mut Lint, root: &Path) -> Option<Config> {
     for h in &config.handlers {
         let line = config::line_of(&text, &format!("[handlers.{}]", h.name));
         let problem = match &h.command {
+            // A config problem already said it (several main files).
+            HandlerCommand::Missing(why) if reported.iter().any(|m| m.contains(why.as_str())) => {
+                None
+            }
             HandlerCommand::Missing(why) => Some(why.clone()),
             HandlerCommand::Argv(argv) => command_problem(root, &argv[0]),
         };

@@ -118,6 +118,16 @@ impl PairLock {
         self.paths.succeeded()
     }
 
+    /// Withdraws an earlier success: a forced rerun failed, so the pair's
+    /// latest outcome is that failure (its dead letter, written first), and a
+    /// retry must run it rather than skip it as done.
+    pub fn unmark_succeeded(&self) -> Result<()> {
+        for ok in [&self.paths.ok, &self.paths.legacy_ok] {
+            atomic::remove(ok).at(ok)?;
+        }
+        Ok(())
+    }
+
     /// Records success durably. The locked file itself becomes the marker:
     /// its content is written first, then it is renamed to its `.ok` name, so
     /// a marker is never seen empty and success creates no new file. Whoever

@@ -329,7 +329,48 @@ fn rejected_event_is_logged_under_the_id_it_claimed() {
     assert_eq!(p.logged("rejected"), [("-".into(), "up-1".into())]);
     let line = &p.log()[0];
     assert_eq!(line["input"], "bad.json");
+    assert_eq!(line["file"], "bad.json");
+    assert_eq!(line["eventType"], "file.uploaded");
     assert!(line["error"].as_str().unwrap().contains("/payload/size"));
+}
+
+/// Was `rejected - -` in `autod status` and a bare id in `autod log`: a
+/// rejection with no usable eventId still says which file and eventType.
+#[test]
+fn a_rejection_without_an_id_is_named_by_file_and_type_in_log_and_status() {
+    let mut ev = good();
+    ev.as_object_mut().unwrap().remove("eventId");
+    ev["payload"]["size"] = json!("big");
+    let (p, _) = rejected(ev.to_string());
+    let line = &p.log()[0];
+    assert_eq!(line["eventId"], "-");
+    assert_eq!(line["file"], "bad.json");
+    assert_eq!(line["eventType"], "file.uploaded");
+    // The standard four keys still come first, in order.
+    let raw = &p.log_raw()[0];
+    assert!(
+        raw.starts_with(r#"{"ts":"#)
+            && raw.contains(r#","eventId":"-","handler":"-","result":"rejected","#),
+        "{raw}"
+    );
+    p.autod(["log"])
+        .run()
+        .code(0)
+        .stdout_has("rejected")
+        .stdout_has("file.uploaded  bad.json");
+    p.autod(["status"])
+        .run()
+        .code(0)
+        .stdout_has("rejected - -  file.uploaded  bad.json");
+    // Read from stdin there is no file: the input names the line.
+    let p = project();
+    p.autod(["dispatch", "-"])
+        .stdin(ev.to_string())
+        .run()
+        .code(3);
+    let line = &p.log()[0];
+    assert_eq!(line["input"], "stdin");
+    assert!(line.get("file").is_none(), "{line}");
 }
 
 #[test]

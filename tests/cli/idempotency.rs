@@ -86,6 +86,36 @@ fn force_runs_it_again() {
 }
 
 #[test]
+fn a_forced_rerun_that_fails_is_retried_not_skipped_as_done() {
+    // Succeeds once, then fails until the file `fixed` exists.
+    let p = project(&format!(
+        "{RECORD}\n[ -e broken ] && [ ! -e fixed ] && {{ echo 'now broken' >&2; exit 1; }}\nexit 0"
+    ));
+    p.autod(["dispatch", "e.json"]).run().code(0);
+    let p = p.file("broken", "");
+    p.autod(["dispatch", "--force", "e.json"])
+        .run()
+        .code(1)
+        .stderr_has("now broken");
+    assert!(
+        !p.done("ev-1", "indexer"),
+        "the failure is the pair's latest outcome"
+    );
+    assert_eq!(p.dead_letter("indexer", "ev-1")["state"], "waiting");
+
+    // Still broken: retried, and it fails again; the dead letter stays.
+    p.autod(["retry", "--all"]).run().code(1);
+    assert_eq!(p.runs().len(), 3);
+    assert_eq!(p.dead_letter("indexer", "ev-1")["attempts"], 2);
+
+    let p = p.file("fixed", "");
+    p.autod(["retry", "--all"]).run().code(0);
+    assert_eq!(p.runs().len(), 4);
+    assert!(p.done("ev-1", "indexer"));
+    assert!(!p.dead_letter_path("indexer", "ev-1").exists());
+}
+
+#[test]
 fn two_processes_racing_for_one_event_run_it_once() {
     // Slow enough that the second process arrives while the first still runs.
     let p = project(&format!("{RECORD}\nsleep 1"));

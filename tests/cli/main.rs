@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod chaining;
+mod cloudevents;
 mod containment;
 mod daemon;
 mod dispatch;

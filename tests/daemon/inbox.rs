@@ -164,3 +164,38 @@ fn an_event_sent_again_while_its_first_copy_runs_is_skipped_after_it() {
     assert_eq!(p.results("dup", "worker"), ["ok", "skipped"]);
     assert_eq!(p.lines("ran.txt"), ["dup"]);
 }
+
+/// Was `{"eventId":"-","handler":"-","result":"rejected",…}` with nothing to
+/// say which file: the line names the inbox file and the eventType it claimed,
+/// and `autod status` shows them.
+#[test]
+fn a_rejected_inbox_file_is_named_in_the_run_log_and_status() {
+    let p = project();
+    let _daemon = p.start(&[]);
+    p.inbox_put(
+        "no-source.json",
+        &serde_json::json!({"eventType": "job.due", "payload": {}}),
+    );
+    wait_until(LIMIT, "the file to be rejected", || {
+        !p.logged("rejected").is_empty()
+    });
+    let line = p
+        .log()
+        .into_iter()
+        .find(|l| l["result"] == "rejected")
+        .unwrap();
+    assert_eq!(line["eventId"], "-");
+    assert_eq!(line["eventType"], "job.due", "{line}");
+    assert_eq!(line["file"], "no-source.json", "{line}");
+    assert_eq!(line["input"], "inbox/no-source.json", "{line}");
+    let status = p.autod(["status"]).assert().success();
+    let stdout = String::from_utf8_lossy(&status.get_output().stdout).into_owned();
+    let failure = stdout
+        .lines()
+        .find(|l| l.contains("rejected"))
+        .unwrap_or_else(|| panic!("no rejected line in:\n{stdout}"));
+    assert!(
+        failure.contains("job.due") && failure.contains("inbox/no-source.json"),
+        "{stdout}"
+    );
+}

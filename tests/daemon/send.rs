@@ -67,3 +67,23 @@ fn send_refuses_an_invalid_event_with_exit_3_and_queues_nothing() {
     assert!(!p.done("bad-1", "worker"));
     assert_eq!(p.lines("ran.txt"), ["good-1"]);
 }
+
+/// The inbox holds a sent CloudEvent in autod's names with `specversion` kept
+/// beside them; the daemon must read that back as the event, not refuse it as
+/// an ambiguous CloudEvent.
+#[test]
+fn a_sent_cloudevent_is_delivered() {
+    let p = project();
+    let _daemon = p.start(&[]);
+    let ce = serde_json::json!({"specversion": "1.0", "type": "job.due", "id": "ce-sent-1",
+                                "source": "https://example.com", "data": {}});
+    p.write("ce.json", ce.to_string());
+    p.autod(["send", "ce.json"]).assert().success();
+    // The run-log line is the last thing written for the pair.
+    wait_until(LIMIT, "the CloudEvent's ok line", || {
+        p.results("ce-sent-1", "worker") == ["ok"]
+    });
+    assert!(p.done("ce-sent-1", "worker"));
+    assert_eq!(p.lines("ran.txt"), ["ce-sent-1"]);
+    assert!(p.logged("rejected").is_empty(), "{:?}", p.log());
+}

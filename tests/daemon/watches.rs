@@ -542,3 +542,73 @@ fn a_change_that_cannot_be_queued_is_queued_once_the_inbox_is_writable() {
     w.settle();
     assert_eq!(w.count("a.txt"), 1, "queued once, not once per try");
 }
+
+/// Was a `rejected` line with no file and no eventType, and a daemon error
+/// that named only the watch: both now say which file it was about.
+#[test]
+fn a_rejected_watch_event_names_the_file() {
+    let p = Project::new()
+        .config(&config("path = \"watched\"\nglob = \"*.txt\""))
+        .handler("recorder", RECORDER);
+    // A payload schema the watch payload cannot meet.
+    p.write(
+        "schemas/file.changed.json",
+        r#"{"type": "object", "required": ["tag"]}"#,
+    );
+    fs::create_dir_all(p.path("watched/sub")).unwrap();
+    let daemon = p.start(&[]);
+    fs::write(p.path("watched/sub/refused-one.txt"), "x").unwrap();
+    wait_until(LIMIT, "the rejected line", || {
+        !p.logged("rejected").is_empty()
+    });
+    let line = p
+        .log()
+        .into_iter()
+        .find(|l| l["result"] == "rejected")
+        .unwrap();
+    assert_eq!(line["file"], "sub/refused-one.txt", "{line}");
+    assert_eq!(line["eventType"], "file.changed", "{line}");
+    assert_eq!(line["input"], "watch:notes", "{line}");
+    assert!(line["error"].as_str().unwrap().contains("tag"), "{line}");
+    wait_until(LIMIT, "the daemon's error line", || {
+        daemon
+            .stderr()
+            .contains("watch:notes: sub/refused-one.txt: event rejected")
+    });
+    let log = p.autod(["log", "--result", "rejected"]).assert().success();
+    let stdout = String::from_utf8_lossy(&log.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("file.changed  watch:notes sub/refused-one.txt"),
+        "{stdout}"
+    );
+}
+
+/// `autod new event TYPE --watch` writes the schema of what a watch really
+/// sends: a creation and a removal (size and mtime null) both pass it.
+#[test]
+fn the_scaffolded_watch_schema_accepts_real_watch_events() {
+    let p = Project::new()
+        .config(&config(
+            "path = \"watched\"\non = [\"create\", \"remove\"]\ndebounce = \"50ms\"",
+        ))
+        .handler("recorder", RECORDER);
+    p.autod(["new", "event", "file.changed", "--watch"])
+        .assert()
+        .success();
+    fs::create_dir_all(p.path("watched")).unwrap();
+    let _daemon = p.start(&[]);
+    let kinds_seen = || {
+        let text = fs::read_to_string(p.path("events.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|e| e["payload"]["kind"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
+    fs::write(p.path("watched/scaffolded.txt"), "x").unwrap();
+    wait_until(LIMIT, "the creation", || kinds_seen() == ["create"]);
+    fs::remove_file(p.path("watched/scaffolded.txt")).unwrap();
+    wait_until(LIMIT, "the removal", || {
+        kinds_seen() == ["create", "remove"]
+    });
+    assert!(p.logged("rejected").is_empty(), "{:?}", p.log());
+}

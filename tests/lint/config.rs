@@ -275,8 +275,10 @@ fn schedule_for_an_event_type_without_schema_is_a_warning() {
 #[test]
 fn watch_folder_missing_is_a_warning() {
     let p = Project::clean();
+    // A type whose schema takes the watch payload (checked by watches.rs).
+    p.write("schemas/job.seen.json", "{}");
     p.config_with(
-        "\n[[watches]]\nname = \"drop\"\npath = \"no-such-folder\"\nevent_type = \"job.done\"\n",
+        "\n[[watches]]\nname = \"drop\"\npath = \"no-such-folder\"\nevent_type = \"job.seen\"\n",
     );
     let f = assert_warning(&p, "watch-path", "autod.toml");
     assert_eq!(f["line"], 7, "{f}");
@@ -299,10 +301,71 @@ fn watch_folder_missing_is_a_warning() {
 #[test]
 fn watch_folder_that_exists_is_clean() {
     let p = Project::clean();
+    // A type whose schema takes the watch payload (checked by watches.rs).
+    p.write("schemas/job.seen.json", "{}");
     std::fs::create_dir(p.path("inbox-drop")).unwrap();
     p.config_with(
-        "\n[[watches]]\nname = \"drop\"\npath = \"inbox-drop\"\nevent_type = \"job.done\"\n",
+        "\n[[watches]]\nname = \"drop\"\npath = \"inbox-drop\"\nevent_type = \"job.seen\"\n",
     );
     let run = p.autod(&["lint", "--strict"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+}
+
+/// Was one finding per fix: an unknown key stopped lint before the handler
+/// and watch checks, so each fix showed the next mistake.
+#[test]
+fn unknown_keys_do_not_hide_the_other_checks() {
+    let p = Project::clean();
+    // A type whose schema takes the watch payload (checked by watches.rs).
+    p.write("schemas/job.seen.json", "{}");
+    p.chmod("handlers/notify/main.sh", 0o644);
+    p.config_with(concat!(
+        "tiemout = \"3s\"\n",
+        "\n[[watches]]\nname = \"drop\"\npath = \"no-such-folder\"\nevent_type = \"job.seen\"\n",
+        "\n[routing]\ntypo = 1\n",
+    ));
+    let run = p.lint(&[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let config = run.messages("config");
+    assert_eq!(config.len(), 2, "{config:?}");
+    assert!(config[0].contains("tiemout") || config[1].contains("tiemout"));
+    assert!(config.iter().any(|m| m.contains("typo")), "{config:?}");
+    let command = run.messages("handler-command");
+    assert_eq!(command.len(), 1, "{}", run.stdout);
+    assert!(
+        command[0].contains("not executable (chmod +x it)"),
+        "{command:?}"
+    );
+    let watch = run.messages("watch-path");
+    assert_eq!(watch.len(), 1, "{}", run.stdout);
+    assert!(watch[0].contains("no-such-folder"), "{watch:?}");
+
+    // The same in the text format, in line order as a compiler lists them.
+    let text = p.autod(&["lint"]);
+    assert_eq!(text.code, 1);
+    let rules: Vec<&str> = text
+        .stdout
+        .lines()
+        .filter_map(|l| l.rsplit_once(" [").map(|(_, r)| r.trim_end_matches(']')))
+        .collect();
+    assert_eq!(
+        rules,
+        ["handler-command", "config", "watch-path", "config"],
+        "{}",
+        text.stdout
+    );
+}
+
+/// A config problem that is also about a handler's command (two main files)
+/// is said once, not again as a `handler-command` finding.
+#[test]
+fn a_config_problem_is_not_repeated_as_a_command_finding() {
+    let p = Project::clean();
+    p.write("handlers/notify/main.py", "#!/usr/bin/env python3\n");
+    p.chmod("handlers/notify/main.py", 0o755);
+    let run = p.lint(&[]);
+    let config = run.messages("config");
+    assert_eq!(config.len(), 1, "{}", run.stdout);
+    assert!(config[0].contains("several executable main files"));
+    assert!(run.messages("handler-command").is_empty(), "{}", run.stdout);
 }
