@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
 use super::Daemon;
@@ -21,10 +21,19 @@ use crate::zone::Zone;
 
 pub const MAX_CATCH_UP: usize = 100;
 
-/// The first fire of `expr` strictly after `t`, read in `zone`.
+/// The first fire of `expr` strictly after `t`, read in `zone` (cronie's
+/// rules for clock changes, see [`CronExpr::next_after`]).
 pub fn next_after(expr: &CronExpr, zone: &Zone, t: Timestamp) -> Option<Timestamp> {
-    expr.next_after(&t.with_timezone(&zone.rules()))
-        .map(|n| n.with_timezone(&Utc))
+    next_in(expr, &zone.rules(), t)
+}
+
+/// The zone's rules looked up once, for a walk over many fires.
+fn next_in(expr: &CronExpr, tz: &jiff::tz::TimeZone, t: Timestamp) -> Option<Timestamp> {
+    // Fires are whole seconds, so the sub-second part of `t` only matters
+    // through `>`: a `t` of 09:00:00.5 is after a 09:00:00 fire.
+    let secs = jiff::Timestamp::from_second(t.timestamp()).ok()?;
+    let n = expr.next_after(tz, secs)?;
+    DateTime::from_timestamp(n.as_second(), 0)
 }
 
 /// The fires in `(after, until]`, oldest first, at most `cap` of the newest.
@@ -64,10 +73,7 @@ fn walk(
     let rules = zone.rules();
     let mut out = std::collections::VecDeque::new();
     let mut t = after;
-    while let Some(n) = expr
-        .next_after(&t.with_timezone(&rules))
-        .map(|n| n.with_timezone(&Utc))
-    {
+    while let Some(n) = next_in(expr, &rules, t) {
         if n > until {
             break;
         }
@@ -267,21 +273,31 @@ mod tests {
     }
 
     /// Daylight saving in Berlin, 2026: 02:00–03:00 does not exist on 29 March
-    /// and happens twice on 25 October.
+    /// and happens twice on 25 October. cronie's rules (src/cron.rs).
     #[test]
     fn daylight_saving_gap_and_fold() {
         let berlin = Zone::parse(Some("Europe/Berlin")).unwrap();
         let expr = CronExpr::parse("30 2 * * *").unwrap();
         let fires = |from, to| fires_between(&expr, &berlin, at(from), at(to), 100);
-        // The skipped hour has no 02:30: that day has no fire at all.
+        // The skipped 02:30 runs right after the jump, at 03:00 CEST.
         assert_eq!(
             fires("2026-03-27T12:00:00Z", "2026-03-30T12:00:00Z"),
-            vec![at("2026-03-28T01:30:00Z"), at("2026-03-30T00:30:00Z")]
+            vec![
+                at("2026-03-28T01:30:00Z"),
+                at("2026-03-29T01:00:00Z"),
+                at("2026-03-30T00:30:00Z")
+            ]
         );
-        // The repeated hour fires once, at the first 02:30 (summer time).
+        // The repeated hour fires a fixed time once, at the first 02:30.
         assert_eq!(
             fires("2026-10-24T12:00:00Z", "2026-10-26T12:00:00Z"),
             vec![at("2026-10-25T00:30:00Z"), at("2026-10-26T01:30:00Z")]
+        );
+        // A daemon started inside the repeated hour neither fires nor
+        // stores a slot before its start.
+        assert_eq!(
+            next_after(&expr, &berlin, at("2026-10-25T01:10:00Z")),
+            Some(at("2026-10-26T01:30:00Z"))
         );
         let hourly = CronExpr::parse("0 * * * *").unwrap();
         let n = fires_between(
@@ -291,13 +307,14 @@ mod tests {
             at("2026-10-25T04:00:00Z"),
             100,
         );
-        // Six real hours but five wall-clock hours: 02:00 fires once, in
-        // summer time (00:00Z), not again at 01:00Z.
+        // A wildcard job runs by the real clock: six real hours, six fires,
+        // 02:00 twice (CEST, then CET).
         assert_eq!(
             n,
             [
                 "2026-10-24T23:00:00Z",
                 "2026-10-25T00:00:00Z",
+                "2026-10-25T01:00:00Z",
                 "2026-10-25T02:00:00Z",
                 "2026-10-25T03:00:00Z",
                 "2026-10-25T04:00:00Z"
