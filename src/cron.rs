@@ -90,7 +90,12 @@ impl CronExpr {
             }
         };
         let [min, hour, dom, month, dow] = [rest[0], rest[1], rest[2], rest[3], rest[4]];
-        let field = |name, lo, hi, names| Field { name, lo, hi, names };
+        let field = |name, lo, hi, names| Field {
+            name,
+            lo,
+            hi,
+            names,
+        };
         let bits = |f: Field, text: &str| {
             parse_field(&f, text).map_err(|e| err(format!("{} {text:?}: {e}", f.name)))
         };
@@ -433,7 +438,13 @@ mod tests {
 
     #[test]
     fn sunday_is_zero_and_seven() {
-        for expr in ["0 0 * * 0", "0 0 * * 7", "0 0 * * sun", "0 0 * * SUN", "@weekly"] {
+        for expr in [
+            "0 0 * * 0",
+            "0 0 * * 7",
+            "0 0 * * sun",
+            "0 0 * * SUN",
+            "@weekly",
+        ] {
             let f = fires(expr, "2026-11-24T00:00:00Z", 2);
             assert_eq!(weekdays(&f), [Weekday::Sunday; 2], "{expr}");
         }
@@ -451,7 +462,10 @@ mod tests {
         // cronie wraps a range ending in Sunday (and only that one).
         let f = fires("0 12 * * fri-sun", "2026-11-24T00:00:00Z", 4);
         assert_eq!(weekdays(&f), [Friday, Saturday, Sunday, Friday]);
-        assert_eq!(weekdays(&fires("0 12 * * 5-0", "2026-11-24T00:00:00Z", 3)), [Friday, Saturday, Sunday]);
+        assert_eq!(
+            weekdays(&fires("0 12 * * 5-0", "2026-11-24T00:00:00Z", 3)),
+            [Friday, Saturday, Sunday]
+        );
         // Names and numbers mix in a range, as in cronie.
         let f = fires("0 12 * * 1-fri", "2026-11-27T13:00:00Z", 1);
         assert_eq!(weekdays(&f), [Monday]);
@@ -459,11 +473,14 @@ mod tests {
 
     #[test]
     fn months_mix_names_and_numbers() {
-        assert_eq!(fires("0 0 1 3-apr *", "2026-01-01T00:00:00Z", 3), [
-            at("2026-03-01T00:00:00Z"),
-            at("2026-04-01T00:00:00Z"),
-            at("2027-03-01T00:00:00Z"),
-        ]);
+        assert_eq!(
+            fires("0 0 1 3-apr *", "2026-01-01T00:00:00Z", 3),
+            [
+                at("2026-03-01T00:00:00Z"),
+                at("2026-04-01T00:00:00Z"),
+                at("2027-03-01T00:00:00Z"),
+            ]
+        );
         assert_eq!(
             fires("0 0 1 mar-4 *", "2026-01-01T00:00:00Z", 2),
             fires("0 0 1 3-4 *", "2026-01-01T00:00:00Z", 2)
@@ -487,11 +504,14 @@ mod tests {
     fn day_of_month_or_day_of_week() {
         // The 1st of the month OR any Monday.
         let f = fires("0 0 1 * 1", "2026-11-24T00:00:00Z", 3);
-        assert_eq!(f, [
-            at("2026-11-30T00:00:00Z"),
-            at("2026-12-01T00:00:00Z"),
-            at("2026-12-07T00:00:00Z"),
-        ]);
+        assert_eq!(
+            f,
+            [
+                at("2026-11-30T00:00:00Z"),
+                at("2026-12-01T00:00:00Z"),
+                at("2026-12-07T00:00:00Z"),
+            ]
+        );
         // A day field starting with `*` makes it AND: the odd days that are Mondays.
         let f = fires("0 0 */2 * 1", "2026-11-24T00:00:00Z", 2);
         assert_eq!(f, [at("2026-12-07T00:00:00Z"), at("2026-12-21T00:00:00Z")]);
@@ -507,22 +527,46 @@ mod tests {
 
     #[test]
     fn shorthands() {
-        assert_eq!(fires("@hourly", "2026-11-24T00:30:00Z", 1)[0], at("2026-11-24T01:00:00Z"));
-        assert_eq!(fires("@daily", "2026-11-24T00:30:00Z", 1)[0], at("2026-11-25T00:00:00Z"));
-        assert_eq!(fires("@monthly", "2026-11-24T00:30:00Z", 1)[0], at("2026-12-01T00:00:00Z"));
-        assert_eq!(fires("@yearly", "2026-11-24T00:30:00Z", 1)[0], at("2027-01-01T00:00:00Z"));
+        assert_eq!(
+            fires("@hourly", "2026-11-24T00:30:00Z", 1)[0],
+            at("2026-11-24T01:00:00Z")
+        );
+        assert_eq!(
+            fires("@daily", "2026-11-24T00:30:00Z", 1)[0],
+            at("2026-11-25T00:00:00Z")
+        );
+        assert_eq!(
+            fires("@monthly", "2026-11-24T00:30:00Z", 1)[0],
+            at("2026-12-01T00:00:00Z")
+        );
+        assert_eq!(
+            fires("@yearly", "2026-11-24T00:30:00Z", 1)[0],
+            at("2027-01-01T00:00:00Z")
+        );
         assert!(CronExpr::parse("@hourly").unwrap().is_wild());
         assert!(!CronExpr::parse("@daily").unwrap().is_wild());
     }
 
     #[test]
     fn fires_go_on_past_2100() {
-        assert_eq!(fires("0 0 1 1 *", "2100-06-01T00:00:00Z", 1)[0], at("2101-01-01T00:00:00Z"));
-        assert_eq!(fires("0 12 29 2 *", "2399-03-01T00:00:00Z", 1)[0], at("2400-02-29T12:00:00Z"));
+        assert_eq!(
+            fires("0 0 1 1 *", "2100-06-01T00:00:00Z", 1)[0],
+            at("2101-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            fires("0 12 29 2 *", "2399-03-01T00:00:00Z", 1)[0],
+            at("2400-02-29T12:00:00Z")
+        );
         // 2100 is not a leap year; the next 29 February is in 2104.
-        assert_eq!(fires("0 0 29 2 *", "2096-03-01T00:00:00Z", 1)[0], at("2104-02-29T00:00:00Z"));
+        assert_eq!(
+            fires("0 0 29 2 *", "2096-03-01T00:00:00Z", 1)[0],
+            at("2104-02-29T00:00:00Z")
+        );
         let near_end = CronExpr::parse("0 0 1 1 *").unwrap();
-        assert_eq!(near_end.next_after(&TimeZone::UTC, at("9999-06-01T00:00:00Z")), None);
+        assert_eq!(
+            near_end.next_after(&TimeZone::UTC, at("9999-06-01T00:00:00Z")),
+            None
+        );
     }
 
     #[test]
@@ -553,16 +597,32 @@ mod tests {
         assert_eq!(f, [at("2026-03-29T01:00:00Z"), at("2026-03-29T01:30:00Z")]);
         // Wildcard jobs go on by the clock: no catching up of 02:xx.
         let f = fires_in("*/15 * * * *", "Europe/Berlin", "2026-03-29T00:40:00Z", 3);
-        assert_eq!(f, [at("2026-03-29T00:45:00Z"), at("2026-03-29T01:00:00Z"), at("2026-03-29T01:15:00Z")]);
+        assert_eq!(
+            f,
+            [
+                at("2026-03-29T00:45:00Z"),
+                at("2026-03-29T01:00:00Z"),
+                at("2026-03-29T01:15:00Z")
+            ]
+        );
         let f = fires_in("* 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", 1);
-        assert_eq!(f, [at("2026-03-30T00:00:00Z")], "a wildcard job at 02:xx has no 02:xx that day");
+        assert_eq!(
+            f,
+            [at("2026-03-30T00:00:00Z")],
+            "a wildcard job at 02:xx has no 02:xx that day"
+        );
     }
 
     /// Lord Howe Island moves its clocks by 30 minutes: 02:00 → 02:30 on
     /// 4 October 2026 (15:30Z on the 3rd).
     #[test]
     fn half_hour_jump_on_lord_howe() {
-        let f = fires_in("0 2 * * *", "Australia/Lord_Howe", "2026-10-03T00:00:00Z", 2);
+        let f = fires_in(
+            "0 2 * * *",
+            "Australia/Lord_Howe",
+            "2026-10-03T00:00:00Z",
+            2,
+        );
         assert_eq!(f, [at("2026-10-03T15:30:00Z"), at("2026-10-04T15:00:00Z")]);
     }
 
@@ -575,12 +635,28 @@ mod tests {
         let f = fires_in("30 2 * * *", "Europe/Berlin", "2026-10-25T01:10:00Z", 1);
         assert_eq!(f, [at("2026-10-26T01:30:00Z")]);
         let f = fires_in("*/15 * * * *", "Europe/Berlin", "2026-10-25T00:40:00Z", 6);
-        assert_eq!(f, [
-            "2026-10-25T00:45:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:15:00Z",
-            "2026-10-25T01:30:00Z", "2026-10-25T01:45:00Z", "2026-10-25T02:00:00Z",
-        ].map(at));
+        assert_eq!(
+            f,
+            [
+                "2026-10-25T00:45:00Z",
+                "2026-10-25T01:00:00Z",
+                "2026-10-25T01:15:00Z",
+                "2026-10-25T01:30:00Z",
+                "2026-10-25T01:45:00Z",
+                "2026-10-25T02:00:00Z",
+            ]
+            .map(at)
+        );
         let f = fires_in("@hourly", "Europe/Berlin", "2026-10-24T23:30:00Z", 3);
-        assert_eq!(f, ["2026-10-25T00:00:00Z", "2026-10-25T01:00:00Z", "2026-10-25T02:00:00Z"].map(at));
+        assert_eq!(
+            f,
+            [
+                "2026-10-25T00:00:00Z",
+                "2026-10-25T01:00:00Z",
+                "2026-10-25T02:00:00Z"
+            ]
+            .map(at)
+        );
         // From the second 02:10, the wildcard job finds the second 02:15.
         let f = fires_in("*/15 * * * *", "Europe/Berlin", "2026-10-25T01:10:00Z", 1);
         assert_eq!(f, [at("2026-10-25T01:15:00Z")]);
@@ -589,13 +665,22 @@ mod tests {
     #[test]
     fn next_is_always_after_the_start() {
         let tz = TimeZone::get("Europe/Berlin").unwrap();
-        for expr in ["30 2 * * *", "*/15 * * * *", "0 2,3 * * *", "* * * * *", "@hourly", "0 0 * * *"] {
+        for expr in [
+            "30 2 * * *",
+            "*/15 * * * *",
+            "0 2,3 * * *",
+            "* * * * *",
+            "@hourly",
+            "0 0 * * *",
+        ] {
             let c = CronExpr::parse(expr).unwrap();
             let mut t = at("2026-10-24T22:00:00Z");
             while t < at("2026-10-25T04:00:00Z") {
                 let n = c.next_after(&tz, t).unwrap();
                 assert!(n > t, "{expr} from {t}: {n}");
-                t = t.checked_add(SignedDuration::from_secs(7 * 60 + 13)).unwrap();
+                t = t
+                    .checked_add(SignedDuration::from_secs(7 * 60 + 13))
+                    .unwrap();
             }
         }
     }
@@ -610,11 +695,17 @@ mod tests {
             ("* * 0 * *", "day-of-month \"0\": 0 is out of range (1-31)"),
             ("* * 32 * *", "32 is out of range (1-31)"),
             ("* * * 13 *", "month \"13\": 13 is out of range (1-12)"),
-            ("0 0 * foo *", "\"foo\" is not a number 1-12 or a name like jan"),
+            (
+                "0 0 * foo *",
+                "\"foo\" is not a number 1-12 or a name like jan",
+            ),
             ("*/0 * * * *", "a step of 0 never advances"),
             ("*/x * * * *", "step \"x\" is not a number"),
             ("a * * * *", "\"a\" is not a number"),
-            ("5-1 * * * *", "range \"5-1\" runs backwards; write it as two ranges, like 5-59,0-1"),
+            (
+                "5-1 * * * *",
+                "range \"5-1\" runs backwards; write it as two ranges, like 5-59,0-1",
+            ),
             ("0 0 * * fri-tue", "only a range ending in Sunday wraps"),
             ("0 0 * * 5-0/2", "runs backwards"),
             ("60 * * * * *", "second \"60\": 60 is out of range (0-59)"),

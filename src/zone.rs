@@ -79,7 +79,10 @@ mod tests {
         let e = Zone::parse(Some("Mars/Olympus")).unwrap_err();
         assert!(e.contains("IANA"), "{e}");
         assert!(Zone::parse(Some("../../etc/passwd")).is_err());
-        assert_eq!(Zone::parse(Some("Europe/Berlin")).unwrap().name(), "Europe/Berlin");
+        assert_eq!(
+            Zone::parse(Some("Europe/Berlin")).unwrap().name(),
+            "Europe/Berlin"
+        );
         assert_eq!(Zone::utc().name(), "UTC");
     }
 }

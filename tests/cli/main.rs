@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod containment;
+mod crontab_conformance;
 mod daemon;
 mod dispatch;
 mod failures;
