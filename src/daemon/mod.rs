@@ -21,7 +21,7 @@
 mod inbox;
 mod recovery;
 mod retry;
-mod schedule;
+pub(crate) mod schedule;
 mod watch;
 
 use std::collections::HashMap;

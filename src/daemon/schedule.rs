@@ -90,25 +90,62 @@ pub fn event_id(name: &str, fire: Timestamp) -> String {
     format!("cron:{name}:{}", fire.format("%Y%m%dT%H%M%SZ"))
 }
 
-pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
-    let origin = format!("cron:{}", s.name);
-    let expr = match CronExpr::parse(&s.cron) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!("{origin}: {e}; this schedule is off");
-            return;
-        }
-    };
-    let zone = match Zone::parse(s.timezone.as_deref()) {
-        Ok(z) => z,
-        Err(e) => {
-            tracing::error!("{origin}: {e}; this schedule is off");
-            return;
-        }
-    };
+/// The eventId of a fire asked for by hand (`autod schedules fire`):
+/// `cron:<name>:manual-<uuid v7>`. A real fire's last part is a UTC time of
+/// digits, `T` and `Z`, and a schedule name has no `:`, so the two never meet;
+/// each manual fire is a new event.
+pub fn manual_event_id(name: &str) -> String {
+    format!("cron:{name}:manual-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The schedule's expression and zone, or what is wrong with them.
+pub fn parse(s: &ScheduleConfig) -> Result<(CronExpr, Zone), String> {
+    let expr = CronExpr::parse(&s.cron).map_err(|e| e.to_string())?;
+    let zone = Zone::parse(s.timezone.as_deref())?;
+    Ok((expr, zone))
+}
+
+/// The next `n` fires strictly after `after`, oldest first (fewer if the
+/// schedule ends, as past year 9999).
+pub fn next_fires(expr: &CronExpr, zone: &Zone, after: Timestamp, n: usize) -> Vec<Timestamp> {
+    let rules = zone.rules();
+    let mut out = Vec::with_capacity(n);
+    let mut t = after;
+    while out.len() < n
+        && let Some(next) = next_in(expr, &rules, t)
+    {
+        out.push(next);
+        t = next;
+    }
+    out
+}
+
+/// The event a fire submits, the same for the daemon and a fire by hand.
+pub fn fire_event(s: &ScheduleConfig, event_id: String, ts: Timestamp) -> Map<String, Value> {
     let payload = s.payload.as_ref().map_or(Value::Object(Map::new()), |p| {
         serde_json::to_value(p).unwrap_or(Value::Null)
     });
+    let Value::Object(obj) = json!({
+        "eventType": s.event_type,
+        "source": format!("cron:{}", s.name),
+        "eventId": event_id,
+        "ts": time::format(ts),
+        "payload": payload,
+    }) else {
+        unreachable!("a json! object")
+    };
+    obj
+}
+
+pub(super) async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
+    let origin = format!("cron:{}", s.name);
+    let (expr, zone) = match parse(&s) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::error!("{origin}: {e}; this schedule is off");
+            return;
+        }
+    };
     let now = time::now();
     let stored = daemon
         .state
@@ -126,7 +163,7 @@ pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
                 tracing::info!("{origin}: catching up {} missed fire(s)", catch_up.len());
             }
             for fire in catch_up {
-                fire_until_queued(&daemon, &s, &origin, &payload, *fire).await;
+                fire_until_queued(&daemon, &s, &origin, *fire).await;
             }
             missed.last().copied().unwrap_or(last).max(last)
         }
@@ -166,7 +203,7 @@ pub async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
             }
             continue;
         }
-        fire_until_queued(&daemon, &s, &origin, &payload, next).await;
+        fire_until_queued(&daemon, &s, &origin, next).await;
         if let Err(e) = daemon.state.schedule_set_last_fire(&s.name, next) {
             tracing::error!("{origin}: {e}");
         }
@@ -207,37 +244,12 @@ fn resume_from(origin: &str, last: Timestamp, now: Timestamp) -> Timestamp {
 /// inbox cannot take it: the last fire is stored only once it is queued, so a
 /// full disk delays a fire instead of dropping it. A fire's eventId is derived
 /// from its time, so trying again can never queue it twice.
-async fn fire_until_queued(
-    daemon: &Daemon,
-    s: &ScheduleConfig,
-    origin: &str,
-    payload: &Value,
-    fire: Timestamp,
-) {
+async fn fire_until_queued(daemon: &Daemon, s: &ScheduleConfig, origin: &str, fire: Timestamp) {
     let mut wait = Duration::from_secs(1);
-    while !fire_once(daemon, s, origin, payload, fire) {
+    while !super::submit(daemon, fire_event(s, event_id(&s.name, fire), fire), origin) {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(30));
     }
-}
-
-fn fire_once(
-    daemon: &Daemon,
-    s: &ScheduleConfig,
-    origin: &str,
-    payload: &Value,
-    fire: Timestamp,
-) -> bool {
-    let Value::Object(obj) = json!({
-        "eventType": s.event_type,
-        "source": origin,
-        "eventId": event_id(&s.name, fire),
-        "ts": time::format(fire),
-        "payload": payload,
-    }) else {
-        unreachable!("a json! object")
-    };
-    super::submit(daemon, obj, origin)
 }
 
 #[cfg(test)]

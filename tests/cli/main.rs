@@ -15,5 +15,6 @@ mod robustness;
 mod root;
 mod runner;
 mod scaffold;
+mod schedules;
 mod state;
 mod unrecorded;
