@@ -737,4 +737,51 @@ mod tests {
             assert!(CronExpr::parse(expr).is_ok(), "{expr}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Fires are one fixed set of instants: the next one is after the
+            /// start, and asking again from anywhere before it finds it again
+            /// (nothing between is skipped, nothing earlier comes back).
+            #[test]
+            fn next_is_after_the_start_and_stable_until_it(
+                start in prop_oneof![
+                    1_700_000_000i64..1_900_000_000,
+                    // Eight hours around the clock changes of 2026 in the
+                    // zones below (generated with Python's zoneinfo).
+                    prop::sample::select(vec![
+                        1_774_746_000i64, 1_792_890_000, 1_772_953_200, 1_793_512_800,
+                        1_775_314_800, 1_791_041_400, 1_775_311_200, 1_790_431_200,
+                        1_775_358_000, 1_788_667_200,
+                    ]).prop_flat_map(|base| (base - 14_400)..(base + 14_400)),
+                ],
+                frac in 0.0f64..1.0,
+                expr in prop::sample::select(vec![
+                    "30 2 * * *", "0 2 * * *", "*/15 * * * *", "@hourly", "* 2 * * *",
+                    "0,30 1-3 * * *", "*/7 */3 * * *", "0 0 29 2 *", "0 9 * * 1-5", "15 2 * * 0",
+                    "*/20 * * * * *", "10 2 1,15 * fri",
+                ]),
+                zone in prop::sample::select(vec![
+                    "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC",
+                    "Asia/Kathmandu", "America/Santiago", "Pacific/Chatham",
+                ]),
+            ) {
+                let c = CronExpr::parse(expr).unwrap();
+                let tz = TimeZone::get(zone).unwrap();
+                let t = Timestamp::from_second(start).unwrap();
+                let n = c.next_after(&tz, t).unwrap();
+                prop_assert!(n > t);
+                let span = n.as_second() - start;
+                #[allow(clippy::cast_possible_truncation)]
+                let x = start + (span as f64 * frac) as i64;
+                let x = Timestamp::from_second(x.min(n.as_second() - 1)).unwrap();
+                prop_assert_eq!(c.next_after(&tz, x), Some(n), "from {}", x);
+            }
+        }
+    }
 }
