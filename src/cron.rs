@@ -344,7 +344,11 @@ fn parse_field(f: &Field, text: &str) -> Result<u64, String> {
         let mut v = lo;
         while v <= hi {
             bits |= 1 << v;
-            v += step;
+            // A step of any size (`*/4000000000`) keeps only the first value.
+            let Some(next) = v.checked_add(step) else {
+                break;
+            };
+            v = next;
         }
     }
     Ok(bits)
@@ -354,6 +358,9 @@ fn step(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(0) => Err("a step of 0 never advances".to_owned()),
         Ok(n) => Ok(n),
+        Err(_) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Err(format!(
+            "step {s} is too large; a step past the field's end keeps only its first value, so write that value"
+        )),
         Err(_) => Err(format!("step {s:?} is not a number")),
     }
 }
@@ -701,6 +708,7 @@ mod tests {
             ),
             ("*/0 * * * *", "a step of 0 never advances"),
             ("*/x * * * *", "step \"x\" is not a number"),
+            ("*/99999999999 * * * *", "step 99999999999 is too large"),
             ("a * * * *", "\"a\" is not a number"),
             (
                 "5-1 * * * *",
@@ -781,6 +789,17 @@ mod tests {
                 let x = start + (span as f64 * frac) as i64;
                 let x = Timestamp::from_second(x.min(n.as_second() - 1)).unwrap();
                 prop_assert_eq!(c.next_after(&tz, x), Some(n), "from {}", x);
+            }
+
+            #[test]
+            fn parse_never_panics(s in "[-0-9*/,a-z?~@ ]{0,30}") {
+                let _ = CronExpr::parse(&s);
+            }
+
+            #[test]
+            fn any_step_parses_without_panic(step in any::<u32>()) {
+                let r = CronExpr::parse(&format!("*/{step} * * * *"));
+                prop_assert_eq!(r.is_ok(), step != 0);
             }
         }
     }
