@@ -417,3 +417,35 @@ fn fire_with_a_daemon_running_runs_the_handlers() {
     assert_eq!(p.lines("ran.txt"), [format!("{id} cron:daily-digest")]);
     daemon.terminate();
 }
+
+/// Without `timezone`, the machine's zone (`TZ`, as cron) reads the fields.
+#[test]
+fn a_schedule_without_a_timezone_uses_the_machines_zone() {
+    let p = Project::new().open_schema("job.due").config(
+        r#"
+        [[schedules]]
+        name = "morning"
+        cron = "0 9 * * *"
+        event_type = "job.due"
+        "#,
+    );
+    let out = p
+        .autod([
+            "schedules",
+            "--json",
+            "-n",
+            "1",
+            "--after",
+            "2026-11-23T12:00:00Z",
+        ])
+        .env("TZ", "Asia/Tokyo")
+        .run();
+    out.code(0);
+    let s = &out.json()[0];
+    assert_eq!(s["timezone"], Value::Null);
+    assert_eq!(s["zone"], "local (Asia/Tokyo)");
+    assert_eq!(
+        s["next"][0],
+        serde_json::json!({"local": "2026-11-24T09:00:00+09:00", "utc": "2026-11-24T00:00:00Z"})
+    );
+}
