@@ -792,8 +792,9 @@ mod tests {
             }
 
             #[test]
-            fn parse_never_panics(s in "[-0-9*/,a-z?~@ ]{0,30}") {
+            fn parse_never_panics(s in "[-0-9*/,a-zA-Z?~@ ]{0,30}", any in "\\PC{0,40}") {
                 let _ = CronExpr::parse(&s);
+                let _ = CronExpr::parse(&any);
             }
 
             #[test]
