@@ -10,8 +10,9 @@
 //!
 //! Fires are computed on jiff civil times in the schedule's zone, with
 //! cronie's rules for clock changes (`cron.c`): see [`CronExpr::next_after`].
-//! No crate did both (the `cron` crate drops fixed-time jobs in a skipped hour
-//! and stops in 2100; README "Crontab" has the measurements).
+//! No crate did both: the `cron` crate has no clock-change rules and stops in
+//! 2100, croner refuses valid lines and reads the day fields otherwise (README,
+//! "Conformance", has the measurements).
 
 use jiff::civil::{Date, DateTime};
 use jiff::tz::{Offset, TimeZone};
