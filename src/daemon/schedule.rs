@@ -5,7 +5,9 @@
 //! restart never runs a slot twice. The last fire is kept in
 //! `.autod/schedules/<name>.json`; fires missed while autod was down are caught
 //! up per `catch_up`: `none`, `last` (the default: the most recent one) or `all`
-//! (at most [`MAX_CATCH_UP`]).
+//! (at most [`MAX_CATCH_UP`]). Fire times, clock changes included, come from
+//! [`CronExpr::next_after`]; `autod schedules` lists them with the same
+//! functions, and its `fire` builds the event with [`fire_event`].
 
 use std::sync::Arc;
 use std::time::Duration;
