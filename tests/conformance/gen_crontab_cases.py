@@ -226,6 +226,16 @@ SPECIALS = [
     "5,10-20/5,45 * * * *", "0 0 31 1,3,5,7,8,10,12 *", "0 0 29 2 */7", "0 0 */28 2 *",
 ]
 
+# Past the `cron` crate's last year (2100) and over century leap rules.
+FAR = [
+    ("0 0 1 1 *", "2100-06-01T00:00:00Z"),
+    ("0 12 29 2 *", "2399-03-01T00:00:00Z"),
+    ("0 0 29 2 *", "2096-03-01T00:00:00Z"),
+    ("*/15 * * * *", "2100-12-31T23:50:00Z"),
+    ("0 0 * * 1", "2400-02-25T00:00:00Z"),
+    ("0 0 31 12 *", "2999-01-01T00:00:00Z"),
+]
+
 # Where croniter reads a field differently from cronie: from the simulation.
 SIM_SPECIALS = ["0 0 1,* * 1", "0 0 * * 1,*", "0 0 1,*/2 * 1", "0 12 1-5,*/10 * sun"]
 
@@ -301,6 +311,10 @@ def main():
             assert cronie_sim(expr, tz, start, N) == fires, (expr, tz, start)
             crosschecked += 1
         rows.append((f"sweep-{i}", expr, tz, fmt(start), " ".join(map(fmt, fires)), "croniter-6.0.0"))
+    for i, (expr, s) in enumerate(FAR):
+        start = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        fires = croniter_fires(expr, "UTC", start, N)
+        rows.append((f"far-{i}", expr, "UTC", s, " ".join(map(fmt, fires)), "croniter-6.0.0"))
     for i, expr in enumerate(SIM_SPECIALS):
         start = datetime(2026, 11, 24, 12, tzinfo=UTC)
         fires = cronie_sim(expr, "UTC", start, N)
