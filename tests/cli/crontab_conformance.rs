@@ -113,4 +113,8 @@ fn crontab_cases_cover_the_clock_changes() {
         );
     }
     assert!(cases.iter().filter(|c| c.expected == "refused").count() >= 10);
+    let mut names: Vec<&str> = cases.iter().map(|c| c.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), cases.len(), "case names are unique");
 }
