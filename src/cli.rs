@@ -151,6 +151,19 @@ Examples:
   autod status --json | jq .dead.waiting")]
     Status,
 
+    /// List the schedules with their next fire times, or fire one now
+    #[command(after_help = "\
+Times are shown in each schedule's zone and in UTC. Clock changes follow cronie: a fixed
+time in a skipped hour runs right after the jump, a repeated hour runs a fixed time once and
+wildcard jobs (minute or hour field starting with *) by the real clock.
+
+Examples:
+  autod schedules                          the next 5 fires of every schedule
+  autod schedules -n 20 --json             the next 20, for scripts
+  autod schedules --after 2026-10-24T22:00:00Z      what happens around a clock change
+  autod schedules fire daily-digest        queue one fire now, as the daemon would")]
+    Schedules(SchedulesArgs),
+
     /// Check schemas, fixtures, autod.toml and HANDLERS.md (the CI job)
     #[command(after_help = "\
 Exit codes: 0 clean, 1 errors found (or warnings, with --strict), 2 usage error.
@@ -246,6 +259,36 @@ pub struct LintArgs {
     /// Report schema changes since this git revision that break producers or consumers
     #[arg(long, value_name = "REV")]
     pub against: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SchedulesArgs {
+    #[command(subcommand)]
+    pub action: Option<SchedulesCommand>,
+    /// How many fire times to show for each schedule
+    #[arg(short = 'n', value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub count: u16,
+    /// Show the fires after this RFC 3339 time instead of after now
+    #[arg(long, value_name = "TIME")]
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Queue one fire of a schedule now, the event the daemon would send
+    #[command(after_help = "\
+The event has the schedule's eventType, source cron:NAME and payload; its eventId is
+cron:NAME:manual-<uuid>, never the id of a real fire, so the next real fire still runs.
+Without a running `autod run` it waits in .autod/inbox/ until one starts.
+
+Example:
+  autod schedules fire daily-digest")]
+    Fire {
+        /// The schedule's name in autod.toml
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,15 +1,11 @@
 //! Time zones for schedules: IANA names from the system's tz database (jiff,
-//! with a bundled copy for machines without tzdata), seen through chrono's
-//! `TimeZone` trait because the `cron` crate computes fires in chrono types.
+//! with a bundled copy for machines without tzdata).
 //!
 //! Not chrono-tz: its compiled-in tables are about 1 MB of pointers that the
 //! loader relocates on every start, which cost every `autod dispatch` 0.7 ms
 //! although a one-shot dispatch never looks at a zone.
 
-use std::fmt;
-
-use chrono::{FixedOffset, MappedLocalTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
-use jiff::tz::{AmbiguousOffset, TimeZone};
+use jiff::tz::TimeZone;
 
 /// The zone a schedule's fields are read in.
 #[derive(Debug, Clone)]
@@ -35,156 +31,47 @@ impl Zone {
         Zone::Named(TimeZone::UTC)
     }
 
-    /// The zone's rules for chrono. The machine's zone is looked up each time
-    /// (jiff caches it briefly), so a daemon follows a change of `TZ` or
+    /// The zone's rules. The machine's zone is looked up each time (jiff
+    /// caches it briefly), so a daemon follows a change of `TZ` or
     /// `/etc/localtime` as cron does.
-    pub fn rules(&self) -> Rules {
+    pub fn rules(&self) -> TimeZone {
         match self {
-            Zone::Local => Rules(TimeZone::system()),
-            Zone::Named(tz) => Rules(tz.clone()),
-        }
-    }
-}
-
-/// A zone's rules as a chrono `TimeZone`.
-#[derive(Debug, Clone)]
-pub struct Rules(TimeZone);
-
-impl Rules {
-    fn offset(&self, offset: jiff::tz::Offset) -> ZoneOffset {
-        ZoneOffset {
-            zone: self.0.clone(),
-            // jiff keeps offsets under 26 hours, chrono under 24: no real
-            // zone comes near either bound.
-            fixed: FixedOffset::east_opt(offset.seconds())
-                .unwrap_or(FixedOffset::east_opt(0).expect("zero offset")),
-        }
-    }
-}
-
-/// The offset in force at one instant, remembering its zone (chrono needs the
-/// zone back from an offset).
-#[derive(Debug, Clone)]
-pub struct ZoneOffset {
-    zone: TimeZone,
-    fixed: FixedOffset,
-}
-
-impl chrono::Offset for ZoneOffset {
-    fn fix(&self) -> FixedOffset {
-        self.fixed
-    }
-}
-
-impl fmt::Display for ZoneOffset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.fixed, f)
-    }
-}
-
-impl chrono::TimeZone for Rules {
-    type Offset = ZoneOffset;
-
-    fn from_offset(offset: &ZoneOffset) -> Rules {
-        Rules(offset.zone.clone())
-    }
-
-    fn offset_from_local_date(&self, local: &NaiveDate) -> MappedLocalTime<ZoneOffset> {
-        self.offset_from_local_datetime(&local.and_time(NaiveTime::MIN))
-    }
-
-    /// A wall-clock time in a skipped hour has no offset, one in a repeated
-    /// hour has two (earlier instant first), as chrono expects.
-    fn offset_from_local_datetime(&self, local: &NaiveDateTime) -> MappedLocalTime<ZoneOffset> {
-        let Some(civil) = to_civil(local) else {
-            return MappedLocalTime::None;
-        };
-        match self.0.to_ambiguous_timestamp(civil).offset() {
-            AmbiguousOffset::Unambiguous { offset } => MappedLocalTime::Single(self.offset(offset)),
-            AmbiguousOffset::Gap { .. } => MappedLocalTime::None,
-            AmbiguousOffset::Fold { before, after } => {
-                MappedLocalTime::Ambiguous(self.offset(before), self.offset(after))
-            }
+            Zone::Local => TimeZone::system(),
+            Zone::Named(tz) => tz.clone(),
         }
     }
 
-    fn offset_from_utc_date(&self, utc: &NaiveDate) -> ZoneOffset {
-        self.offset_from_utc_datetime(&utc.and_time(NaiveTime::MIN))
+    /// The name to show: the IANA name, or `local (<name>)` for the machine's.
+    pub fn name(&self) -> String {
+        match self {
+            Zone::Local => match TimeZone::system().iana_name() {
+                Some(n) => format!("local ({n})"),
+                None => "local".to_owned(),
+            },
+            Zone::Named(tz) => tz.iana_name().unwrap_or("UTC").to_owned(),
+        }
     }
-
-    fn offset_from_utc_datetime(&self, utc: &NaiveDateTime) -> ZoneOffset {
-        // chrono reaches far wider than jiff (±262,143 years against ±9,999);
-        // beyond jiff's range the offset at its edge is the only answer.
-        let secs = utc.and_utc().timestamp().clamp(
-            jiff::Timestamp::MIN.as_second(),
-            jiff::Timestamp::MAX.as_second(),
-        );
-        let ts = jiff::Timestamp::from_second(secs).expect("clamped into range");
-        self.offset(self.0.to_offset(ts))
-    }
-}
-
-fn to_civil(t: &NaiveDateTime) -> Option<jiff::civil::DateTime> {
-    use chrono::Datelike;
-    jiff::civil::DateTime::new(
-        i16::try_from(t.year()).ok()?,
-        i8::try_from(t.month()).ok()?,
-        i8::try_from(t.day()).ok()?,
-        i8::try_from(t.hour()).ok()?,
-        i8::try_from(t.minute()).ok()?,
-        i8::try_from(t.second()).ok()?,
-        // chrono writes a leap second as nanoseconds past 10⁹.
-        i32::try_from(t.nanosecond().min(999_999_999)).ok()?,
-    )
-    .ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone as _, Utc};
-
-    fn local(s: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap()
-    }
+    use jiff::civil::DateTime;
+    use jiff::tz::AmbiguousOffset;
 
     #[test]
     fn gap_fold_and_plain_times_in_berlin() {
         let z = Zone::parse(Some("Europe/Berlin")).unwrap().rules();
+        let local = |s: &str| s.parse::<DateTime>().unwrap();
         assert!(matches!(
-            z.from_local_datetime(&local("2026-03-29 02:30")),
-            MappedLocalTime::None
+            z.to_ambiguous_timestamp(local("2026-03-29T02:30")).offset(),
+            AmbiguousOffset::Gap { .. }
         ));
-        let MappedLocalTime::Ambiguous(a, b) = z.from_local_datetime(&local("2026-10-25 02:30"))
-        else {
-            panic!("02:30 on 25 October 2026 happens twice in Berlin");
-        };
-        assert_eq!(
-            a.with_timezone(&Utc).to_rfc3339(),
-            "2026-10-25T00:30:00+00:00"
-        );
-        assert_eq!(
-            b.with_timezone(&Utc).to_rfc3339(),
-            "2026-10-25T01:30:00+00:00"
-        );
-        let winter = z.from_local_datetime(&local("2026-11-24 09:00")).unwrap();
-        assert_eq!(winter.to_rfc3339(), "2026-11-24T09:00:00+01:00");
-        let from_utc = Utc
-            .with_ymd_and_hms(2026, 7, 1, 12, 0, 0)
-            .unwrap()
-            .with_timezone(&z);
-        assert_eq!(from_utc.to_rfc3339(), "2026-07-01T14:00:00+02:00");
-    }
-
-    #[test]
-    fn far_dates_do_not_panic() {
-        let z = Zone::parse(Some("America/New_York")).unwrap().rules();
-        let far = NaiveDate::from_ymd_opt(200_000, 1, 1)
-            .unwrap()
-            .and_time(NaiveTime::MIN);
-        assert!(matches!(z.from_local_datetime(&far), MappedLocalTime::None));
-        let _ = z.from_utc_datetime(&far);
-        let _ = z.from_utc_datetime(&NaiveDateTime::MIN);
+        assert!(matches!(
+            z.to_ambiguous_timestamp(local("2026-10-25T02:30")).offset(),
+            AmbiguousOffset::Fold { .. }
+        ));
+        assert_eq!(z.iana_name(), Some("Europe/Berlin"));
     }
 
     #[test]
@@ -192,5 +79,10 @@ mod tests {
         let e = Zone::parse(Some("Mars/Olympus")).unwrap_err();
         assert!(e.contains("IANA"), "{e}");
         assert!(Zone::parse(Some("../../etc/passwd")).is_err());
+        assert_eq!(
+            Zone::parse(Some("Europe/Berlin")).unwrap().name(),
+            "Europe/Berlin"
+        );
+        assert_eq!(Zone::utc().name(), "UTC");
     }
 }

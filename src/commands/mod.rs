@@ -10,6 +10,7 @@ mod rejected;
 mod retry;
 mod run;
 mod scaffold;
+mod schedules;
 mod send;
 mod status;
 
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Rejected(cmd) => rejected::run(&open(g)?, g, cmd),
         Command::Log(args) => logs::run(&open(g)?, g, args),
         Command::Status => status::run(&open(g)?, g),
+        Command::Schedules(args) => schedules::run(&open(g)?, g, args),
         Command::Lint(args) => lint::run(g, args),
         Command::Handlers(cmd) => lint::handlers(&open(g)?, cmd),
         Command::Init => scaffold::init(g),

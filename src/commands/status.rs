@@ -5,7 +5,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
-use crate::cron::CronExpr;
 use crate::daemon::schedule;
 use crate::exit::Code;
 use crate::log;
@@ -13,7 +12,6 @@ use crate::output;
 use crate::project::Project;
 use crate::state::dead::DeadState;
 use crate::time;
-use crate::zone::Zone;
 
 const LAST_FAILURES: usize = 5;
 
@@ -199,8 +197,7 @@ fn schedules(project: &Project) -> Vec<ScheduleStatus> {
         .schedules
         .iter()
         .filter_map(|s| {
-            let expr = CronExpr::parse(&s.cron).ok()?;
-            let zone = Zone::parse(s.timezone.as_deref()).ok()?;
+            let (expr, zone) = schedule::parse(s).ok()?;
             let next = schedule::next_after(&expr, &zone, now);
             Some(ScheduleStatus {
                 name: s.name.clone(),
@@ -208,11 +205,7 @@ fn schedules(project: &Project) -> Vec<ScheduleStatus> {
                 timezone: s.timezone.clone().unwrap_or_else(|| "local".to_owned()),
                 event_type: s.event_type.clone(),
                 next: next.map(time::format),
-                next_local: next.map(|n| {
-                    n.with_timezone(&zone.rules())
-                        .format("%Y-%m-%dT%H:%M:%S%:z")
-                        .to_string()
-                }),
+                next_local: next.map(|n| super::schedules::local(&zone, n, "%Y-%m-%dT%H:%M:%S%:z")),
                 last: project.state.schedule_last_fire(&s.name).map(time::format),
             })
         })

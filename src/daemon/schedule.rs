@@ -5,12 +5,14 @@
 //! restart never runs a slot twice. The last fire is kept in
 //! `.autod/schedules/<name>.json`; fires missed while autod was down are caught
 //! up per `catch_up`: `none`, `last` (the default: the most recent one) or `all`
-//! (at most [`MAX_CATCH_UP`]).
+//! (at most [`MAX_CATCH_UP`]). Fire times, clock changes included, come from
+//! [`CronExpr::next_after`]; `autod schedules` lists them with the same
+//! functions, and its `fire` builds the event with [`fire_event`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
 use super::Daemon;
@@ -21,10 +23,19 @@ use crate::zone::Zone;
 
 pub const MAX_CATCH_UP: usize = 100;
 
-/// The first fire of `expr` strictly after `t`, read in `zone`.
+/// The first fire of `expr` strictly after `t`, read in `zone` (cronie's
+/// rules for clock changes, see [`CronExpr::next_after`]).
 pub fn next_after(expr: &CronExpr, zone: &Zone, t: Timestamp) -> Option<Timestamp> {
-    expr.next_after(&t.with_timezone(&zone.rules()))
-        .map(|n| n.with_timezone(&Utc))
+    next_in(expr, &zone.rules(), t)
+}
+
+/// The zone's rules looked up once, for a walk over many fires.
+fn next_in(expr: &CronExpr, tz: &jiff::tz::TimeZone, t: Timestamp) -> Option<Timestamp> {
+    // Fires are whole seconds, so the sub-second part of `t` only matters
+    // through `>`: a `t` of 09:00:00.5 is after a 09:00:00 fire.
+    let secs = jiff::Timestamp::from_second(t.timestamp()).ok()?;
+    let n = expr.next_after(tz, secs)?;
+    DateTime::from_timestamp(n.as_second(), 0)
 }
 
 /// The fires in `(after, until]`, oldest first, at most `cap` of the newest.
@@ -64,10 +75,7 @@ fn walk(
     let rules = zone.rules();
     let mut out = std::collections::VecDeque::new();
     let mut t = after;
-    while let Some(n) = expr
-        .next_after(&t.with_timezone(&rules))
-        .map(|n| n.with_timezone(&Utc))
-    {
+    while let Some(n) = next_in(expr, &rules, t) {
         if n > until {
             break;
         }
@@ -84,25 +92,62 @@ pub fn event_id(name: &str, fire: Timestamp) -> String {
     format!("cron:{name}:{}", fire.format("%Y%m%dT%H%M%SZ"))
 }
 
-pub(super) async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
-    let origin = format!("cron:{}", s.name);
-    let expr = match CronExpr::parse(&s.cron) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!("{origin}: {e}; this schedule is off");
-            return;
-        }
-    };
-    let zone = match Zone::parse(s.timezone.as_deref()) {
-        Ok(z) => z,
-        Err(e) => {
-            tracing::error!("{origin}: {e}; this schedule is off");
-            return;
-        }
-    };
+/// The eventId of a fire asked for by hand (`autod schedules fire`):
+/// `cron:<name>:manual-<uuid v7>`. A real fire's last part is a UTC time of
+/// digits, `T` and `Z`, and a schedule name has no `:`, so the two never meet;
+/// each manual fire is a new event.
+pub fn manual_event_id(name: &str) -> String {
+    format!("cron:{name}:manual-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The schedule's expression and zone, or what is wrong with them.
+pub fn parse(s: &ScheduleConfig) -> Result<(CronExpr, Zone), String> {
+    let expr = CronExpr::parse(&s.cron).map_err(|e| e.to_string())?;
+    let zone = Zone::parse(s.timezone.as_deref())?;
+    Ok((expr, zone))
+}
+
+/// The next `n` fires strictly after `after`, oldest first (fewer if the
+/// schedule ends, as past year 9999).
+pub fn next_fires(expr: &CronExpr, zone: &Zone, after: Timestamp, n: usize) -> Vec<Timestamp> {
+    let rules = zone.rules();
+    let mut out = Vec::with_capacity(n);
+    let mut t = after;
+    while out.len() < n
+        && let Some(next) = next_in(expr, &rules, t)
+    {
+        out.push(next);
+        t = next;
+    }
+    out
+}
+
+/// The event a fire submits, the same for the daemon and a fire by hand.
+pub fn fire_event(s: &ScheduleConfig, event_id: String, ts: Timestamp) -> Map<String, Value> {
     let payload = s.payload.as_ref().map_or(Value::Object(Map::new()), |p| {
         serde_json::to_value(p).unwrap_or(Value::Null)
     });
+    let Value::Object(obj) = json!({
+        "eventType": s.event_type,
+        "source": format!("cron:{}", s.name),
+        "eventId": event_id,
+        "ts": time::format(ts),
+        "payload": payload,
+    }) else {
+        unreachable!("a json! object")
+    };
+    obj
+}
+
+pub(super) async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
+    let origin = format!("cron:{}", s.name);
+    let (expr, zone) = match parse(&s) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::error!("{origin}: {e}; this schedule is off");
+            return;
+        }
+    };
     let now = time::now();
     let stored = daemon
         .state
@@ -120,7 +165,7 @@ pub(super) async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
                 tracing::info!("{origin}: catching up {} missed fire(s)", catch_up.len());
             }
             for fire in catch_up {
-                fire_until_queued(&daemon, &s, &origin, &payload, *fire).await;
+                fire_until_queued(&daemon, &s, &origin, *fire).await;
             }
             missed.last().copied().unwrap_or(last).max(last)
         }
@@ -160,7 +205,7 @@ pub(super) async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
             }
             continue;
         }
-        fire_until_queued(&daemon, &s, &origin, &payload, next).await;
+        fire_until_queued(&daemon, &s, &origin, next).await;
         if let Err(e) = daemon.state.schedule_set_last_fire(&s.name, next) {
             tracing::error!("{origin}: {e}");
         }
@@ -201,37 +246,12 @@ fn resume_from(origin: &str, last: Timestamp, now: Timestamp) -> Timestamp {
 /// inbox cannot take it: the last fire is stored only once it is queued, so a
 /// full disk delays a fire instead of dropping it. A fire's eventId is derived
 /// from its time, so trying again can never queue it twice.
-async fn fire_until_queued(
-    daemon: &Daemon,
-    s: &ScheduleConfig,
-    origin: &str,
-    payload: &Value,
-    fire: Timestamp,
-) {
+async fn fire_until_queued(daemon: &Daemon, s: &ScheduleConfig, origin: &str, fire: Timestamp) {
     let mut wait = Duration::from_secs(1);
-    while !fire_once(daemon, s, origin, payload, fire) {
+    while !super::submit(daemon, fire_event(s, event_id(&s.name, fire), fire), origin) {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(30));
     }
-}
-
-fn fire_once(
-    daemon: &Daemon,
-    s: &ScheduleConfig,
-    origin: &str,
-    payload: &Value,
-    fire: Timestamp,
-) -> bool {
-    let Value::Object(obj) = json!({
-        "eventType": s.event_type,
-        "source": origin,
-        "eventId": event_id(&s.name, fire),
-        "ts": time::format(fire),
-        "payload": payload,
-    }) else {
-        unreachable!("a json! object")
-    };
-    super::submit(daemon, obj, origin)
 }
 
 #[cfg(test)]
@@ -267,21 +287,31 @@ mod tests {
     }
 
     /// Daylight saving in Berlin, 2026: 02:00–03:00 does not exist on 29 March
-    /// and happens twice on 25 October.
+    /// and happens twice on 25 October. cronie's rules (src/cron.rs).
     #[test]
     fn daylight_saving_gap_and_fold() {
         let berlin = Zone::parse(Some("Europe/Berlin")).unwrap();
         let expr = CronExpr::parse("30 2 * * *").unwrap();
         let fires = |from, to| fires_between(&expr, &berlin, at(from), at(to), 100);
-        // The skipped hour has no 02:30: that day has no fire at all.
+        // The skipped 02:30 runs right after the jump, at 03:00 CEST.
         assert_eq!(
             fires("2026-03-27T12:00:00Z", "2026-03-30T12:00:00Z"),
-            vec![at("2026-03-28T01:30:00Z"), at("2026-03-30T00:30:00Z")]
+            vec![
+                at("2026-03-28T01:30:00Z"),
+                at("2026-03-29T01:00:00Z"),
+                at("2026-03-30T00:30:00Z")
+            ]
         );
-        // The repeated hour fires once, at the first 02:30 (summer time).
+        // The repeated hour fires a fixed time once, at the first 02:30.
         assert_eq!(
             fires("2026-10-24T12:00:00Z", "2026-10-26T12:00:00Z"),
             vec![at("2026-10-25T00:30:00Z"), at("2026-10-26T01:30:00Z")]
+        );
+        // A daemon started inside the repeated hour neither fires nor
+        // stores a slot before its start.
+        assert_eq!(
+            next_after(&expr, &berlin, at("2026-10-25T01:10:00Z")),
+            Some(at("2026-10-26T01:30:00Z"))
         );
         let hourly = CronExpr::parse("0 * * * *").unwrap();
         let n = fires_between(
@@ -291,13 +321,14 @@ mod tests {
             at("2026-10-25T04:00:00Z"),
             100,
         );
-        // Six real hours but five wall-clock hours: 02:00 fires once, in
-        // summer time (00:00Z), not again at 01:00Z.
+        // A wildcard job runs by the real clock: six real hours, six fires,
+        // 02:00 twice (CEST, then CET).
         assert_eq!(
             n,
             [
                 "2026-10-24T23:00:00Z",
                 "2026-10-25T00:00:00Z",
+                "2026-10-25T01:00:00Z",
                 "2026-10-25T02:00:00Z",
                 "2026-10-25T03:00:00Z",
                 "2026-10-25T04:00:00Z"

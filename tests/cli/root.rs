@@ -103,6 +103,8 @@ fn every_command_help_teaches_with_examples() {
         &["rejected"],
         &["log"],
         &["status"],
+        &["schedules"],
+        &["schedules", "fire"],
         &["lint"],
         &["handlers"],
         &["init"],

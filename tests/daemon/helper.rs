@@ -267,8 +267,21 @@ impl Project {
 
     /// Starts `autod run` without waiting for it.
     pub fn spawn(&self, args: &[&str]) -> Daemon {
+        self.spawn_with_env(args, &[])
+    }
+
+    /// Like [`Project::start`], with these environment variables set (a `TZ`
+    /// whose clock changes a few seconds from now, say).
+    pub fn start_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let daemon = self.spawn_with_env(args, env);
+        daemon.wait_ready(self);
+        daemon
+    }
+
+    fn spawn_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let stderr_path = self.next_stderr_path();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_autod"));
+        cmd.envs(env.iter().copied());
         cmd.arg("run")
             .args(args)
             .arg("--root")

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::helper::{Project, wait_until};
+use crate::helper::{LIMIT, Project, wait_until};
 
 fn project() -> Project {
     Project::new()
@@ -185,4 +185,123 @@ fn a_fire_that_cannot_be_queued_is_delivered_once_the_inbox_is_writable() {
     });
     std::fs::remove_file(&tmp).unwrap();
     wait_until(FIRES, "the blocked fire to run", || p.done(&id, "ticker"));
+}
+
+/// A POSIX `TZ` whose clock moves by 10 minutes at `change` (UTC): forward
+/// (standard UTC to UTC+0:10) or back (UTC+0:10 to UTC), so a daemon meets a
+/// real clock change seconds after it starts.
+fn tz_changing_at(change: chrono::DateTime<chrono::Utc>, forward: bool) -> String {
+    use chrono::{Datelike, Duration as Span};
+    // POSIX gives each change in the local time in force before it, on a
+    // zero-based day of the year.
+    let rule = |local: chrono::DateTime<chrono::Utc>| {
+        format!("{}/{}", local.ordinal0(), local.format("%H:%M:%S"))
+    };
+    let other = |days: i64| format!("{}/0", (change + Span::days(days)).ordinal0());
+    if forward {
+        format!("XST0XDT-0:10,{},{}", rule(change), other(180))
+    } else {
+        format!(
+            "XST0XDT-0:10,{},{}",
+            other(-180),
+            rule(change + Span::minutes(10))
+        )
+    }
+}
+
+/// `H M S` of a UTC time as a 6-field line firing at that local time daily.
+fn daily_at(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%-S %-M %-H * * *").to_string()
+}
+
+/// cronie runs a fixed-time job whose time the clock skipped right after the
+/// jump. Here the clock jumps from T to T+10min local; the job is at T+5min.
+#[test]
+fn a_fixed_time_in_a_skipped_window_fires_right_after_the_jump() {
+    use chrono::{Duration as Span, DurationRound, Utc};
+    let change = (Utc::now() + Span::seconds(8))
+        .duration_trunc(Span::seconds(1))
+        .unwrap();
+    let tz = tz_changing_at(change, true);
+    let p = Project::new()
+        .open_schema("tick.due")
+        .config(&format!(
+            r#"
+            [handlers.ticker]
+            on = ["tick.due"]
+
+            [[schedules]]
+            name = "skipped"
+            cron = "{}"
+            event_type = "tick.due"
+            "#,
+            daily_at(change + Span::minutes(5))
+        ))
+        .handler("ticker", r#"echo "$AUTOD_EVENT_ID" >> ran.txt"#);
+    let _daemon = p.start_with_env(&[], &[("TZ", &tz)]);
+    let want = format!("cron:skipped:{}", change.format("%Y%m%dT%H%M%SZ"));
+    wait_until(LIMIT, "the skipped fire, right after the jump", || {
+        p.logged("ok").contains(&want)
+    });
+    assert_eq!(p.lines("ran.txt"), [want], "TZ={tz}");
+}
+
+/// Issue 12: a daemon started inside a repeated window took the first pass's
+/// slot (before its start) as the next fire, fired it at once and stored a
+/// last fire older than its start. A fixed-time job does not run again in the
+/// second pass; a wildcard job runs by the real clock.
+#[test]
+fn a_daemon_started_inside_a_repeated_window_fires_no_old_slot() {
+    use chrono::{DateTime, Duration as Span, DurationRound, Utc};
+    // The clock went back from T+10min to T two seconds ago: local T+5min
+    // was 5 minutes ago (first pass) and comes again in 5 minutes.
+    let change = (Utc::now() - Span::seconds(2))
+        .duration_trunc(Span::seconds(1))
+        .unwrap();
+    let tz = tz_changing_at(change, false);
+    let p = Project::new()
+        .open_schema("tick.due")
+        .config(&format!(
+            r#"
+            [handlers.ticker]
+            on = ["tick.due"]
+
+            [[schedules]]
+            name = "fixed"
+            cron = "{}"
+            event_type = "tick.due"
+
+            [[schedules]]
+            name = "tick"
+            cron = "* * * * * *"
+            event_type = "tick.due"
+            "#,
+            daily_at(change + Span::minutes(5))
+        ))
+        .handler("ticker", r#"echo "$AUTOD_EVENT_ID" >> ran.txt"#);
+    let started = Utc::now();
+    let _daemon = p.start_with_env(&[], &[("TZ", &tz)]);
+    // Two fires of the wildcard job: the schedules are running, and an
+    // at-once fire of the old slot would have come before them.
+    wait_until(LIMIT, "two fires of the every-second job", || {
+        p.logged("ok")
+            .iter()
+            .filter(|id| id.starts_with("cron:tick:"))
+            .count()
+            >= 2
+    });
+    let fixed: Vec<String> = p
+        .log()
+        .iter()
+        .filter_map(|l| l["eventId"].as_str().map(str::to_owned))
+        .filter(|id| id.starts_with("cron:fixed:"))
+        .collect();
+    assert!(fixed.is_empty(), "TZ={tz}: {fixed:?}");
+    let stored: serde_json::Value =
+        serde_json::from_str(&p.read(".autod/schedules/fixed.json")).unwrap();
+    let last = DateTime::parse_from_rfc3339(stored["lastFire"].as_str().unwrap()).unwrap();
+    assert!(
+        last >= started - Span::seconds(1),
+        "stored last fire {last} is older than the start {started}"
+    );
 }
