@@ -138,6 +138,61 @@ pub fn collect(
     Ok(out)
 }
 
+/// How much of a given-up pair's stderr goes into its notice: enough for the
+/// message a person needs, small enough to stay far below max_event_bytes.
+const NOTICE_STDERR_BYTES: usize = 4096;
+
+/// The `[notify] on_dead` event about a pair autod gave up on (SPEC 13),
+/// validated and routed: `Ok(None)` for a pair of a notice itself (a notice
+/// about a notice would loop), `Err` with why it was not accepted.
+pub fn dead_notice(
+    sink: &Sink,
+    event: &Event,
+    record: &crate::state::dead::DeadLetter,
+    event_type: &str,
+) -> Result<Option<FollowUp>, String> {
+    if event.event_type() == event_type {
+        return Ok(None);
+    }
+    let tail = &record.stderr_tail;
+    let mut cut = tail.len().saturating_sub(NOTICE_STDERR_BYTES);
+    while !tail.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let name = format!("{}\n{}\ndead", event.id(), record.handler);
+    let mut obj = Map::new();
+    obj.insert("eventType".into(), event_type.into());
+    obj.insert(
+        "eventId".into(),
+        uuid::Uuid::new_v5(&CHILD_NAMESPACE, name.as_bytes())
+            .to_string()
+            .into(),
+    );
+    obj.insert("source".into(), "autod".into());
+    obj.insert("causationId".into(), event.id().into());
+    obj.insert("correlationId".into(), event.correlation_id().into());
+    obj.insert(DEPTH_FIELD.into(), (depth(event) + 1).into());
+    obj.insert(
+        "payload".into(),
+        serde_json::json!({
+            "handler": record.handler,
+            "eventId": event.id(),
+            "eventType": event.event_type(),
+            "state": record.state.as_str(),
+            "attempts": record.attempts,
+            "lastError": record.last_error,
+            "lastExitCode": record.last_exit_code,
+            "stderrTail": &tail[cut..],
+        }),
+    );
+    let admitted = sink.admit(obj).map_err(|invalid| invalid.to_string())?;
+    Ok(Some(FollowUp {
+        event: admitted.event,
+        handlers: admitted.handlers,
+        line: 0,
+    }))
+}
+
 /// An event's depth in its chain: 0 for one that no handler emitted.
 pub fn depth(event: &Event) -> u64 {
     event

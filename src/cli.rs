@@ -97,7 +97,8 @@ By default only the waiting records whose next attempt is due are retried.
 Examples:
   autod retry                      the due ones
   autod retry --all                every record, due or not, exhausted and permanent included
-  autod retry 01JD0M3V --handler note-indexer")]
+  autod retry 01JD0M3V --handler note-indexer
+  autod retry --handler deploy --since 2h --all   bulk: what one handler failed lately")]
     Retry(RetryArgs),
 
     /// Inspect and discard dead-letter records
@@ -312,6 +313,9 @@ pub struct RetryArgs {
     /// Retry every matching record now, including exhausted and permanent ones
     #[arg(long)]
     pub all: bool,
+    /// Only records whose last failure is newer than this (e.g. 2h, 1day) or an RFC 3339 time
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
     /// Handler runs at once [default: the number of CPUs]
     #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,

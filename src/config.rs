@@ -105,6 +105,8 @@ struct RawConfig {
     #[serde(default)]
     chaining: ChainingConfig,
     #[serde(default)]
+    notify: NotifyConfig,
+    #[serde(default)]
     handlers: BTreeMap<String, RawHandler>,
     #[serde(default)]
     schedules: Vec<ScheduleConfig>,
@@ -176,6 +178,15 @@ pub struct StateConfig {
     /// default: a planted link would send every state write elsewhere.
     #[serde(default)]
     pub allow_symlink: bool,
+}
+
+/// `[notify]`: events autod emits about its own outcomes (SPEC 13).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// When a pair is given up (exhausted or permanent), an event of this
+    /// type is accepted, so that a handler can tell a person.
+    pub on_dead: Option<String>,
 }
 
 /// `[chaining]`: follow-up events (SPEC 8).
@@ -360,6 +371,7 @@ pub struct Config {
     pub log: LogConfig,
     pub state: StateConfig,
     pub chaining: ChainingConfig,
+    pub notify: NotifyConfig,
     /// Sorted by name, so fan-out order and every listing are stable.
     pub handlers: Vec<Handler>,
     pub schedules: Vec<ScheduleConfig>,
@@ -589,6 +601,16 @@ impl Config {
                 message: "validation.max_event_bytes must be more than 0".into(),
             });
         }
+        if let Some(t) = &raw.notify.on_dead
+            && !crate::event::valid_id(t)
+        {
+            problems.push(Problem {
+                line: line_of(text, "on_dead"),
+                message: format!(
+                    "notify.on_dead = {t:?} is not an eventType: use letters, digits, `.`, `_`, `:` and `-`, e.g. \"autod.dead\""
+                ),
+            });
+        }
         let config = Config {
             path,
             validation: raw.validation,
@@ -596,6 +618,7 @@ impl Config {
             log: raw.log,
             state: raw.state,
             chaining: raw.chaining,
+            notify: raw.notify,
             handlers,
             schedules: raw.schedules,
             watches: raw.watches,

@@ -153,6 +153,8 @@ pub struct Engine {
     chain: Option<Arc<chain::Sink>>,
     max_follow_ups: usize,
     max_event_bytes: u64,
+    /// `[notify] on_dead`: the eventType announcing a pair given up.
+    on_dead: Option<String>,
 }
 
 impl Engine {
@@ -179,6 +181,7 @@ impl Engine {
             chain: None,
             max_follow_ups: config.chaining.max_follow_ups,
             max_event_bytes: config.validation.max_event_bytes,
+            on_dead: config.notify.on_dead.clone(),
         }
     }
 
@@ -561,6 +564,16 @@ impl Engine {
         outcome.dead = Some(record.state);
         outcome.next_attempt_at = record.next_attempt_at.clone();
         outcome.error = line.error.clone();
+        // The notice of a give-up is durable before the give-up is recorded,
+        // like any follow-up: a crash in between runs the pair again, which
+        // gives up again and names the same notice.
+        if record.state != DeadState::Waiting {
+            match self.dead_notice(event, &record) {
+                Ok(Some(notice)) => outcome.follow_ups.push(notice),
+                Ok(None) => {}
+                Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),
+            }
+        }
         if let Err(e) = self.state.dead_put(&record) {
             // Not a dead letter, so not an outcome: the event stays
             // where it is (processing/, the caller's file) and the pair
@@ -591,6 +604,35 @@ impl Engine {
             self.log.record(&dead);
         }
         outcome
+    }
+
+    /// The accepted, durable `[notify] on_dead` event about a pair given up,
+    /// if one is configured. One that is not accepted (no schema, no route)
+    /// is told, and the give-up is recorded all the same: a broken notice
+    /// must not keep a dead pair running.
+    fn dead_notice(
+        &self,
+        event: &Event,
+        record: &DeadLetter,
+    ) -> Result<Option<chain::FollowUp>, state::StateError> {
+        let (Some(sink), Some(event_type)) = (&self.chain, &self.on_dead) else {
+            return Ok(None);
+        };
+        match chain::dead_notice(sink, event, record, event_type) {
+            Ok(Some(notice)) => {
+                sink.persist(&notice.event)?;
+                Ok(Some(notice))
+            }
+            Ok(None) => Ok(None),
+            Err(why) => {
+                tracing::error!(
+                    "[notify] on_dead: the {event_type} event about {} for {} was not accepted ({why}); give {event_type} a schema and a handler (`autod new event {event_type}`)",
+                    record.handler,
+                    event.id()
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// The follow-ups a successful run wrote, validated (all or none).

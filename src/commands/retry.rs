@@ -26,6 +26,12 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
     {
         super::known_handler(project, name)?;
     }
+    let since = args
+        .since
+        .as_deref()
+        .map(time::parse_since)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let now = time::now();
     let mut code = Code::Success;
     let mut chosen: Vec<DeadLetter> = Vec::new();
@@ -41,6 +47,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
             }
         };
         if args.handler.as_ref().is_some_and(|h| *h != record.handler) {
+            continue;
+        }
+        if since.is_some_and(|s| time::parse(&record.last_failed_at).is_none_or(|t| t < s)) {
             continue;
         }
         let named = args.event_ids.contains(&record.event_id);
@@ -79,7 +88,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
     // Plain `autod retry` (what cron runs) also finishes what a dead process
     // left in processing/: a follow-up whose `dispatch` was killed, an event
     // a stopped daemon had claimed. Only without a daemon, which owns them.
-    let left = if args.event_ids.is_empty() && args.handler.is_none() {
+    let left = if args.event_ids.is_empty() && args.handler.is_none() && since.is_none() {
         left_over(project, &intake)
     } else {
         Vec::new()

@@ -15,6 +15,7 @@ mod compat;
 mod fixtures;
 pub mod handlers_doc;
 mod locate;
+mod notify;
 mod project;
 mod report;
 mod schemas;
@@ -139,6 +140,7 @@ pub fn lint(root: &Path, options: &Options) -> Result<Vec<Finding>, String> {
     if let Some(config) = &config {
         project::check_routes(&mut lint, root, config, &known);
         watches::check(&mut lint, root, config, &known);
+        notify::check(&mut lint, root, config, &known);
         handlers_doc::check(&mut lint, root, config);
     }
     if let Some(rev) = &options.against {

@@ -375,3 +375,113 @@ fn a_follow_up_whose_dispatch_was_killed_is_finished_by_autod_retry() {
     assert_eq!(runs_of(&p, "second").len(), 1);
     assert_eq!(runs_of(&p, "first").len(), 1);
 }
+
+/// `bad` fails (exit `code`); `pager` handles the on_dead notices and
+/// records each one's payload.
+fn paging(code: i32, pager_exit: i32) -> Project {
+    Project::new()
+        .open_schema("job.run")
+        .schema(
+            "autod.dead",
+            json!({"type": "object", "required": ["handler", "eventId", "state", "attempts"]}),
+        )
+        .config(
+            r#"
+            [notify]
+            on_dead = "autod.dead"
+            [handlers.bad]
+            on = ["job.run"]
+            retry = { max_attempts = 2, initial = "1h", max = "1h" }
+            [handlers.pager]
+            on = ["autod.dead"]
+            "#,
+        )
+        .handler(
+            "bad",
+            &format!("cat >/dev/null; echo 'the disk is gone' >&2; exit {code}"),
+        )
+        .handler(
+            "pager",
+            &format!("cat >> pages.jsonl; echo >> pages.jsonl; {TRACE}; exit {pager_exit}"),
+        )
+        .event("e.json", event("job.run", "job-1", json!({})))
+}
+
+fn pages(p: &Project) -> Vec<Value> {
+    if !p.exists("pages.jsonl") {
+        return Vec::new();
+    }
+    p.read("pages.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_pair_given_up_pages_through_the_on_dead_event() {
+    let p = paging(65, 0);
+    p.autod(["dispatch", "e.json"]).run().code(1);
+    let pages = pages(&p);
+    assert_eq!(pages.len(), 1, "one notice, delivered in the same dispatch");
+    let notice = &pages[0];
+    assert_eq!(notice["eventType"], "autod.dead");
+    assert_eq!(notice["source"], "autod");
+    assert_eq!(notice["causationId"], "job-1");
+    assert_eq!(notice["correlationId"], "job-1");
+    let payload = &notice["payload"];
+    assert_eq!(payload["handler"], "bad");
+    assert_eq!(payload["eventId"], "job-1");
+    assert_eq!(payload["eventType"], "job.run");
+    assert_eq!(payload["state"], "permanent");
+    assert_eq!(payload["attempts"], 1);
+    assert!(
+        payload["stderrTail"]
+            .as_str()
+            .unwrap()
+            .contains("the disk is gone")
+    );
+    assert_eq!(p.dead_letter("bad", "job-1")["state"], "permanent");
+
+    // Given up again (retried by hand): the same notice id, already handled.
+    p.autod(["retry", "--all"]).run().code(1);
+    assert_eq!(runs_of(&p, "pager").len(), 1);
+}
+
+#[test]
+fn exhausting_the_retries_pages_once_and_a_failing_pager_pages_nobody() {
+    let p = paging(1, 65);
+    p.autod(["dispatch", "e.json"]).run().code(1);
+    assert!(pages(&p).is_empty(), "still waiting: no notice yet");
+    p.autod(["retry", "--all"]).run().code(1);
+    let got = pages(&p);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["payload"]["state"], "exhausted");
+    assert_eq!(got[0]["payload"]["attempts"], 2);
+    // The pager itself failed permanently: its pair is given up, and a
+    // notice about a notice is never made.
+    let notice_id = got[0]["eventId"].as_str().unwrap();
+    assert_eq!(p.dead_letter("pager", notice_id)["state"], "permanent");
+    assert_eq!(runs_of(&p, "pager").len(), 1);
+}
+
+#[test]
+fn a_notice_that_cannot_be_accepted_is_told_and_the_pair_is_still_given_up() {
+    let p = paging(65, 0);
+    std::fs::remove_file(p.path("schemas/autod.dead.json")).unwrap();
+    p.autod(["dispatch", "e.json"])
+        .run()
+        .code(1)
+        .stderr_has("[notify] on_dead: the autod.dead event about bad for job-1 was not accepted");
+    assert_eq!(p.dead_letter("bad", "job-1")["state"], "permanent");
+    assert!(pages(&p).is_empty());
+}
+
+#[test]
+fn on_dead_must_be_an_event_type() {
+    let p = Project::new().config("[notify]\non_dead = \"not a type\"\n");
+    p.autod(["dispatch", "x.json"])
+        .run()
+        .code(2)
+        .stderr_has("notify.on_dead = \"not a type\" is not an eventType");
+}

@@ -381,3 +381,36 @@ fn retry_with_an_unknown_handler_names_the_known_ones_and_exits_2() {
         .stderr_has("--handler nosuch: no such handler in autod.toml (known: flaky)");
     assert_eq!(p.lines("runs.log").len(), 1, "nothing ran");
 }
+
+#[test]
+fn retry_since_takes_only_recent_failures_of_a_handler() {
+    let p = Project::new()
+        .open_schema("job.due")
+        .config("[handlers.deploy]\non = [\"job.due\"]\n[handlers.other]\non = [\"job.due\"]\n")
+        .handler("deploy", &format!("{RECORD}\nexit 1"))
+        .handler("other", &format!("{RECORD}\nexit 1"))
+        .event("old.json", event("job.due", "old-1", json!({})))
+        .event("new.json", event("job.due", "new-1", json!({})));
+    p.autod(["dispatch", "old.json", "new.json"]).run().code(1);
+    // Make one of deploy's failures a year old.
+    let path = p.dead_letter_path("deploy", "old-1");
+    let mut letter: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    letter["lastFailedAt"] = json!("2025-01-01T00:00:00.000Z");
+    std::fs::write(&path, letter.to_string()).unwrap();
+
+    let before = p.runs().len();
+    p.autod(["retry", "--handler", "deploy", "--since", "1day", "--all"])
+        .run()
+        .code(1);
+    let runs = p.runs();
+    assert_eq!(runs.len(), before + 1, "one retried: {runs:?}");
+    assert!(
+        runs.contains(&"deploy job.due new-1 2".to_owned()),
+        "{runs:?}"
+    );
+    p.autod(["retry", "--since", "yesterday-ish"])
+        .run()
+        .code(2)
+        .stderr_has("--since");
+}

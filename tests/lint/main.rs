@@ -9,6 +9,7 @@ mod config;
 mod fixtures;
 mod formats;
 mod handlers_md;
+mod notify;
 mod scale;
 mod schemas;
 mod watches;
