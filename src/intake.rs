@@ -32,7 +32,7 @@ impl Intake {
     pub fn new(root: &Path, config: &Config) -> Result<Intake, SchemaError> {
         let v = &config.validation;
         Ok(Intake {
-            schemas: Schemas::load(root, v.require_schema, v.max_event_bytes)?,
+            schemas: Schemas::load_with(root, v.require_schema, v.max_event_bytes, v.formats)?,
             handlers: config.handlers.clone(),
             unrouted: config.routing.unrouted,
         })

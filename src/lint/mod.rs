@@ -15,6 +15,7 @@ mod fixtures;
 pub mod handlers_doc;
 mod locate;
 mod project;
+mod refs;
 mod report;
 mod schemas;
 
@@ -132,7 +133,10 @@ pub fn lint(root: &Path, options: &Options) -> Result<Vec<Finding>, String> {
         findings: Vec::new(),
     };
     let config = project::check_config(&mut lint, root);
-    let known = schemas::check(&mut lint, root);
+    let formats = config
+        .as_ref()
+        .map_or_else(Default::default, |c| c.validation.formats);
+    let known = schemas::check(&mut lint, root, formats);
     fixtures::check(&mut lint, root, config.as_ref(), &known);
     if let Some(config) = &config {
         project::check_routes(&mut lint, root, config, &known);

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{Known, Lint};
-use crate::schema;
+use crate::schema::{self, Formats};
 
-pub fn check(lint: &mut Lint, root: &Path) -> Known {
+pub fn check(lint: &mut Lint, root: &Path, formats: Formats) -> Known {
     let dir = root.join("schemas");
+    let mut loops = BTreeSet::new();
     let mut known = Known::default();
     let mut files = Vec::new();
     collect_json(lint, &dir, &mut files);
@@ -34,17 +35,8 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
             continue;
         };
         collect_refs(&value, &rel, &mut referenced);
-        let meta_errors: Vec<(String, String)> = match jsonschema::meta::validator_for(&value) {
-            Ok(meta) => meta
-                .iter_errors(&value)
-                .map(|e| {
-                    let pointer = e.instance_path().to_string();
-                    let reason = meta_reason(&pointer, &value, &e);
-                    (pointer, reason)
-                })
-                .collect(),
-            Err(e) => vec![(String::new(), e.to_string())],
-        };
+        let name = uri_path(&rel);
+        let meta_errors = meta_errors(&dir, &name, &value, formats);
         if !meta_errors.is_empty() {
             // Parsed again for positions only when there is something to place.
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -67,19 +59,82 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
             }
             continue;
         }
-        if let Err(e) = schema::compile(&dir, &uri_path(&rel), &value, path) {
-            let rule = if is_ref_error(&e.message) {
+        if let Err(e) = schema::compile(&dir, &name, &value, path, formats) {
+            let rule = if e.message.starts_with("unknown format") {
+                "schema-format"
+            } else if is_ref_error(&e.message) {
                 "schema-ref"
             } else {
                 "schema-invalid"
             };
             lint.error(path, rule, e.message);
+            continue;
+        }
+        // Annotated formats are not checked, so a misspelt one is silent:
+        // compiled once more as if asserted to find the names autod lacks.
+        if formats == Formats::Annotate
+            && let Err(e) = schema::compile(&dir, &name, &value, path, Formats::Assert)
+            && e.message.starts_with("unknown format")
+        {
+            lint.warning(
+                path,
+                "schema-format",
+                format!("{} (with formats = \"annotate\" it is only a note, so a misspelt name checks nothing)", e.message),
+            );
+        }
+        for cycle in super::refs::cycles(&dir, &rel, &value, &mut loops) {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let mut chain = cycle.members.clone();
+            chain.push(cycle.members[0].clone());
+            lint.error(
+                path,
+                "schema-ref-cycle",
+                format!(
+                    "$ref loop {} constrains nothing: every value is accepted here; give a schema in the loop a real constraint (type, properties …) or $ref a schema that has one",
+                    chain.join(" → ")
+                ),
+            )
+            .at(super::locate::line_of(&text, &format!("{}/$ref", cycle.pointer)), None);
         }
     }
     for (t, is_lib) in known.schemas.iter_mut() {
         *is_lib = referenced.contains(&format!("{t}.json"));
     }
     known
+}
+
+/// Every way `value` breaks its meta-schema: a draft's, or a custom one under
+/// schemas/ named by relative path.
+fn meta_errors(dir: &Path, name: &str, value: &Value, formats: Formats) -> Vec<(String, String)> {
+    let list = |meta: &jsonschema::Validator| -> Vec<(String, String)> {
+        meta.iter_errors(value)
+            .map(|e| {
+                let pointer = e.instance_path().to_string();
+                let reason = meta_reason(&pointer, value, &e);
+                (pointer, reason)
+            })
+            .collect()
+    };
+    if let Some(custom) = schema::local_meta_validator(dir, name, value, formats) {
+        return match custom {
+            Ok(meta) => list(&meta),
+            Err(e) => vec![("/$schema".into(), format!("its meta-schema is not usable: {}", e))],
+        };
+    }
+    match jsonschema::meta::validator_for(value) {
+        Ok(meta) => meta
+            .iter_errors(value)
+            .map(|e| {
+                let pointer = e.instance_path().to_string();
+                let reason = meta_reason(&pointer, value, &e);
+                (pointer, reason)
+            })
+            .collect(),
+        Err(_) => {
+            let declared = value.get("$schema").and_then(Value::as_str).unwrap_or("?");
+            vec![("/$schema".into(), schema::unknown_meta(declared))]
+        }
+    }
 }
 
 /// The meta-schema's own words, except where they hide a common slip: `type`
