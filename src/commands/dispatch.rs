@@ -73,7 +73,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
                 tracing::error!("{}: {msg}", input.label);
                 report(
                     g,
-                    json!({"input": input.label, "status": "error", "error": msg}),
+                    json!({"input": input.label, "status": "error", "kind": "unreadable", "error": msg}),
                 );
                 code = code.worst(Code::Usage);
                 tally.errors += 1;
@@ -86,7 +86,10 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
                 // A dry run records nothing, a rejection included.
                 let log = (!args.dry_run).then_some(&log);
                 code = code.worst(reject(g, log, &input.label, &bytes, &invalid));
-                tally.rejected += 1;
+                match invalid {
+                    Invalid::Rejected(_) => tally.rejected += 1,
+                    Invalid::Schema(_) => tally.unchecked += 1,
+                }
                 continue;
             }
         };
@@ -114,7 +117,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
             );
             report(
                 g,
-                json!({"input": input.label, "eventId": event.id(), "status": "error", "error": e.to_string()}),
+                json!({"input": input.label, "eventId": event.id(), "status": "error", "kind": "state", "error": e.to_string()}),
             );
             code = code.worst(Code::Usage);
             tally.accepted -= 1;
@@ -233,6 +236,11 @@ fn report(g: &GlobalArgs, value: Value) {
 }
 
 /// Tells the user, logs a `rejected` line, and returns the exit code.
+///
+/// An event the schemas reject (exit 3) and an event no schema could check
+/// because one is broken (exit 2) read differently everywhere: `--json` has
+/// `"status": "rejected"` for the first and `"status": "error", "kind":
+/// "schema"` with the schema's file for the second.
 fn reject(
     g: &GlobalArgs,
     log: Option<&RunLog>,
@@ -241,8 +249,13 @@ fn reject(
     invalid: &Invalid,
 ) -> Code {
     let errors = intake::refusal_violations(invalid);
-    for v in &errors {
-        tracing::error!("{label}: rejected {v}");
+    match invalid {
+        Invalid::Rejected(_) => {
+            for v in &errors {
+                tracing::error!("{label}: rejected {v}");
+            }
+        }
+        Invalid::Schema(_) => tracing::error!("{label}: not checked: {invalid}"),
     }
     let mut line = RunLine::new(&intake::claimed_event_id(bytes), "-", RunResult::Rejected);
     line.input = Some(label.to_owned());
@@ -250,10 +263,16 @@ fn reject(
     if let Some(log) = log {
         log.record(&line);
     }
-    report(
-        g,
-        json!({"input": label, "status": "rejected", "errors": errors}),
-    );
+    match invalid {
+        Invalid::Rejected(_) => report(
+            g,
+            json!({"input": label, "status": "rejected", "errors": errors}),
+        ),
+        Invalid::Schema(e) => report(
+            g,
+            json!({"input": label, "status": "error", "kind": "schema", "file": e.shown, "error": invalid.to_string()}),
+        ),
+    }
     intake::refusal_code(invalid)
 }
 
@@ -298,6 +317,8 @@ fn dry_run(project: &Project, g: &GlobalArgs, label: &str, event: &Event, handle
 struct Tally {
     accepted: usize,
     rejected: usize,
+    /// Not checked because a schema is broken (exit 2, not a rejection).
+    unchecked: usize,
     errors: usize,
     by_result: [usize; RunResult::ALL.len()],
 }
@@ -314,7 +335,7 @@ impl Tally {
     }
 
     fn summarize(&self, dry_run: bool) {
-        let inputs = self.accepted + self.rejected + self.errors;
+        let inputs = self.accepted + self.rejected + self.unchecked + self.errors;
         if inputs < 2 {
             return;
         }
@@ -337,8 +358,13 @@ impl Tally {
         } else {
             ""
         };
+        let unchecked = if self.unchecked > 0 {
+            format!(", {} not checked (a schema is broken)", self.unchecked)
+        } else {
+            String::new()
+        };
         tracing::info!(
-            "{inputs} inputs: {} accepted, {} rejected, {} unreadable; runs: {}{hint}",
+            "{inputs} inputs: {} accepted, {} rejected{unchecked}, {} unreadable; runs: {}{hint}",
             self.accepted,
             self.rejected,
             self.errors,

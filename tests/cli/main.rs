@@ -16,3 +16,4 @@ mod runner;
 mod scaffold;
 mod state;
 mod unrecorded;
+mod validation;
