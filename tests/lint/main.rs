@@ -11,3 +11,4 @@ mod formats;
 mod handlers_md;
 mod scale;
 mod schemas;
+mod validation;
