@@ -150,10 +150,12 @@ pub fn compile(
 /// A compile error in autod's words: the crate's say "register it in the
 /// registry" or "enable resolve-http", which a user of autod cannot do.
 fn compile_message(e: &jsonschema::ValidationError<'_>, schema: &Value) -> String {
-    let at = {
-        let p = e.schema_path().to_string();
-        if p.is_empty() { String::new() } else { format!(" at {p}") }
-    };
+    // A schema its meta-schema rejects has the place in it as the instance
+    // path; other compile errors (an unknown format) as the schema path.
+    let at = [e.instance_path().to_string(), e.schema_path().to_string()]
+        .into_iter()
+        .find(|p| !p.is_empty())
+        .map_or_else(String::new, |p| format!(" at {p}"));
     let text = e.to_string();
     if let ValidationErrorKind::Referencing(r) = e.kind() {
         return reference_message(r, schema);
@@ -217,7 +219,9 @@ fn reference_message(e: &ReferencingError, schema: &Value) -> String {
             }
         }
         ReferencingError::PointerToNowhere { pointer } => {
-            format!("a $ref names the pointer {pointer:?}, which is not in the schema it points into")
+            format!(
+                "a $ref names the pointer {pointer:?}, which is not in the schema it points into"
+            )
         }
         ReferencingError::NoSuchAnchor { anchor } | ReferencingError::InvalidAnchor { anchor } => {
             format!("a $ref names the anchor {anchor:?}, which no schema defines")
@@ -305,7 +309,13 @@ impl Schemas {
         // one-shot dispatch's own time. A test keeps the two in agreement.
         let envelope = if path.exists() {
             let value = read_schema_file(&dir, &path)?;
-            Some(Arc::new(compile(&dir, "event.json", &value, &path, formats)?))
+            Some(Arc::new(compile(
+                &dir,
+                "event.json",
+                &value,
+                &path,
+                formats,
+            )?))
         } else {
             None
         };
@@ -329,8 +339,12 @@ impl Schemas {
     pub fn reload(&mut self) -> Result<(), SchemaError> {
         self.payloads.clear();
         let root = self.dir.parent().unwrap_or(Path::new("."));
-        let fresh =
-            Schemas::load_with(root, self.require_schema, self.max_event_bytes, self.formats)?;
+        let fresh = Schemas::load_with(
+            root,
+            self.require_schema,
+            self.max_event_bytes,
+            self.formats,
+        )?;
         self.envelope = fresh.envelope;
         Ok(())
     }
@@ -405,7 +419,13 @@ impl Schemas {
         let path = self.dir.join(&name);
         let compiled = if path.is_file() {
             let value = read_schema_file(&self.dir, &path)?;
-            Some(Arc::new(compile(&self.dir, &name, &value, &path, self.formats)?))
+            Some(Arc::new(compile(
+                &self.dir,
+                &name,
+                &value,
+                &path,
+                self.formats,
+            )?))
         } else {
             None
         };

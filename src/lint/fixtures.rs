@@ -89,8 +89,16 @@ fn check_file(
         // A pattern the regex engine gives up on compiles, so only a value
         // finds it: the schema is at fault, and the fixture shows how.
         (_, Err(Invalid::Schema(e))) if e.fault == Fault::Pattern => {
-            let fixture = file.strip_prefix(&lint.root).unwrap_or(file).display().to_string();
-            lint.error(&e.path, "schema-pattern", format!("{} (fixture {fixture})", e.message));
+            let fixture = file
+                .strip_prefix(&lint.root)
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            lint.error(
+                &e.path,
+                "schema-pattern",
+                format!("{} (fixture {fixture})", e.message),
+            );
         }
         // A broken schema is reported once, by the schema check.
         (_, Err(Invalid::Schema(_))) | (false, Ok(_)) => {}

@@ -130,9 +130,11 @@ fn step(
 
 /// In drafts before 2019-09 a `$ref` makes its siblings be ignored.
 fn old_draft(doc: &Value) -> bool {
-    doc.get("$schema")
-        .and_then(Value::as_str)
-        .is_some_and(|s| ["draft-04", "draft-06", "draft-07"].iter().any(|d| s.contains(d)))
+    doc.get("$schema").and_then(Value::as_str).is_some_and(|s| {
+        ["draft-04", "draft-06", "draft-07"]
+            .iter()
+            .any(|d| s.contains(d))
+    })
 }
 
 fn normalize(path: &Path) -> Option<String> {
@@ -173,7 +175,12 @@ mod tests {
     #[test]
     fn a_ref_to_itself_is_a_loop_and_a_constrained_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
-        let found = cycles(dir.path(), "a.json", &json!({"$ref": "#"}), &mut BTreeSet::new());
+        let found = cycles(
+            dir.path(),
+            "a.json",
+            &json!({"$ref": "#"}),
+            &mut BTreeSet::new(),
+        );
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].members, ["schemas/a.json#"]);
         let tree = json!({"$defs": {"n": {"type": "object", "properties": {"k": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"});

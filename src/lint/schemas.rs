@@ -118,7 +118,10 @@ fn meta_errors(dir: &Path, name: &str, value: &Value, formats: Formats) -> Vec<(
     if let Some(custom) = schema::local_meta_validator(dir, name, value, formats) {
         return match custom {
             Ok(meta) => list(&meta),
-            Err(e) => vec![("/$schema".into(), format!("its meta-schema is not usable: {}", e))],
+            Err(e) => vec![(
+                "/$schema".into(),
+                format!("its meta-schema is not usable: {}", e),
+            )],
         };
     }
     match jsonschema::meta::validator_for(value) {

@@ -89,13 +89,11 @@ pub fn scrub(text: &str) -> String {
 
 /// Whether a URI reference names a scheme (`https:`, `urn:`), so is absolute.
 pub(super) fn has_scheme(reference: &str) -> bool {
-    reference
-        .split_once(':')
-        .is_some_and(|(scheme, _)| {
-            let mut chars = scheme.chars();
-            chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-                && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-        })
+    reference.split_once(':').is_some_and(|(scheme, _)| {
+        let mut chars = scheme.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    })
 }
 
 /// Custom meta-schemas kept under `schemas/`.
@@ -178,7 +176,10 @@ pub(super) fn remote_hint(uri: &str, ids: &[String]) -> String {
     match from_id {
         Some(id) => format!(
             "a $ref resolves to {uri} because the schema's $id is {id:?}, and autod never fetches schemas: remove that $id or make it a relative path (e.g. \"$id\": \"{}\"), so that relative $refs name files under schemas/ (README: Remote $refs)",
-            id.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or("x.json"),
+            id.rsplit('/')
+                .next()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("x.json"),
         ),
         None => format!(
             "$ref to {uri}: autod never fetches schemas; copy that schema under schemas/ and $ref it by relative path (README: Remote $refs)"
@@ -222,7 +223,10 @@ mod tests {
     fn the_hint_names_the_id_that_made_a_relative_ref_remote() {
         let ids = vec!["https://example.com/root.json".to_owned()];
         let hint = remote_hint("https://example.com/x.json", &ids);
-        assert!(hint.contains("$id is \"https://example.com/root.json\""), "{hint}");
+        assert!(
+            hint.contains("$id is \"https://example.com/root.json\""),
+            "{hint}"
+        );
         let hint = remote_hint("https://other.org/x.json", &ids);
         assert!(hint.contains("copy that schema under schemas/"), "{hint}");
     }

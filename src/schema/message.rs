@@ -110,6 +110,7 @@ pub fn violation(error: &ValidationError<'_>, prefix: &str) -> Violation {
             "unevaluatedProperties",
             not_allowed(unexpected, "unevaluatedProperties"),
         ),
+        Kind::Format { format } => ("format", format!("{sent} is not a valid {format}")),
         Kind::Constant { expected_value } => (
             "const",
             format!("expected {}, got {sent}", quote(expected_value)),
@@ -135,7 +136,11 @@ mod tests {
         let v = first(json!({"maxLength": 3}), json!("x".repeat(500_000)));
         assert!(v.message.len() < 400, "{}", v.message);
         assert!(v.message.contains("(500000 characters)"), "{}", v.message);
-        assert!(v.message.contains("is longer than 3 characters"), "{}", v.message);
+        assert!(
+            v.message.contains("is longer than 3 characters"),
+            "{}",
+            v.message
+        );
     }
 
     #[test]
@@ -146,21 +151,35 @@ mod tests {
 
     #[test]
     fn property_names_say_they_are_names() {
-        let v = first(json!({"propertyNames": {"maxLength": 2}}), json!({"abcd": 1}));
+        let v = first(
+            json!({"propertyNames": {"maxLength": 2}}),
+            json!({"abcd": 1}),
+        );
         assert_eq!(v.keyword, "propertyNames");
-        assert!(v.message.starts_with("property name \"abcd\" is longer"), "{}", v.message);
+        assert!(
+            v.message.starts_with("property name \"abcd\" is longer"),
+            "{}",
+            v.message
+        );
         let v = first(
             json!({"properties": {"a": {}}, "additionalProperties": false}),
             json!({"a": 1, "b/c": 2}),
         );
         assert_eq!(v.keyword, "additionalProperties");
         assert_eq!(v.pointer, "/payload");
-        assert!(v.message.starts_with("property \"b/c\" is not allowed"), "{}", v.message);
+        assert!(
+            v.message.starts_with("property \"b/c\" is not allowed"),
+            "{}",
+            v.message
+        );
     }
 
     #[test]
     fn a_false_schema_is_explained() {
         let v = first(json!({"items": false}), json!([1]));
-        assert!(v.message.starts_with("no value is allowed here (the schema is `false`)"));
+        assert!(
+            v.message
+                .starts_with("no value is allowed here (the schema is `false`)")
+        );
     }
 }

@@ -22,7 +22,14 @@ fn project(schema: Value) -> Project {
 }
 
 fn with_payload(p: Project, file: &str, payload: Value) -> Project {
-    p.event(file, event("t", &format!("ev-{}", file.trim_end_matches(".json")), payload))
+    p.event(
+        file,
+        event(
+            "t",
+            &format!("ev-{}", file.trim_end_matches(".json")),
+            payload,
+        ),
+    )
 }
 
 #[test]
@@ -31,7 +38,11 @@ fn idn_email_and_idn_hostname_are_checked_not_skipped() {
         "type": "object",
         "properties": {"mail": {"format": "idn-email"}, "host": {"format": "idn-hostname"}}
     }));
-    let p = with_payload(p, "good.json", json!({"mail": "用户@例子.广告", "host": "例子.广告"}));
+    let p = with_payload(
+        p,
+        "good.json",
+        json!({"mail": "用户@例子.广告", "host": "例子.广告"}),
+    );
     let p = with_payload(p, "bad-mail.json", json!({"mail": "no at sign"}));
     let p = with_payload(p, "bad-host.json", json!({"host": "-bad-.例子"}));
     p.autod(["dispatch", "good.json"]).run().code(0);
@@ -57,22 +68,27 @@ fn an_unknown_format_is_a_schema_error_not_a_pass() {
         .stderr_has("unknown format \"my-thing\"")
         .stderr_has("formats = \"annotate\"");
     let line = &out.json_lines()[0];
-    assert_eq!((line["status"].as_str(), line["kind"].as_str()), (Some("error"), Some("schema")), "{line}");
+    assert_eq!(
+        (line["status"].as_str(), line["kind"].as_str()),
+        (Some("error"), Some("schema")),
+        "{line}"
+    );
     assert!(p.runs().is_empty());
 }
 
 #[test]
 fn formats_annotate_makes_format_a_note() {
-    let p = project(json!({"properties": {"mail": {"format": "email"}, "x": {"format": "my-thing"}}}))
-        .config(
-            r#"
+    let p =
+        project(json!({"properties": {"mail": {"format": "email"}, "x": {"format": "my-thing"}}}))
+            .config(
+                r#"
             [validation]
             formats = "annotate"
 
             [handlers.rec]
             on = ["t"]
             "#,
-        );
+            );
     let p = with_payload(p, "e.json", json!({"mail": "not an email", "x": 1}));
     p.autod(["dispatch", "e.json"]).run().code(0);
     assert_eq!(p.runs(), ["rec t ev-e 1"]);
@@ -105,7 +121,10 @@ fn a_meta_schema_under_schemas_is_named_by_relative_path() {
     });
     let p = Project::new()
         .file("schemas/meta/typed.json", meta.to_string())
-        .schema("t", json!({"$schema": "meta/typed.json", "type": "object", "required": ["n"]}))
+        .schema(
+            "t",
+            json!({"$schema": "meta/typed.json", "type": "object", "required": ["n"]}),
+        )
         .config("[handlers.rec]\non = [\"t\"]\n")
         .handler("rec", RECORD);
     let p = with_payload(p, "good.json", json!({"n": 1}));
@@ -167,17 +186,29 @@ fn a_broken_schema_is_told_apart_from_a_rejected_event_and_exit_2_wins() {
         .event("a.json", event("broken", "a1", json!({})))
         .event("b.json", event("t", "b1", json!({})))
         .event("c.json", event("nope", "c1", json!({})));
-    let out = p.autod(["--json", "dispatch", "a.json", "b.json", "c.json"]).run();
-    out.code(2).stderr_has("1 not checked (a schema is broken)").stderr_has("2 rejected");
+    let out = p
+        .autod(["--json", "dispatch", "a.json", "b.json", "c.json"])
+        .run();
+    out.code(2)
+        .stderr_has("1 not checked (a schema is broken)")
+        .stderr_has("2 rejected");
     let lines = out.json_lines();
     let by_input = |i: &str| lines.iter().find(|l| l["input"] == i).unwrap().clone();
     let a = by_input("a.json");
-    assert_eq!((a["status"].as_str(), a["kind"].as_str()), (Some("error"), Some("schema")), "{a}");
+    assert_eq!(
+        (a["status"].as_str(), a["kind"].as_str()),
+        (Some("error"), Some("schema")),
+        "{a}"
+    );
     assert_eq!(a["file"], "schemas/broken.json", "{a}");
     let b = by_input("b.json");
     assert_eq!(b["status"], "rejected", "{b}");
     let c = by_input("c.json");
-    assert_eq!((c["status"].as_str(), c["errors"][0]["keyword"].as_str()), (Some("rejected"), Some("schema")), "{c}");
+    assert_eq!(
+        (c["status"].as_str(), c["errors"][0]["keyword"].as_str()),
+        (Some("rejected"), Some("schema")),
+        "{c}"
+    );
     // The order of inputs does not matter: 2 still wins over 3.
     p.autod(["dispatch", "b.json", "a.json"]).run().code(2);
 }
@@ -217,10 +248,18 @@ fn a_huge_bad_value_is_quoted_short_on_stderr_and_in_the_run_log() {
     let p = with_payload(p, "e.json", json!({"s": "x".repeat(500_000)}));
     let out = p.autod(["dispatch", "e.json"]).run();
     out.code(3).stderr_has("(500000 characters)");
-    assert!(out.stderr.len() < 2000, "stderr is {} bytes", out.stderr.len());
+    assert!(
+        out.stderr.len() < 2000,
+        "stderr is {} bytes",
+        out.stderr.len()
+    );
     let log = p.log_raw();
     assert_eq!(log.len(), 1);
-    assert!(log[0].len() < 2000, "the log line is {} bytes", log[0].len());
+    assert!(
+        log[0].len() < 2000,
+        "the log line is {} bytes",
+        log[0].len()
+    );
     assert!(log[0].contains("(500000 characters)"), "{}", log[0]);
 }
 
@@ -261,7 +300,11 @@ fn a_pattern_the_regex_engine_gives_up_on_is_the_schemas_fault() {
         .stderr_has("the pattern at /properties/s/pattern is too costly")
         .stderr_has("/payload/s");
     let line = &out.json_lines()[0];
-    assert_eq!((line["status"].as_str(), line["kind"].as_str()), (Some("error"), Some("schema")), "{line}");
+    assert_eq!(
+        (line["status"].as_str(), line["kind"].as_str()),
+        (Some("error"), Some("schema")),
+        "{line}"
+    );
 }
 
 const BIG: &str = "123456789012345678901234567890";
@@ -282,7 +325,11 @@ fn numbers_reach_the_handler_the_archive_and_the_dead_letter_digit_for_digit() {
     let stdin = p.read("stdin.json");
     let archived = std::fs::read_to_string(p.read("file.txt").trim()).unwrap();
     let dead = std::fs::read_to_string(p.dead_letter_path("rec", "num-1")).unwrap();
-    for (what, text) in [("stdin", &stdin), ("AUTOD_EVENT_FILE", &archived), ("dead letter", &dead)] {
+    for (what, text) in [
+        ("stdin", &stdin),
+        ("AUTOD_EVENT_FILE", &archived),
+        ("dead letter", &dead),
+    ] {
         // The dead letter is pretty-printed.
         let text = &text.replace([' ', '\n'], "");
         assert!(text.contains(&format!("\"n\":{BIG}")), "{what}: {text}");

@@ -130,7 +130,11 @@ fn rewrite(value: &mut Value, base: &str, file: &str) {
                     base = absolute;
                 }
             }
-            for (key, from) in [("$ref", &base), ("$dynamicRef", &base), ("$schema", &file.to_owned())] {
+            for (key, from) in [
+                ("$ref", &base),
+                ("$dynamicRef", &base),
+                ("$schema", &file.to_owned()),
+            ] {
                 if let Some(Value::String(r)) = map.get_mut(key)
                     && r.starts_with(REMOTE)
                     && let Some(rel) = relative(from, r)
@@ -237,22 +241,26 @@ fn json_schema_test_suite() {
                 if let (Some(d), Value::Object(map)) = (declared, &mut schema_value) {
                     map.entry("$schema").or_insert_with(|| d.into());
                 }
-                let compiled = schema::compile(
-                    dir,
-                    &name,
-                    &schema_value,
-                    &dir.join(&name),
-                    Formats::Assert,
-                );
+                let compiled =
+                    schema::compile(dir, &name, &schema_value, &dir.join(&name), Formats::Assert);
                 if let Ok(pick) = std::env::var("AUTOD_CONFORMANCE_DEBUG")
                     && group["description"].as_str().unwrap().contains(&pick)
                 {
-                    println!("{rel}: {schema_value}\n  compiled: {:?}", compiled.as_ref().err());
+                    println!(
+                        "{rel}: {schema_value}\n  compiled: {:?}",
+                        compiled.as_ref().err()
+                    );
                 }
                 // The suite's required format.json wants formats annotated;
                 // autod's setting for that is checked on the same cases.
                 let annotated = (rel == "format.json").then(|| {
-                    schema::compile(dir, &name, &schema_value, &dir.join(&name), Formats::Annotate)
+                    schema::compile(
+                        dir,
+                        &name,
+                        &schema_value,
+                        &dir.join(&name),
+                        Formats::Annotate,
+                    )
                 });
                 for test in group["tests"].as_array().unwrap() {
                     let mut id = format!(

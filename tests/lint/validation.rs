@@ -15,7 +15,10 @@ fn an_unknown_format_is_an_error() {
     );
     let f = assert_error(&p.lint(&[]), "schema-format", "schemas/job.done.json");
     let message = f["message"].as_str().unwrap();
-    assert!(message.contains("unknown format \"my-thing\" at /properties/name/format"), "{f}");
+    assert!(
+        message.contains("unknown format \"my-thing\" at /properties/name/format"),
+        "{f}"
+    );
     assert!(!message.contains("autod-schemas"), "{f}");
 }
 
@@ -52,7 +55,13 @@ fn a_custom_meta_schema_by_relative_path_is_used() {
         r#"{"$schema": "meta/typed.json", "required": ["name"]}"#,
     );
     let f = assert_error(&p.lint(&[]), "schema-meta", "schemas/job.done.json");
-    assert!(f["message"].as_str().unwrap().contains("\"type\" is a required property"), "{f}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"type\" is a required property"),
+        "{f}"
+    );
 }
 
 #[test]
@@ -81,7 +90,10 @@ fn a_relative_ref_made_remote_by_an_id_names_the_id() {
     );
     let f = assert_error(&p.lint(&[]), "schema-ref", "schemas/job.done.json");
     let message = f["message"].as_str().unwrap();
-    assert!(message.contains("$id is \"https://example.com/job.done.json\""), "{f}");
+    assert!(
+        message.contains("$id is \"https://example.com/job.done.json\""),
+        "{f}"
+    );
     assert!(!message.contains("copy that schema"), "{f}");
 }
 
@@ -91,7 +103,13 @@ fn a_ref_to_itself_is_a_loop_that_checks_nothing() {
     p.write("schemas/job.done.json", "{\n  \"$ref\": \"#\"\n}");
     let f = assert_error(&p.lint(&[]), "schema-ref-cycle", "schemas/job.done.json");
     assert_eq!(f["line"], 2, "{f}");
-    assert!(f["message"].as_str().unwrap().contains("every value is accepted"), "{f}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("every value is accepted"),
+        "{f}"
+    );
 }
 
 #[test]
@@ -134,5 +152,8 @@ fn a_pattern_the_regex_engine_gives_up_on_is_a_schema_finding() {
     let f = assert_error(&p.lint(&[]), "schema-pattern", "schemas/job.done.json");
     let message = f["message"].as_str().unwrap();
     assert!(message.contains("too costly for the regex engine"), "{f}");
-    assert!(message.contains("fixtures/invalid/job.done/missing-name.json"), "{f}");
+    assert!(
+        message.contains("fixtures/invalid/job.done/missing-name.json"),
+        "{f}"
+    );
 }
