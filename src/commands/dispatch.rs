@@ -249,30 +249,14 @@ fn reject(
     invalid: &Invalid,
 ) -> Code {
     let errors = intake::refusal_violations(invalid);
-    match invalid {
-        Invalid::Rejected(_) => {
-            for v in &errors {
-                tracing::error!("{label}: rejected {v}");
-            }
-        }
-        Invalid::Schema(_) => tracing::error!("{label}: not checked: {invalid}"),
-    }
+    intake::tell_refusal(label, invalid);
     let mut line = RunLine::new(&intake::claimed_event_id(bytes), "-", RunResult::Rejected);
     line.input = Some(label.to_owned());
     line.error = errors.first().map(ToString::to_string);
     if let Some(log) = log {
         log.record(&line);
     }
-    match invalid {
-        Invalid::Rejected(_) => report(
-            g,
-            json!({"input": label, "status": "rejected", "errors": errors}),
-        ),
-        Invalid::Schema(e) => report(
-            g,
-            json!({"input": label, "status": "error", "kind": "schema", "file": e.shown, "error": invalid.to_string()}),
-        ),
-    }
+    report(g, intake::refusal_json(label, invalid));
     intake::refusal_code(invalid)
 }
 

@@ -106,33 +106,24 @@ pub fn check(lint: &mut Lint, root: &Path, formats: Formats) -> Known {
 /// Every way `value` breaks its meta-schema: a draft's, or a custom one under
 /// schemas/ named by relative path.
 fn meta_errors(dir: &Path, name: &str, value: &Value, formats: Formats) -> Vec<(String, String)> {
-    let list = |meta: &jsonschema::Validator| -> Vec<(String, String)> {
-        meta.iter_errors(value)
-            .map(|e| {
-                let pointer = e.instance_path().to_string();
-                let reason = meta_reason(&pointer, value, &e);
-                (pointer, reason)
-            })
-            .collect()
+    let placed = |e: jsonschema::ValidationError<'_>| {
+        let pointer = e.instance_path().to_string();
+        let reason = schema::scrub(&meta_reason(&pointer, value, &e));
+        (pointer, reason)
     };
     if let Some(custom) = schema::local_meta_validator(dir, name, value, formats) {
         return match custom {
-            Ok(meta) => list(&meta),
+            Ok(meta) => meta.iter_errors(value).map(placed).collect(),
             Err(e) => vec![(
                 "/$schema".into(),
-                format!("its meta-schema is not usable: {}", e),
+                format!("its meta-schema is not usable: {e}"),
             )],
         };
     }
     match jsonschema::meta::validator_for(value) {
-        Ok(meta) => meta
-            .iter_errors(value)
-            .map(|e| {
-                let pointer = e.instance_path().to_string();
-                let reason = meta_reason(&pointer, value, &e);
-                (pointer, reason)
-            })
-            .collect(),
+        Ok(meta) => meta.iter_errors(value).map(placed).collect(),
+        // The crate's words here ("enable resolve-http or register it") are
+        // no use to an autod user.
         Err(_) => {
             let declared = value.get("$schema").and_then(Value::as_str).unwrap_or("?");
             vec![("/$schema".into(), schema::unknown_meta(declared))]

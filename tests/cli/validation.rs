@@ -242,6 +242,20 @@ fn a_payload_may_nest_100_levels_and_not_101() {
     assert_eq!(p.runs(), ["rec t ev-at 1"]);
 }
 
+/// The limit leaves room for the state files that wrap an event: a dead letter
+/// of the deepest payload allowed can still be read back.
+#[test]
+fn the_dead_letter_of_the_deepest_payload_reads_back() {
+    let p = project(json!({})).handler("rec", "exit 65");
+    let p = with_payload(p, "at.json", nested(100));
+    p.autod(["dispatch", "at.json"]).run().code(1);
+    p.autod(["dead", "show", "ev-at"])
+        .run()
+        .code(0)
+        .stdout_has("[[[[");
+    p.autod(["retry", "ev-at"]).run().code(1);
+}
+
 #[test]
 fn a_huge_bad_value_is_quoted_short_on_stderr_and_in_the_run_log() {
     let p = project(json!({"properties": {"s": {"maxLength": 3}}}));
@@ -362,4 +376,34 @@ fn big_numbers_are_compared_exactly() {
         .code(3)
         .stderr_has("is not a multiple of 3");
     assert_eq!(p.runs(), ["rec t ok 1"]);
+}
+
+#[test]
+fn send_tells_a_broken_schema_from_a_rejected_event_too() {
+    let p = Project::new()
+        .schema("broken", json!({"type": "strnig"}))
+        .schema("t", json!({"type": "object", "required": ["n"]}))
+        .config("[handlers.rec]\non = [\"t\", \"broken\"]\n")
+        .handler("rec", RECORD)
+        .event("a.json", event("broken", "a1", json!({})))
+        .event("b.json", event("t", "b1", json!({})));
+    let out = p.autod(["--json", "send", "b.json", "a.json"]).run();
+    out.code(2)
+        .stderr_has("a.json: not checked: schemas/broken.json");
+    let lines = out.json_lines();
+    assert_eq!(lines[0]["status"], "rejected", "{}", lines[0]);
+    assert_eq!(
+        (
+            lines[1]["status"].as_str(),
+            lines[1]["kind"].as_str(),
+            lines[1]["file"].as_str()
+        ),
+        (Some("error"), Some("schema"), Some("schemas/broken.json")),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        !p.exists(".autod/inbox")
+            || std::fs::read_dir(p.path(".autod/inbox")).unwrap().count() == 0
+    );
 }
