@@ -175,12 +175,13 @@ fn compile_message(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Strin
 
 /// The validator of the custom meta-schema a schema names by relative path in
 /// `$schema`, for lint to list every way the schema breaks it; `None` when its
-/// `$schema` is absent or a URI (a draft).
+/// `$schema` is absent or a URI (a draft). Formats are annotations here, as
+/// they are when a draft's meta-schema checks a schema: `$schema` itself is a
+/// relative path, not the `uri` the drafts' meta-schemas describe.
 pub fn local_meta_validator(
     dir: &Path,
     name: &str,
     schema: &Value,
-    formats: Formats,
 ) -> Option<Result<Validator, SchemaError>> {
     let declared = schema.get("$schema")?.as_str()?;
     if local::has_scheme(declared) {
@@ -195,7 +196,13 @@ pub fn local_meta_validator(
     let (uri, meta) = found.into_iter().next()?;
     let meta_name = uri.strip_prefix(local::BASE).unwrap_or(&uri).to_owned();
     let meta_path = dir.join(&meta_name);
-    Some(compile(dir, &meta_name, &meta, &meta_path, formats))
+    Some(compile(
+        dir,
+        &meta_name,
+        &meta,
+        &meta_path,
+        Formats::Annotate,
+    ))
 }
 
 /// What to say about a `$schema` that is neither a draft autod knows nor a file

@@ -36,7 +36,7 @@ pub fn check(lint: &mut Lint, root: &Path, formats: Formats) -> Known {
         };
         collect_refs(&value, &rel, &mut referenced);
         let name = uri_path(&rel);
-        let meta_errors = meta_errors(&dir, &name, &value, formats);
+        let meta_errors = meta_errors(&dir, &name, &value);
         if !meta_errors.is_empty() {
             // Parsed again for positions only when there is something to place.
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -105,13 +105,13 @@ pub fn check(lint: &mut Lint, root: &Path, formats: Formats) -> Known {
 
 /// Every way `value` breaks its meta-schema: a draft's, or a custom one under
 /// schemas/ named by relative path.
-fn meta_errors(dir: &Path, name: &str, value: &Value, formats: Formats) -> Vec<(String, String)> {
+fn meta_errors(dir: &Path, name: &str, value: &Value) -> Vec<(String, String)> {
     let placed = |e: jsonschema::ValidationError<'_>| {
         let pointer = e.instance_path().to_string();
         let reason = schema::scrub(&meta_reason(&pointer, value, &e));
         (pointer, reason)
     };
-    if let Some(custom) = schema::local_meta_validator(dir, name, value, formats) {
+    if let Some(custom) = schema::local_meta_validator(dir, name, value) {
         return match custom {
             Ok(meta) => meta.iter_errors(value).map(placed).collect(),
             Err(e) => vec![(
@@ -255,11 +255,16 @@ fn collect_json(lint: &mut Lint, dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Files named by `$ref`s in `value` (relative to `from`, a path under schemas/).
+/// Files named by `$ref`s in `value` (relative to `from`, a path under
+/// schemas/), and by a relative `$schema`: a custom meta-schema is a library
+/// too, not an eventType without a handler.
 fn collect_refs(value: &Value, from: &str, out: &mut std::collections::BTreeSet<String>) {
     match value {
         Value::Object(map) => {
-            if let Some(Value::String(r)) = map.get("$ref") {
+            for r in ["$ref", "$schema"]
+                .iter()
+                .filter_map(|k| map.get(*k)?.as_str())
+            {
                 let file = r.split('#').next().unwrap_or("");
                 if !file.is_empty() && !file.contains("://") {
                     let base = Path::new(from).parent().unwrap_or(Path::new(""));

@@ -45,7 +45,10 @@ const TYPED_META: &str = r#"{
 fn a_custom_meta_schema_by_relative_path_is_used() {
     let p = Project::clean();
     p.write("schemas/meta/typed.json", TYPED_META);
-    let schema = crate::common::SCHEMA.replacen('{', "{\"$schema\": \"meta/typed.json\",", 1);
+    let schema = crate::common::SCHEMA.replace(
+        "https://json-schema.org/draft/2020-12/schema",
+        "meta/typed.json",
+    );
     p.write("schemas/job.done.json", &schema);
     let run = p.lint(&["--strict"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
@@ -156,4 +159,17 @@ fn a_pattern_the_regex_engine_gives_up_on_is_a_schema_finding() {
         message.contains("fixtures/invalid/job.done/missing-name.json"),
         "{f}"
     );
+}
+
+/// A meta-schema at the top of schemas/ is a library, like a `$ref`'d file, not
+/// an eventType without a handler.
+#[test]
+fn a_top_level_meta_schema_is_not_an_unhandled_event_type() {
+    let p = Project::clean();
+    p.write("schemas/typed.json", TYPED_META);
+    let schema =
+        crate::common::SCHEMA.replace("https://json-schema.org/draft/2020-12/schema", "typed.json");
+    p.write("schemas/job.done.json", &schema);
+    let run = p.lint(&["--strict"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }
