@@ -1,14 +1,17 @@
 //! Compiled JSON Schemas and event validation (SPEC §3).
 //!
-//! Order: size → JSON syntax → safe ids → envelope schema → payload schema. The
-//! envelope is `schemas/event.json` or the built-in one; each eventType's payload
-//! schema is compiled the first time an event of that type is seen and reused for
-//! the rest of the process.
+//! Order: size → JSON syntax → safe ids and nesting depth → envelope schema →
+//! payload schema. The envelope is `schemas/event.json` or the built-in one;
+//! each eventType's payload schema is compiled the first time an event of that
+//! type is seen and reused for the rest of the process.
 //!
-//! Nothing is ever fetched: `$ref`s resolve only to files under `schemas/`, through
-//! [`LocalSchemas`]. Every schema is compiled under a synthetic base URI
-//! (`file:///autod-schemas/<file>`) so that relative refs work and no machine path
-//! leaks into an error message.
+//! Nothing is ever fetched: `$ref`s (and a relative `$schema`, a custom
+//! meta-schema) resolve only to files under `schemas/`, through `local.rs`.
+//! Formats are asserted unless `[validation] formats = "annotate"`, and a format
+//! with no check is a schema error, never a silent pass. `message.rs` words the
+//! violations. What is wrong with a schema ([`SchemaError`], exit 2) is kept
+//! apart from what is wrong with an event ([`Invalid::Rejected`], exit 3), and
+//! a `pattern` the regex engine gives up on is the schema's.
 
 mod local;
 mod message;
@@ -24,7 +27,6 @@ use serde_json::{Map, Value};
 use crate::event::{self, Event, Violation};
 use local::LocalSchemas;
 pub use local::scrub;
-pub use message::quote;
 
 /// The envelope used when a project has no `schemas/event.json`.
 pub const BUILTIN_ENVELOPE: &str = include_str!("envelope.schema.json");
@@ -112,8 +114,19 @@ pub fn compile(
     formats: Formats,
 ) -> Result<Validator, SchemaError> {
     let fail = |message: String| SchemaError::new(dir, path, message);
-    let mut value = value.clone();
-    let metas = local::meta_schemas(dir, name, &mut value).map_err(fail)?;
+    // Copied only to rewrite a relative `$schema`, the rare case.
+    let mut rewritten = None;
+    let mut metas = Vec::new();
+    if value
+        .get("$schema")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !local::has_scheme(s))
+    {
+        let mut copy = value.clone();
+        metas = local::meta_schemas(dir, name, &mut copy).map_err(fail)?;
+        rewritten = Some(copy);
+    }
+    let value = rewritten.as_ref().unwrap_or(value);
     let registry = if metas.is_empty() {
         None
     } else {
@@ -143,8 +156,8 @@ pub fn compile(
         options = options.with_registry(registry);
     }
     options
-        .build(&value)
-        .map_err(|e| fail(compile_message(&e, &value)))
+        .build(value)
+        .map_err(|e| fail(compile_message(&e, value)))
 }
 
 /// A compile error in autod's words: the crate's say "register it in the
@@ -248,34 +261,39 @@ pub fn read_schema_file(dir: &Path, path: &Path) -> Result<Value, SchemaError> {
     })
 }
 
-/// How deep arrays and objects nest in `value` (a scalar is 0).
-pub fn depth(value: &Value) -> usize {
-    // Iterative: the input may be anything a parser accepted.
-    let mut deepest = 0;
-    let mut stack = vec![(value, 0usize)];
-    while let Some((v, d)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match v {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(map) => Box::new(map.values()),
-            _ => continue,
-        };
-        deepest = deepest.max(d + 1);
-        stack.extend(children.map(|c| (c, d + 1)));
+/// How deep arrays and objects nest in `value` (a scalar is 0), counted no
+/// further than `cap`. Recursive: a parsed value nests at most 128 levels
+/// (serde_json's limit), and autod's own events (watches, schedules) less.
+fn depth(value: &Value, cap: usize) -> usize {
+    let children: &mut dyn Iterator<Item = &Value> = match value {
+        Value::Array(items) => &mut items.iter(),
+        Value::Object(map) => &mut map.values(),
+        _ => return 0,
+    };
+    if cap == 0 {
+        return 1;
     }
-    deepest
+    let mut deepest = 0;
+    for child in children {
+        deepest = deepest.max(depth(child, cap - 1));
+        if deepest >= cap {
+            break;
+        }
+    }
+    1 + deepest
 }
 
 /// The event's fields nested deeper than [`MAX_DEPTH`], as violations.
 fn too_deep(obj: &Map<String, Value>) -> Vec<Violation> {
     obj.iter()
-        .filter(|(_, v)| depth(v) > MAX_DEPTH)
+        .filter(|(_, v)| depth(v, MAX_DEPTH) > MAX_DEPTH)
         .map(|(k, v)| {
             Violation::new(
                 format!("/{}", k.replace('~', "~0").replace('/', "~1")),
                 "maxDepth",
                 format!(
                     "nested {} levels deep; autod accepts at most {MAX_DEPTH} levels of arrays and objects in a field",
-                    depth(v)
+                    depth(v, usize::MAX)
                 ),
             )
         })
@@ -607,6 +625,19 @@ mod tests {
                 "{sample}: schema says {by_schema:?}, code says {by_code:?}"
             );
         }
+    }
+
+    #[test]
+    fn depth_counts_containers_and_stops_past_the_cap() {
+        assert_eq!(depth(&json!(1), 5), 0);
+        assert_eq!(depth(&json!([]), 5), 1);
+        assert_eq!(depth(&json!({"a": [1, {"b": []}]}), 5), 4);
+        let mut deep = json!([]);
+        for _ in 0..9 {
+            deep = json!([deep]);
+        }
+        assert_eq!(depth(&deep, usize::MAX), 10);
+        assert!(depth(&deep, 3) > 3);
     }
 
     #[test]

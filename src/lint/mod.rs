@@ -4,7 +4,9 @@
 //! panics or exits on a bad file: a file that cannot be read or parsed is itself
 //! a finding. Checks:
 //!
-//! - `schemas.rs`: JSON syntax, meta-schema, local `$ref`s;
+//! - `schemas.rs`: JSON syntax, meta-schema (a draft's or a custom one under
+//!   schemas/), local `$ref`s, formats autod cannot check; `refs.rs`: `$ref`
+//!   loops that accept everything;
 //! - `fixtures.rs`: fixtures/<type>/ validate, fixtures/invalid/<type>/ are rejected;
 //! - `project.rs`: autod.toml, handler commands, routes, schedules, watches;
 //! - `handlers_doc.rs`: HANDLERS.md matches `autod handlers doc`;

@@ -1,6 +1,8 @@
 //! Schema checks: every file under schemas/ is JSON, a schema, valid against its
-//! declared meta-schema (2020-12 when none is declared), and every `$ref`
-//! resolves to a local file and pointer. Nothing is fetched.
+//! declared meta-schema (2020-12 when none is declared; a custom one under
+//! schemas/ when `$schema` is a relative path), its `$ref`s resolve to local
+//! files and pointers, it names no format autod cannot check, and no `$ref`
+//! loop in it accepts everything. Nothing is fetched.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -20,7 +20,7 @@ const MESSAGE_MAX: usize = 600;
 
 /// A value as JSON, cut to about [`QUOTE_MAX`] characters with a note of how
 /// long it really is.
-pub fn quote(value: &Value) -> String {
+fn quote(value: &Value) -> String {
     let json = value.to_string();
     if json.chars().count() <= QUOTE_MAX {
         return json;
