@@ -6,7 +6,8 @@
 //!
 //! - `schemas.rs`: JSON syntax, meta-schema (a draft's or a custom one under
 //!   schemas/), local `$ref`s, formats autod cannot check; `refs.rs`: `$ref`
-//!   loops that accept everything;
+//!   loops that accept everything; `patterns.rs`: patterns the regex engine
+//!   gives up on;
 //! - `fixtures.rs`: fixtures/<type>/ validate, fixtures/invalid/<type>/ are rejected;
 //! - `project.rs`: autod.toml, handler commands, routes, schedules, watches;
 //! - `handlers_doc.rs`: HANDLERS.md matches `autod handlers doc`;
@@ -16,6 +17,7 @@ mod compat;
 mod fixtures;
 pub mod handlers_doc;
 mod locate;
+mod patterns;
 mod project;
 mod refs;
 mod report;

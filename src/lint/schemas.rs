@@ -84,6 +84,19 @@ pub fn check(lint: &mut Lint, root: &Path, formats: Formats) -> Known {
                 format!("{} (with formats = \"annotate\" it is only a note, so a misspelt name checks nothing)", e.message),
             );
         }
+        for costly in super::patterns::costly(&value) {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            lint.error(
+                path,
+                "schema-pattern",
+                format!(
+                    "the pattern at {} is too costly for the regex engine, which gives up on a value like {}, so an event can make dispatch refuse it as a schema error (exit 2); simplify it (fewer nested repetitions, backreferences and look-arounds)",
+                    costly.pointer,
+                    super::patterns::shown(&costly.probe)
+                ),
+            )
+            .at(super::locate::line_of(&text, &costly.pointer), None);
+        }
         for cycle in super::refs::cycles(&dir, &rel, &value, &mut loops) {
             let text = std::fs::read_to_string(path).unwrap_or_default();
             let mut chain = cycle.members.clone();

@@ -173,3 +173,29 @@ fn a_top_level_meta_schema_is_not_an_unhandled_event_type() {
     let run = p.lint(&["--strict"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }
+
+#[test]
+fn a_pattern_that_backtracks_without_end_is_found_without_a_fixture() {
+    let p = Project::clean();
+    p.write(
+        "schemas/job.done.json",
+        "{\"type\": \"object\", \"required\": [\"name\"],\n \"properties\": {\"name\": {\"type\": \"string\",\n \"pattern\": \"((a|b)*)*\\\\1c\"}}}",
+    );
+    let run = p.lint(&[]);
+    let f = assert_error(&run, "schema-pattern", "schemas/job.done.json");
+    assert_eq!(f["line"], 3, "{f}");
+    let message = f["message"].as_str().unwrap();
+    assert!(message.contains("/properties/name/pattern"), "{f}");
+    assert!(message.contains("exit 2"), "{f}");
+}
+
+#[test]
+fn a_backreference_that_cannot_explode_is_not_a_finding() {
+    let p = Project::clean();
+    p.write(
+        "schemas/job.done.json",
+        r#"{"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "pattern": "^(\\w)\\1?$|^(?=a)\\w+$"}}}"#,
+    );
+    let run = p.lint(&["--strict"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}
