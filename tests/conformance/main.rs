@@ -1,5 +1,6 @@
 //! The official JSON-Schema-Test-Suite (draft 2020-12 and draft 7: the required
-//! tests and optional/format) through autod's own schema compilation,
+//! tests, optional/format, and optional/bignum and float-overflow, since autod
+//! keeps numbers exact) through autod's own schema compilation,
 //! `autod::schema::compile`, with the options the binary uses (formats
 //! asserted, unknown formats refused, `$ref`s only to files under schemas/).
 //!
@@ -25,6 +26,8 @@ const SUITE: &str = "tests/conformance/JSON-Schema-Test-Suite";
 const EXPECTED: &str = "tests/conformance/expected-failures.txt";
 const REMOTE: &str = "http://localhost:1234/";
 const NEEDS_REASON: &str = "NEW: say why, or fix it";
+/// Optional files run too: autod keeps numbers exact (arbitrary precision).
+const NUMBERS: [&str; 2] = ["optional/bignum.json", "optional/float-overflow.json"];
 
 /// The `$schema` a draft's cases are compiled under: autod (like the suite)
 /// takes 2020-12 when a schema names none, so draft-7 cases name theirs, as an
@@ -210,10 +213,13 @@ fn json_schema_test_suite() {
         json_files(&base, &mut files);
         files.retain(|f| {
             let rel = f.strip_prefix(&base).unwrap();
-            rel.components().count() == 1 || rel.starts_with("optional/format")
+            rel.components().count() == 1
+                || rel.starts_with("optional/format")
+                || NUMBERS.iter().any(|n| rel.ends_with(n))
         });
         files.sort();
-        let (mut required, mut format, mut remote, mut annotate) = (
+        let (mut required, mut format, mut remote, mut annotate, mut numbers) = (
+            Tally::default(),
             Tally::default(),
             Tally::default(),
             Tally::default(),
@@ -289,6 +295,8 @@ fn json_schema_test_suite() {
                     }
                     if is_remote {
                         remote.add(passed);
+                    } else if NUMBERS.iter().any(|n| rel.ends_with(n)) {
+                        numbers.add(passed);
                     } else if rel.starts_with("optional/format") {
                         format.add(passed);
                     } else {
@@ -298,11 +306,12 @@ fn json_schema_test_suite() {
             }
         }
         report.push(format!(
-            "{draft}: required {}, optional/format {}, remote $refs by the recipe {}; format.json with formats = \"annotate\" {}",
+            "{draft}: required {}, optional/format {}, remote $refs by the recipe {}; format.json with formats = \"annotate\" {}; optional bignum and float-overflow {}",
             required.rate(),
             format.rate(),
             remote.rate(),
-            annotate.rate()
+            annotate.rate(),
+            numbers.rate()
         ));
     }
     for line in &report {
