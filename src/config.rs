@@ -123,6 +123,9 @@ pub struct ValidationConfig {
     /// Events larger than this are rejected before they are parsed.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: u64,
+    /// `format` keywords: asserted (the default) or annotations only.
+    #[serde(default)]
+    pub formats: crate::schema::Formats,
 }
 
 impl Default for ValidationConfig {
@@ -130,6 +133,7 @@ impl Default for ValidationConfig {
         Self {
             require_schema: true,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            formats: crate::schema::Formats::default(),
         }
     }
 }

@@ -1,10 +1,14 @@
 //! The exit codes of every command (SPEC §5), in one place.
 //!
-//! With several inputs the highest code wins and the others still run, so a code
-//! is a value that folds with `max`.
+//! With several inputs the most serious code wins and the others still run, so
+//! a code is a value that folds with [`Code::worst`]. Serious means: a signal,
+//! then a broken project or usage (2), then a rejected event (3), then a failed
+//! handler (1). A 2 outranks the higher 3 because it says the project must be
+//! fixed before anything can be checked; a script that saw 3 would blame the
+//! events and move on.
 
-/// A process exit code, ordered so that the most serious outcome wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+/// A process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Code {
     /// Everything ran; pairs that had already succeeded were skipped.
     #[default]
@@ -25,7 +29,22 @@ pub enum Code {
 
 impl Code {
     pub fn worst(self, other: Code) -> Code {
-        self.max(other)
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+
+    fn severity(self) -> u8 {
+        match self {
+            Code::Success => 0,
+            Code::Failed => 1,
+            Code::Rejected => 2,
+            Code::Usage => 3,
+            Code::Interrupted => 4,
+            Code::Terminated => 5,
+        }
     }
 }
 
@@ -40,10 +59,12 @@ mod tests {
     use super::Code;
 
     #[test]
-    fn highest_code_wins() {
+    fn most_serious_code_wins() {
         assert_eq!(Code::Success.worst(Code::Failed), Code::Failed);
         assert_eq!(Code::Rejected.worst(Code::Failed), Code::Rejected);
         assert_eq!(Code::Usage.worst(Code::Success), Code::Usage);
+        assert_eq!(Code::Rejected.worst(Code::Usage), Code::Usage);
+        assert_eq!(Code::Usage.worst(Code::Rejected), Code::Usage);
         assert_eq!(Code::Failed as u8, 1);
         assert_eq!(Code::Rejected as u8, 3);
         assert_eq!(Code::Interrupted.worst(Code::Rejected), Code::Interrupted);

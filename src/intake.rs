@@ -32,7 +32,7 @@ impl Intake {
     pub fn new(root: &Path, config: &Config) -> Result<Intake, SchemaError> {
         let v = &config.validation;
         Ok(Intake {
-            schemas: Schemas::load(root, v.require_schema, v.max_event_bytes)?,
+            schemas: Schemas::load_with(root, v.require_schema, v.max_event_bytes, v.formats)?,
             handlers: config.handlers.clone(),
             unrouted: config.routing.unrouted,
         })
@@ -119,6 +119,38 @@ pub fn project_fault(invalid: &Invalid) -> Option<String> {
                     .join("; ")
             })
         }
+    }
+}
+
+/// Says why an input was refused, one line per violation on stderr: an event
+/// the schemas reject is `rejected`, one no schema could check (a broken
+/// schema) is `not checked`.
+pub fn tell_refusal(label: &str, invalid: &Invalid) {
+    match invalid {
+        Invalid::Rejected(violations) => {
+            for v in violations {
+                tracing::error!("{label}: rejected {v}");
+            }
+        }
+        Invalid::Schema(_) => tracing::error!("{label}: not checked: {invalid}"),
+    }
+}
+
+/// The refusal as the `--json` line of an input: `"status": "rejected"` with
+/// the violations (exit 3), or `"status": "error", "kind": "schema"` with the
+/// broken schema's file (exit 2).
+pub fn refusal_json(label: &str, invalid: &Invalid) -> Value {
+    match invalid {
+        Invalid::Rejected(violations) => {
+            serde_json::json!({"input": label, "status": "rejected", "errors": violations})
+        }
+        Invalid::Schema(e) => serde_json::json!({
+            "input": label,
+            "status": "error",
+            "kind": "schema",
+            "file": e.shown,
+            "error": invalid.to_string(),
+        }),
     }
 }
 

@@ -80,7 +80,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
                 tracing::error!("{}: {msg}", input.label);
                 report(
                     g,
-                    json!({"input": input.label, "status": "error", "error": msg}),
+                    json!({"input": input.label, "status": "error", "kind": "unreadable", "error": msg}),
                 );
                 code = code.worst(Code::Usage);
                 tally.errors += 1;
@@ -93,7 +93,10 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
                 // A dry run records nothing, a rejection included.
                 let log = (!args.dry_run).then_some(&log);
                 code = code.worst(reject(g, log, &input.label, &bytes, &invalid));
-                tally.rejected += 1;
+                match invalid {
+                    Invalid::Rejected(_) => tally.rejected += 1,
+                    Invalid::Schema(_) => tally.unchecked += 1,
+                }
                 continue;
             }
         };
@@ -121,7 +124,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
             );
             report(
                 g,
-                json!({"input": input.label, "eventId": event.id(), "status": "error", "error": e.to_string()}),
+                json!({"input": input.label, "eventId": event.id(), "status": "error", "kind": "state", "error": e.to_string()}),
             );
             code = code.worst(Code::Usage);
             tally.accepted -= 1;
@@ -256,6 +259,11 @@ fn report(g: &GlobalArgs, value: Value) {
 }
 
 /// Tells the user, logs a `rejected` line, and returns the exit code.
+///
+/// An event the schemas reject (exit 3) and an event no schema could check
+/// because one is broken (exit 2) read differently everywhere: `--json` has
+/// `"status": "rejected"` for the first and `"status": "error", "kind":
+/// "schema"` with the schema's file for the second.
 fn reject(
     g: &GlobalArgs,
     log: Option<&RunLog>,
@@ -264,9 +272,7 @@ fn reject(
     invalid: &Invalid,
 ) -> Code {
     let errors = intake::refusal_violations(invalid);
-    for v in &errors {
-        tracing::error!("{label}: rejected {v}");
-    }
+    intake::tell_refusal(label, invalid);
     let (event_id, event_type) = intake::claimed(bytes);
     let mut line = RunLine::new(&event_id, "-", RunResult::Rejected);
     line.event_type = event_type;
@@ -276,10 +282,7 @@ fn reject(
     if let Some(log) = log {
         log.record(&line);
     }
-    report(
-        g,
-        json!({"input": label, "status": "rejected", "errors": errors}),
-    );
+    report(g, intake::refusal_json(label, invalid));
     intake::refusal_code(invalid)
 }
 
@@ -364,6 +367,8 @@ fn quoted(word: &str) -> String {
 struct Tally {
     accepted: usize,
     rejected: usize,
+    /// Not checked because a schema is broken (exit 2, not a rejection).
+    unchecked: usize,
     errors: usize,
     by_result: [usize; RunResult::ALL.len()],
 }
@@ -380,7 +385,7 @@ impl Tally {
     }
 
     fn summarize(&self, dry_run: bool) {
-        let inputs = self.accepted + self.rejected + self.errors;
+        let inputs = self.accepted + self.rejected + self.unchecked + self.errors;
         if inputs < 2 {
             return;
         }
@@ -403,8 +408,13 @@ impl Tally {
         } else {
             ""
         };
+        let unchecked = if self.unchecked > 0 {
+            format!(", {} not checked (a schema is broken)", self.unchecked)
+        } else {
+            String::new()
+        };
         tracing::info!(
-            "{inputs} inputs: {} accepted, {} rejected, {} unreadable; runs: {}{hint}",
+            "{inputs} inputs: {} accepted, {} rejected{unchecked}, {} unreadable; runs: {}{hint}",
             self.accepted,
             self.rejected,
             self.errors,

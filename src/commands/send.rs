@@ -52,14 +52,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &SendArgs) -> Result<Code> {
                 }
             }
             Err(invalid) => {
-                let errors = intake::refusal_violations(&invalid);
-                for v in &errors {
-                    tracing::error!("{}: rejected {v}", input.label);
-                }
+                intake::tell_refusal(&input.label, &invalid);
                 if g.json {
-                    output::json(
-                        &json!({"input": input.label, "status": "rejected", "errors": errors}),
-                    );
+                    output::json(&intake::refusal_json(&input.label, &invalid));
                 }
                 code = code.worst(intake::refusal_code(&invalid));
             }

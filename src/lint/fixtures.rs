@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{Known, Lint};
 use crate::config::Config;
 use crate::event;
-use crate::schema::{Invalid, Schemas};
+use crate::schema::{Fault, Formats, Invalid, Schemas};
 
 pub fn check(lint: &mut Lint, root: &Path, config: Option<&Config>, known: &Known) {
     let dir = root.join("fixtures");
@@ -15,9 +15,10 @@ pub fn check(lint: &mut Lint, root: &Path, config: Option<&Config>, known: &Know
         return;
     }
     let max_bytes = config.map_or(1024 * 1024, |c| c.validation.max_event_bytes);
+    let formats = config.map_or_else(Formats::default, |c| c.validation.formats);
     // Fixtures are checked as if every eventType needs a schema: a fixture for a
     // type with none is a finding of its own, below.
-    let mut schemas = match Schemas::load(root, true, max_bytes) {
+    let mut schemas = match Schemas::load_with(root, true, max_bytes, formats) {
         Ok(s) => s,
         Err(e) => {
             lint.error(
@@ -85,6 +86,20 @@ fn check_file(
     let syntax = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).err();
     let syntax_at = syntax.as_ref().map(|e| (Some(e.line()), Some(e.column())));
     match (invalid, schemas.accept(&bytes)) {
+        // A pattern the regex engine gives up on compiles, so only a value
+        // finds it: the schema is at fault, and the fixture shows how.
+        (_, Err(Invalid::Schema(e))) if e.fault == Fault::Pattern => {
+            let fixture = file
+                .strip_prefix(&lint.root)
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            lint.error(
+                &e.path,
+                "schema-pattern",
+                format!("{} (fixture {fixture})", e.message),
+            );
+        }
         // A broken schema is reported once, by the schema check.
         (_, Err(Invalid::Schema(_))) | (false, Ok(_)) => {}
         (true, Err(Invalid::Rejected(_))) => {

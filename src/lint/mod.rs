@@ -4,7 +4,10 @@
 //! panics or exits on a bad file: a file that cannot be read or parsed is itself
 //! a finding. Checks:
 //!
-//! - `schemas.rs`: JSON syntax, meta-schema, local `$ref`s;
+//! - `schemas.rs`: JSON syntax, meta-schema (a draft's or a custom one under
+//!   schemas/), local `$ref`s, formats autod cannot check; `refs.rs`: `$ref`
+//!   loops that accept everything; `patterns.rs`: patterns the regex engine
+//!   gives up on;
 //! - `fixtures.rs`: fixtures/<type>/ validate, fixtures/invalid/<type>/ are rejected;
 //! - `project.rs`: autod.toml, handler commands, routes, schedules, watches;
 //! - `watches.rs`: each watch's eventType schema accepts the watch payload;
@@ -16,7 +19,9 @@ mod fixtures;
 pub mod handlers_doc;
 mod locate;
 mod notify;
+mod patterns;
 mod project;
+mod refs;
 mod report;
 mod schemas;
 mod watches;
@@ -135,7 +140,10 @@ pub fn lint(root: &Path, options: &Options) -> Result<Vec<Finding>, String> {
         findings: Vec::new(),
     };
     let config = project::check_config(&mut lint, root);
-    let known = schemas::check(&mut lint, root);
+    let formats = config
+        .as_ref()
+        .map_or_else(Default::default, |c| c.validation.formats);
+    let known = schemas::check(&mut lint, root, formats);
     fixtures::check(&mut lint, root, config.as_ref(), &known);
     if let Some(config) = &config {
         project::check_routes(&mut lint, root, config, &known);

@@ -1,6 +1,8 @@
 //! Schema checks: every file under schemas/ is JSON, a schema, valid against its
-//! declared meta-schema (2020-12 when none is declared), and every `$ref`
-//! resolves to a local file and pointer. Nothing is fetched.
+//! declared meta-schema (2020-12 when none is declared; a custom one under
+//! schemas/ when `$schema` is a relative path), its `$ref`s resolve to local
+//! files and pointers, it names no format autod cannot check, and no `$ref`
+//! loop in it accepts everything. Nothing is fetched.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -8,10 +10,11 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{Known, Lint};
-use crate::schema;
+use crate::schema::{self, Formats};
 
-pub fn check(lint: &mut Lint, root: &Path) -> Known {
+pub fn check(lint: &mut Lint, root: &Path, formats: Formats) -> Known {
     let dir = root.join("schemas");
+    let mut loops = BTreeSet::new();
     let mut known = Known::default();
     let mut files = Vec::new();
     collect_json(lint, &dir, &mut files);
@@ -34,17 +37,8 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
             continue;
         };
         collect_refs(&value, &rel, &mut referenced);
-        let meta_errors: Vec<(String, String)> = match jsonschema::meta::validator_for(&value) {
-            Ok(meta) => meta
-                .iter_errors(&value)
-                .map(|e| {
-                    let pointer = e.instance_path().to_string();
-                    let reason = meta_reason(&pointer, &value, &e);
-                    (pointer, reason)
-                })
-                .collect(),
-            Err(e) => vec![(String::new(), e.to_string())],
-        };
+        let name = uri_path(&rel);
+        let meta_errors = meta_errors(&dir, &name, &value);
         if !meta_errors.is_empty() {
             // Parsed again for positions only when there is something to place.
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -67,19 +61,89 @@ pub fn check(lint: &mut Lint, root: &Path) -> Known {
             }
             continue;
         }
-        if let Err(e) = schema::compile(&dir, &uri_path(&rel), &value, path) {
-            let rule = if is_ref_error(&e.message) {
+        if let Err(e) = schema::compile(&dir, &name, &value, path, formats) {
+            let rule = if e.message.starts_with("unknown format") {
+                "schema-format"
+            } else if is_ref_error(&e.message) {
                 "schema-ref"
             } else {
                 "schema-invalid"
             };
             lint.error(path, rule, e.message);
+            continue;
+        }
+        // Annotated formats are not checked, so a misspelt one is silent:
+        // compiled once more as if asserted to find the names autod lacks.
+        if formats == Formats::Annotate
+            && let Err(e) = schema::compile(&dir, &name, &value, path, Formats::Assert)
+            && e.message.starts_with("unknown format")
+        {
+            lint.warning(
+                path,
+                "schema-format",
+                format!("{} (with formats = \"annotate\" it is only a note, so a misspelt name checks nothing)", e.message),
+            );
+        }
+        for costly in super::patterns::costly(&value) {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            lint.error(
+                path,
+                "schema-pattern",
+                format!(
+                    "the pattern at {} is too costly for the regex engine, which gives up on a value like {}, so an event can make dispatch refuse it as a schema error (exit 2); simplify it (fewer nested repetitions, backreferences and look-arounds)",
+                    costly.pointer,
+                    super::patterns::shown(&costly.probe)
+                ),
+            )
+            .at(super::locate::line_of(&text, &costly.pointer), None);
+        }
+        for cycle in super::refs::cycles(&dir, &rel, &value, &mut loops) {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let mut chain = cycle.members.clone();
+            chain.push(cycle.members[0].clone());
+            lint.error(
+                path,
+                "schema-ref-cycle",
+                format!(
+                    "$ref loop {} constrains nothing: every value is accepted here; give a schema in the loop a real constraint (type, properties …) or $ref a schema that has one",
+                    chain.join(" → ")
+                ),
+            )
+            .at(super::locate::line_of(&text, &format!("{}/$ref", cycle.pointer)), None);
         }
     }
     for (t, is_lib) in known.schemas.iter_mut() {
         *is_lib = referenced.contains(&format!("{t}.json"));
     }
     known
+}
+
+/// Every way `value` breaks its meta-schema: a draft's, or a custom one under
+/// schemas/ named by relative path.
+fn meta_errors(dir: &Path, name: &str, value: &Value) -> Vec<(String, String)> {
+    let placed = |e: jsonschema::ValidationError<'_>| {
+        let pointer = e.instance_path().to_string();
+        let reason = schema::scrub(&meta_reason(&pointer, value, &e));
+        (pointer, reason)
+    };
+    if let Some(custom) = schema::local_meta_validator(dir, name, value) {
+        return match custom {
+            Ok(meta) => meta.iter_errors(value).map(placed).collect(),
+            Err(e) => vec![(
+                "/$schema".into(),
+                format!("its meta-schema is not usable: {e}"),
+            )],
+        };
+    }
+    match jsonschema::meta::validator_for(value) {
+        Ok(meta) => meta.iter_errors(value).map(placed).collect(),
+        // The crate's words here ("enable resolve-http or register it") are
+        // no use to an autod user.
+        Err(_) => {
+            let declared = value.get("$schema").and_then(Value::as_str).unwrap_or("?");
+            vec![("/$schema".into(), schema::unknown_meta(declared))]
+        }
+    }
 }
 
 /// The meta-schema's own words, except where they hide a common slip: `type`
@@ -206,11 +270,16 @@ fn collect_json(lint: &mut Lint, dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Files named by `$ref`s in `value` (relative to `from`, a path under schemas/).
+/// Files named by `$ref`s in `value` (relative to `from`, a path under
+/// schemas/), and by a relative `$schema`: a custom meta-schema is a library
+/// too, not an eventType without a handler.
 fn collect_refs(value: &Value, from: &str, out: &mut std::collections::BTreeSet<String>) {
     match value {
         Value::Object(map) => {
-            if let Some(Value::String(r)) = map.get("$ref") {
+            for r in ["$ref", "$schema"]
+                .iter()
+                .filter_map(|k| map.get(*k)?.as_str())
+            {
                 let file = r.split('#').next().unwrap_or("");
                 if !file.is_empty() && !file.contains("://") {
                     let base = Path::new(from).parent().unwrap_or(Path::new(""));

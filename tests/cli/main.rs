@@ -20,3 +20,4 @@ mod scaffold;
 mod schedules;
 mod state;
 mod unrecorded;
+mod validation;

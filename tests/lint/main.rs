@@ -12,4 +12,5 @@ mod handlers_md;
 mod notify;
 mod scale;
 mod schemas;
+mod validation;
 mod watches;
