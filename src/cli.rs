@@ -145,6 +145,19 @@ Each run's stdout and stderr (the last 64 KiB of each) are kept in
 .autod/out/EVENTID/HANDLER/ as .stdout.N and .stderr.N for attempt N.")]
     Log(LogArgs),
 
+    /// Show an event's chain as a tree: from its root cause down, every event, run and follow-up
+    #[command(after_help = "\
+Any event of a chain will do: its root cause is found from the run log's correlationId.
+Each event shows its type, id, source and when it was first seen; each run its result,
+attempt, duration, exit code and, for a failure, the error (the last line of stderr);
+under a run, the follow-ups it emitted.
+
+Examples:
+  autod trace root-1
+  autod trace 84438a67-2a26-5737-9cf9-722be59fe33c      from a leaf, the whole chain
+  autod trace root-1 --json | jq '.roots[0].runs'")]
+    Trace(TraceArgs),
+
     /// Inbox depth, in-flight runs, dead letters, last failures, daemon pid
     #[command(after_help = "\
 Examples:
@@ -300,6 +313,13 @@ pub enum HandlersCommand {
         #[arg(long)]
         check: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Any eventId of the chain (as `autod log` shows it)
+    #[arg(value_name = "EVENT_ID")]
+    pub event_id: String,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod scaffold;
 mod schedules;
 mod send;
 mod status;
+mod trace;
 
 use anyhow::Result;
 
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Rejected(cmd) => rejected::run(&open(g)?, g, cmd),
         Command::Log(args) => logs::run(&open(g)?, g, args),
         Command::Status => status::run(&open(g)?, g),
+        Command::Trace(args) => trace::run(&open(g)?, g, args),
         Command::Schedules(args) => schedules::run(&open(g)?, g, args),
         Command::Lint(args) => lint::run(g, args),
         Command::Handlers(cmd) => lint::handlers(&open(g)?, cmd),

@@ -289,6 +289,23 @@ fn a_chain_that_loops_is_cut_at_depth_16_with_a_rejected_line() {
         line["error"].as_str().unwrap().contains("chain tick-0"),
         "{line}"
     );
+
+    // The trace goes 16 follow-ups deep and ends in the cut.
+    let v = &p.autod(["trace", "tick-0", "--json"]).run().json_lines()[0];
+    let mut node = &v["roots"][0];
+    for _ in 0..16 {
+        assert_eq!(node["runs"][0]["result"], "ok", "{node}");
+        node = &node["runs"][0]["followUps"][0];
+    }
+    assert_eq!(node["runs"][0]["handler"], "again");
+    let cut = &node["runs"][0]["followUps"][0];
+    assert_eq!(cut["runs"][0]["result"], "rejected", "{cut}");
+    assert!(
+        cut["runs"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cut at depth 16")
+    );
 }
 
 #[test]
@@ -484,4 +501,85 @@ fn on_dead_must_be_an_event_type() {
         .run()
         .code(2)
         .stderr_has("notify.on_dead = \"not a type\" is not an eventType");
+}
+
+#[test]
+fn trace_shows_the_whole_chain_from_any_of_its_events() {
+    let p = pipeline().file("flaky", "");
+    p.autod(["dispatch", "root.json"]).run().code(1);
+    p.autod(["retry", "--all"]).run().code(0);
+    let leaf = runs_of(&p, "act")[0][1].clone();
+
+    let from_leaf = p.autod(["trace", &leaf, "--json"]).run();
+    from_leaf.code(0);
+    let from_root = p.autod(["trace", "root-1", "--json"]).run();
+    assert_eq!(
+        from_leaf.stdout, from_root.stdout,
+        "any event of the chain gives the same tree"
+    );
+    let v = &from_leaf.json_lines()[0];
+    assert_eq!(v["correlationId"], "root-1");
+    let roots = v["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 1);
+    let root = &roots[0];
+    assert_eq!(root["eventId"], "root-1");
+    assert_eq!(root["eventType"], "signal.raw");
+    let ingest = &root["runs"][0];
+    assert_eq!(
+        (ingest["handler"].as_str(), ingest["result"].as_str()),
+        (Some("ingest"), Some("ok"))
+    );
+    let stage2 = ingest["followUps"].as_array().unwrap();
+    assert_eq!(stage2.len(), 2);
+    for child in stage2 {
+        assert_eq!(child["source"], "handler:ingest");
+        assert_eq!(child["causationId"], "root-1");
+        let runs = child["runs"].as_array().unwrap();
+        // The failed first attempt, with its stderr line, then the retry.
+        assert_eq!(runs.len(), 2, "{child}");
+        assert_eq!(runs[0]["result"], "failed");
+        assert_eq!(runs[0]["exitCode"], 1);
+        assert!(runs[0]["error"].as_str().unwrap().contains("upstream down"));
+        assert_eq!(runs[0]["followUps"], json!([]));
+        assert_eq!(runs[1]["result"], "ok");
+        assert_eq!(runs[1]["attempt"], 2);
+        let stage3 = runs[1]["followUps"].as_array().unwrap();
+        assert_eq!(stage3.len(), 1);
+        assert_eq!(stage3[0]["runs"][0]["handler"], "act");
+    }
+
+    let text = p.autod(["trace", &leaf]).run();
+    text.code(0);
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert!(lines[0].starts_with("signal.raw root-1"), "{text}");
+    assert!(
+        lines.iter().any(|l| l.contains("enrich failed")
+            && l.contains("exit 1")
+            && l.contains("upstream down")),
+        "{text}"
+    );
+    assert!(lines.iter().any(|l| l.contains(&leaf)), "{text}");
+    assert_eq!(lines.len(), 1 + 1 + 2 * (1 + 2 + 1 + 1), "{text}");
+}
+
+#[test]
+fn trace_of_an_unknown_event_says_so() {
+    let p = pipeline();
+    p.autod(["trace", "nobody"])
+        .run()
+        .code(2)
+        .stderr_has("no run-log line names eventId nobody");
+}
+
+#[test]
+fn trace_shows_a_cut_chain_and_a_page() {
+    let p = paging(65, 0);
+    p.autod(["dispatch", "e.json"]).run().code(1);
+    let v = &p.autod(["trace", "job-1", "--json"]).run().json_lines()[0];
+    let root = &v["roots"][0];
+    assert_eq!(root["runs"][0]["result"], "failed");
+    let notices = root["followUps"].as_array().unwrap();
+    assert_eq!(notices.len(), 1, "{root}");
+    assert_eq!(notices[0]["eventType"], "autod.dead");
+    assert_eq!(notices[0]["source"], "autod");
 }

@@ -105,6 +105,7 @@ fn every_command_help_teaches_with_examples() {
         &["status"],
         &["schedules"],
         &["schedules", "fire"],
+        &["trace"],
         &["lint"],
         &["handlers"],
         &["init"],
