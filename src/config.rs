@@ -496,6 +496,15 @@ impl Config {
         Ok((config, problems))
     }
 
+    /// The longest any handler may run: its timeout, then its kill grace.
+    pub fn longest_run(&self) -> Duration {
+        self.handlers
+            .iter()
+            .map(|h| h.timeout.saturating_add(h.kill_grace))
+            .max()
+            .unwrap_or_default()
+    }
+
     pub fn handler(&self, name: &str) -> Option<&Handler> {
         self.handlers.iter().find(|h| h.name == name)
     }

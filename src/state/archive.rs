@@ -66,6 +66,50 @@ pub struct Maintenance {
     pub unreadable: Vec<String>,
 }
 
+impl Maintenance {
+    /// What was done, for people: one line per day touched, and a summary.
+    pub fn describe(&self, dry_run: bool) -> Vec<String> {
+        let done = self;
+        let (removed, compacted) = if dry_run {
+            ("would remove", "would compact")
+        } else {
+            ("removed", "compacted")
+        };
+        let mut lines: Vec<String> = done
+            .removed
+            .iter()
+            .map(|d| format!("{removed} {} ({} events, past retention)", d.day, d.events))
+            .chain(
+                done.compacted
+                    .iter()
+                    .map(|d| format!("{compacted} {} ({} events)", d.day, d.events)),
+            )
+            .collect();
+        if done.migrated > 0 {
+            lines.push(format!(
+                "{} {} archived files of an earlier autod into their day",
+                if dry_run { "would move" } else { "moved" },
+                done.migrated
+            ));
+        }
+        if done.kept_in_use > 0 {
+            lines.push(format!(
+                "kept {} per-event files a handler may still be reading; the next prune takes them",
+                done.kept_in_use
+            ));
+        }
+        for place in &done.unreadable {
+            lines.push(format!(
+                "left {place} in place: it is not an archived event (look at it, then delete it)"
+            ));
+        }
+        if lines.is_empty() {
+            lines.push("nothing to prune or compact".to_owned());
+        }
+        lines
+    }
+}
+
 #[derive(Debug, serde::Serialize)]
 pub struct DayCount {
     pub day: String,
@@ -159,16 +203,21 @@ impl StateDir {
     }
 
     /// Applies the retention (days that ended before `now - retention` are
-    /// removed), then compacts every finished day into its `.jsonl`. A
-    /// per-event file younger than `in_use` stays beside the compacted copy:
-    /// a handler may be reading it. With `dry_run`, only says what it would do.
+    /// removed), then compacts every finished day into its `.jsonl`.
+    ///
+    /// A per-event file that a handler may still be reading stays beside the
+    /// compacted copy: one younger than [`REFRESH`] plus `longest_run` (the
+    /// longest a handler may run, timeout and kill grace), since a run
+    /// refreshes an older file before it starts. With `dry_run`, only says
+    /// what it would do.
     pub fn archive_maintain(
         &self,
         now: Timestamp,
         retention: Duration,
-        in_use: Duration,
+        longest_run: Duration,
         dry_run: bool,
     ) -> Result<Maintenance> {
+        let in_use = REFRESH.saturating_add(longest_run);
         let mut done = Maintenance::default();
         let dir = self.archive_dir();
         if !dir.exists() {
