@@ -542,6 +542,21 @@ mod tests {
             .unwrap();
         assert_eq!(ids(&all), ["a", "b", "old", "c"]);
 
+        // Written long enough ago that no handler can be reading them.
+        let dir = d.path().join(".autod/archive");
+        let old = SystemTime::now() - REFRESH * 2;
+        for p in [
+            dir.join("old.json"),
+            dir.join("2026-11-29/a.json"),
+            dir.join("2026-11-29/b.json"),
+        ] {
+            fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
         let now = time::parse("2026-12-01T08:00:00Z").unwrap();
         let thirty = Duration::from_secs(30 * 86400);
         let done = state
@@ -549,7 +564,9 @@ mod tests {
             .unwrap();
         assert_eq!(done.compacted.len(), 2, "{done:?}");
         assert_eq!(done.migrated, 1);
-        let dir = d.path().join(".autod/archive");
+        // c was written just now: a handler may be reading it.
+        assert_eq!(done.kept_in_use, 1);
+        assert!(dir.join("2026-11-30/c.json").is_file());
         assert!(dir.join("2026-11-29.jsonl").is_file());
         assert!(!dir.join("2026-11-29").exists());
         assert!(!dir.join("old.json").exists());
