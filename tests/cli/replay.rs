@@ -500,3 +500,32 @@ fn retention_out_of_bounds_is_a_config_error_naming_the_key() {
         p.autod(["archive", "prune"]).run().code(2).stderr_has(says);
     }
 }
+
+#[test]
+fn a_long_replay_reports_progress_with_verbose() {
+    // Long enough (four runs of 0.4s, one at a time) to pass the one-second
+    // mark between two progress lines.
+    let p = Project::new()
+        .open_schema("job.due")
+        .config(
+            r#"
+            [handlers.slow]
+            on = ["job.due"]
+            "#,
+        )
+        .handler("slow", "sleep 0.4");
+    let events: Vec<Value> = (0..4)
+        .map(|i| at("job.due", &format!("j{i}"), &ago(1)))
+        .collect();
+    dispatched(&p, &events);
+    p.autod(["replay", "--since", "2h", "--force", "--jobs", "1", "-v"])
+        .run()
+        .code(0)
+        .stderr_has("/4\n")
+        .stderr_has("replayed 4 events: 4 ok");
+    // Without a terminal and without -v: only the summary.
+    p.autod(["replay", "--since", "2h"])
+        .run()
+        .code(0)
+        .stderr_lacks("/4\n");
+}
