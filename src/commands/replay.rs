@@ -183,9 +183,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &ReplayArgs) -> Result<Code>
             time::format(until)
         );
         tracing::info!("{msg}");
-        if g.json {
-            output::json(&json!({"summary": {"events": 0, "message": msg}}));
-        }
+        summarize(g, args, &tally, daemon.is_some());
         return Ok(code);
     }
 

@@ -39,7 +39,10 @@ fn replay_goes_through_the_running_daemons_inbox() {
         .code(2);
     let text = stderr(&refused);
     assert!(text.contains(&format!("pid {}", daemon.pid())), "{text}");
-    assert!(text.contains("--force") && text.contains("--direct"), "{text}");
+    assert!(
+        text.contains("--force") && text.contains("--direct"),
+        "{text}"
+    );
 
     let out = p.autod(["replay", "--since", "1h"]).assert().success();
     let text = stderr(&out);
