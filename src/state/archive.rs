@@ -125,6 +125,11 @@ struct DayParts {
     legacy: Vec<PathBuf>,
 }
 
+/// One day's entries, by (ts in ms, eventId or place), each with its line of
+/// the compacted file when it came from one (kept byte for byte on
+/// compaction).
+type DayEntries = BTreeMap<(i64, String), (Option<Vec<u8>>, Entry)>;
+
 /// The UTC day an event is filed under: that of its `ts`, which every
 /// accepted event has; today for one whose `ts` does not parse (only a
 /// hand-edited state file can have that).
@@ -309,7 +314,7 @@ impl StateDir {
         &self,
         day: NaiveDate,
         parts: &DayParts,
-    ) -> Result<BTreeMap<(i64, String), (Option<Vec<u8>>, Entry)>> {
+    ) -> Result<DayEntries> {
         let dir = self.archive_dir();
         let mut seen = HashSet::new();
         let mut out = BTreeMap::new();
