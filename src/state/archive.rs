@@ -310,11 +310,7 @@ impl StateDir {
     /// One day's events by (ts, eventId): the compacted file first, then the
     /// per-event files (a rewrite of an event already compacted is the same
     /// event). Places that hold no event are keyed after every event.
-    fn read_day(
-        &self,
-        day: NaiveDate,
-        parts: &DayParts,
-    ) -> Result<DayEntries> {
+    fn read_day(&self, day: NaiveDate, parts: &DayParts) -> Result<DayEntries> {
         let dir = self.archive_dir();
         let mut seen = HashSet::new();
         let mut out = BTreeMap::new();
