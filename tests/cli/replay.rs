@@ -478,6 +478,19 @@ fn prune_removes_days_past_retention_compacts_finished_ones_and_replay_still_fin
         .run()
         .code(0)
         .stdout_has("kept 2 per-event files a handler may still be reading");
+
+    // A hand-edited line of a compacted day is reported by its line number.
+    let jsonl = p.path(&format!(".autod/archive/{recent_day}.jsonl"));
+    let mut text = std::fs::read_to_string(&jsonl).unwrap();
+    text.push_str("{\"eventType\": \"note.saved\", \"eventId\": \"a/b\", \"source\": \"cli\"}\n");
+    std::fs::write(&jsonl, text).unwrap();
+    p.autod(["replay", "--since", "30d", "--dry-run"])
+        .run()
+        .code(3)
+        .stderr_has(&format!(
+            "archive/{recent_day}.jsonl:3: skipped, not an archived event"
+        ))
+        .stdout_has("recent");
 }
 
 #[test]
