@@ -239,7 +239,7 @@ impl StateDir {
             if ended.is_some_and(|end| end <= cutoff) {
                 let events = self.read_day(day, &parts)?.len();
                 if !dry_run {
-                    self.remove_day(day, &parts)?;
+                    done.kept_in_use += self.remove_day(day, &parts, in_use)?;
                 }
                 done.removed.push(DayCount {
                     day: day_name(day),
@@ -444,12 +444,7 @@ impl StateDir {
             if unreadable.contains(&place) {
                 continue;
             }
-            let busy = fs::symlink_metadata(&path)
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .zip(in_use_since)
-                .is_some_and(|(modified, since)| modified > since);
-            if busy {
+            if in_use_since.is_some_and(|since| modified_after(&path, since)) {
                 done.kept_in_use += 1;
                 continue;
             }
@@ -466,7 +461,10 @@ impl StateDir {
         atomic::sync_dir(&dir).at(&dir)
     }
 
-    fn remove_day(&self, day: NaiveDate, parts: &DayParts) -> Result<()> {
+    /// Removes a day past retention, except per-event files a handler may
+    /// still be reading (an event that old can still be retried): returns
+    /// how many were kept, with their folder, for the next pass.
+    fn remove_day(&self, day: NaiveDate, parts: &DayParts, in_use: Duration) -> Result<usize> {
         let dir = self.archive_dir();
         let name = day_name(day);
         let mut paths: Vec<PathBuf> = parts.legacy.clone();
@@ -477,15 +475,40 @@ impl StateDir {
             self.check_path(&path)?;
             atomic::remove(&path).at(&path)?;
         }
+        let mut kept = 0;
         if parts.folder {
             let folder = dir.join(&name);
             self.check_path(&folder)?;
-            // remove_dir_all removes links inside, never what they point to.
-            fs::remove_dir_all(&folder).at(&folder)?;
+            let in_use_since = SystemTime::now().checked_sub(in_use);
+            for entry in fs::read_dir(&folder).at(&folder)?.flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue; // not autod's: left, with its folder
+                }
+                if in_use_since.is_some_and(|since| modified_after(&path, since)) {
+                    kept += 1;
+                    continue;
+                }
+                // Not followed: a link inside is removed, never its target.
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).at(&path),
+                }
+            }
+            // Only when empty: a file kept above keeps its folder.
+            let _ = fs::remove_dir(&folder);
             atomic::sync_dir(&dir).at(&dir)?;
         }
-        Ok(())
+        Ok(kept)
     }
+}
+
+/// Whether `path` (not followed) was written after `since`.
+fn modified_after(path: &Path, since: SystemTime) -> bool {
+    fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|modified| modified > since)
 }
 
 fn read_event_file(path: &Path) -> std::result::Result<Event, String> {

@@ -542,3 +542,31 @@ fn a_long_replay_reports_progress_with_verbose() {
         .code(0)
         .stderr_lacks("/4\n");
 }
+
+#[test]
+fn a_day_past_retention_keeps_the_file_of_an_event_a_handler_may_be_reading() {
+    let p = project().config(
+        r#"
+        [archive]
+        retention = "1d"
+        [handlers.notes]
+        on = ["note.saved"]
+        "#,
+    );
+    let old = ago(24 * 5);
+    // Retried now, say: its file was (re)written a moment ago.
+    dispatched(&p, &[at("note.saved", "busy", &old)]);
+    let day = format!(".autod/archive/{}", day_of(&old));
+    p.autod(["archive", "prune"])
+        .run()
+        .code(0)
+        .stdout_has(&format!(
+            "removed {} (1 events, past retention)",
+            day_of(&old)
+        ))
+        .stdout_has("kept 1 per-event files a handler may still be reading");
+    assert!(p.exists(&format!("{day}/busy.json")));
+    age(&p, &format!("{day}/busy.json"), 3);
+    p.autod(["archive", "prune"]).run().code(0);
+    assert!(!p.exists(&day));
+}
