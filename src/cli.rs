@@ -101,6 +101,37 @@ Examples:
   autod retry --handler deploy --since 2h --all   bulk: what one handler failed lately")]
     Retry(RetryArgs),
 
+    /// Deliver archived events again, with their own eventIds
+    #[command(after_help = "\
+Events come from .autod/archive/ (see `autod archive`), oldest first, and are validated
+again against today's schemas and routes: one that no longer passes is reported, not run.
+A pair that already succeeded is skipped unless --force. With a daemon running, events
+go through its inbox (say --direct to run them here); --force, --handler and --failed
+need --direct then, since the daemon delivers whole events.
+Exit codes: 0 all ran or were skipped, 1 a handler failed, 2 usage error, 3 an archived
+event no longer validates.
+
+Examples:
+  autod replay --since 7d --handler new-indexer      run a new handler over last week
+  autod replay --since 2026-11-30T00:00:00Z --until 2026-11-30T12:00:00Z --type 'photo.*'
+  autod replay --since 1d --failed                   rerun the pairs that did not end ok
+  autod replay --since 1h --dry-run --json           what would run, recording nothing")]
+    Replay(ReplayArgs),
+
+    /// The archive of accepted events: apply the retention, compact finished days
+    #[command(
+        subcommand,
+        after_help = "\
+Each accepted event is kept under .autod/archive/ by the UTC day of its ts; a finished
+day is compacted into one YYYY-MM-DD.jsonl. [archive] retention (default 30d) says how
+long days are kept; `autod run` prunes at start and daily.
+
+Examples:
+  autod archive prune --dry-run     what would be removed and compacted
+  autod archive prune --json"
+    )]
+    Archive(ArchiveCommand),
+
     /// Inspect and discard dead-letter records
     #[command(
         subcommand,
@@ -243,6 +274,51 @@ pub struct DispatchArgs {
     /// Handler runs at once [default: the number of CPUs]
     #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Events whose ts is at or after this: a duration back from now (7d, 2h) or an RFC 3339 time
+    #[arg(long, value_name = "WHEN", required = true)]
+    pub since: String,
+    /// Events whose ts is at or before this (same forms as --since) [default: now]
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only events whose eventType matches, as a handler's `on` (`photo.*`)
+    #[arg(long = "type", value_name = "PATTERN", add = event_types())]
+    pub event_type: Option<String>,
+    /// Run only this handler
+    #[arg(long, value_name = "NAME", add = handler_names())]
+    pub handler: Option<String>,
+    /// Only pairs whose last result in the run log was not ok
+    #[arg(long)]
+    pub failed: bool,
+    /// Rerun pairs that already succeeded
+    #[arg(long)]
+    pub force: bool,
+    /// List what would run; run nothing and record nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run here even when a daemon is running (default: through its inbox)
+    #[arg(long)]
+    pub direct: bool,
+    /// Handler runs at once [default: the number of CPUs]
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Remove days past [archive] retention and compact finished days
+    #[command(after_help = "\
+Examples:
+  autod archive prune
+  autod archive prune --dry-run --json")]
+    Prune {
+        /// Say what would be done; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,11 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * DAY);
 pub const MAX_KILL_GRACE: Duration = Duration::from_secs(DAY);
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(365 * DAY);
 pub const MAX_DEBOUNCE: Duration = Duration::from_secs(3600);
+pub const MAX_RETENTION: Duration = Duration::from_secs(10 * 365 * DAY);
+/// Less would prune the day before yesterday's events while their retries
+/// (and `autod replay` of "yesterday") may still want them.
+pub const MIN_RETENTION: Duration = Duration::from_secs(DAY);
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * DAY);
 
 /// A configuration mistake; fatal for the command (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +111,8 @@ struct RawConfig {
     chaining: ChainingConfig,
     #[serde(default)]
     notify: NotifyConfig,
+    #[serde(default)]
+    archive: ArchiveConfig,
     #[serde(default)]
     handlers: BTreeMap<String, RawHandler>,
     #[serde(default)]
@@ -191,6 +198,28 @@ pub struct NotifyConfig {
     /// When a pair is given up (exhausted or permanent), an event of this
     /// type is accepted, so that a handler can tell a person.
     pub on_dead: Option<String>,
+}
+
+/// `[archive]`: the copy of every accepted event, for replay (SPEC 14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Days that ended longer ago than this are removed by `autod archive
+    /// prune` and by the daemon, daily.
+    #[serde(default = "default_retention")]
+    pub retention: HumanDuration,
+}
+
+fn default_retention() -> HumanDuration {
+    HumanDuration(DEFAULT_RETENTION)
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            retention: default_retention(),
+        }
+    }
 }
 
 /// `[chaining]`: follow-up events (SPEC 8).
@@ -376,6 +405,7 @@ pub struct Config {
     pub state: StateConfig,
     pub chaining: ChainingConfig,
     pub notify: NotifyConfig,
+    pub archive: ArchiveConfig,
     /// Sorted by name, so fan-out order and every listing are stable.
     pub handlers: Vec<Handler>,
     pub schedules: Vec<ScheduleConfig>,
@@ -468,6 +498,15 @@ impl Config {
         });
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         Ok((config, problems))
+    }
+
+    /// The longest any handler may run: its timeout, then its kill grace.
+    pub fn longest_run(&self) -> Duration {
+        self.handlers
+            .iter()
+            .map(|h| h.timeout.saturating_add(h.kill_grace))
+            .max()
+            .unwrap_or_default()
     }
 
     pub fn handler(&self, name: &str) -> Option<&Handler> {
@@ -605,6 +644,21 @@ impl Config {
                 message: "validation.max_event_bytes must be more than 0".into(),
             });
         }
+        let retention = raw.archive.retention.0;
+        if let Some(message) = too_long("archive.retention", retention, MAX_RETENTION) {
+            problems.push(Problem {
+                line: line_of(text, "retention"),
+                message,
+            });
+        } else if retention < MIN_RETENTION {
+            problems.push(Problem {
+                line: line_of(text, "retention"),
+                message: format!(
+                    "archive.retention = \"{}\" is shorter than a day; write at least \"1d\" (the archive is kept by whole days)",
+                    raw.archive.retention
+                ),
+            });
+        }
         if let Some(t) = &raw.notify.on_dead
             && !crate::event::valid_id(t)
         {
@@ -622,6 +676,7 @@ impl Config {
             log: raw.log,
             state: raw.state,
             chaining: raw.chaining,
+            archive: raw.archive,
             notify: raw.notify,
             handlers,
             schedules: raw.schedules,

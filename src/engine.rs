@@ -155,6 +155,9 @@ pub struct Engine {
     max_event_bytes: u64,
     /// `[notify] on_dead`: the eventType announcing a pair given up.
     on_dead: Option<String>,
+    /// Every run of this engine is a replay (`autod replay`), and its log
+    /// lines say so.
+    replay: bool,
 }
 
 impl Engine {
@@ -182,7 +185,15 @@ impl Engine {
             max_follow_ups: config.chaining.max_follow_ups,
             max_event_bytes: config.validation.max_event_bytes,
             on_dead: config.notify.on_dead.clone(),
+            replay: false,
         }
+    }
+
+    /// The engine of `autod replay`: its run-log lines carry `replay: true`,
+    /// follow-ups' runs included (they are part of the replay).
+    pub fn for_replay(mut self) -> Engine {
+        self.replay = true;
+        self
     }
 
     /// Successful runs' follow-ups are validated and handed to `sink`.
@@ -959,6 +970,7 @@ impl Engine {
         };
         line.causation_id = field("causationId");
         line.correlation_id = field("correlationId");
+        line.replay = self.replay;
         line
     }
 }

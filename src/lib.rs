@@ -22,6 +22,9 @@
 //! - **Record** (`engine.rs` using `state/` and `log.rs`): success writes a done
 //!   marker so the pair never runs again for that eventId; failure writes a dead
 //!   letter that `autod retry` (and the daemon) pick up with backoff.
+//! - **Archive** (`state/archive.rs`): every accepted event is also kept, by
+//!   the UTC day of its `ts`, so that `autod replay` (`commands/replay.rs`) can
+//!   send it down the same path again, revalidated, under its own eventId.
 //!
 //! # Guarantees
 //!

@@ -101,6 +101,9 @@ pub struct RunLine {
     /// watched file's path relative to its watched folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// The run was asked for by `autod replay` (SPEC 14); absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
 }
 
 impl RunLine {
@@ -121,6 +124,7 @@ impl RunLine {
             causation_id: None,
             correlation_id: None,
             file: None,
+            replay: false,
         }
     }
 }

@@ -218,7 +218,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
 }
 
 /// Waits for SIGINT or SIGTERM, then asks every running handler to stop.
-async fn forward_signals(
+pub(super) async fn forward_signals(
     stop: tokio::sync::watch::Sender<bool>,
     caught: Arc<std::sync::OnceLock<Code>>,
 ) {

@@ -2,11 +2,13 @@
 //! modules and returns the exit code (SPEC §5). Errors returned from here are
 //! fatal for the command and exit 2.
 
+mod archive;
 mod dead;
 mod dispatch;
 mod lint;
 mod logs;
 mod rejected;
+mod replay;
 mod retry;
 mod run;
 mod scaffold;
@@ -28,6 +30,8 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Send(args) => send::run(&open(g)?, g, args),
         Command::Run(args) => run::run(open(g)?, args),
         Command::Retry(args) => retry::run(&open(g)?, g, args),
+        Command::Replay(args) => replay::run(&open(g)?, g, args),
+        Command::Archive(cmd) => archive::run(&open(g)?, g, cmd),
         Command::Dead(cmd) => dead::run(&open(g)?, g, cmd),
         Command::Rejected(cmd) => rejected::run(&open(g)?, g, cmd),
         Command::Log(args) => logs::run(&open(g)?, g, args),

@@ -9,6 +9,8 @@
 //! - `schedule.rs`: cron fires become events, written to the inbox;
 //! - `retry.rs`: dead letters in state `waiting` are retried when due.
 //!
+//! Beside them, `archive.rs` applies the archive's retention at start and daily.
+//!
 //! Watches and schedules go through the inbox so that an event they produce is
 //! durable before anything runs, exactly like one from `autod send`.
 //!
@@ -18,6 +20,7 @@
 //! `processing/` for the next start. SIGHUP reloads autod.toml; a bad config
 //! keeps the old one.
 
+mod archive;
 mod inbox;
 mod recovery;
 mod retry;
@@ -231,6 +234,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     let _schema_watcher = inbox::watch_schemas(&daemon);
     let inbox_task = tokio::spawn(inbox::run(Arc::clone(&daemon)));
     let retry_task = tokio::spawn(retry::run(Arc::clone(&daemon)));
+    let archive_task = tokio::spawn(archive::run(Arc::clone(&daemon)));
     // Before the announcement: once daemon.json exists, every watch is watching.
     let mut sources = Sources::start(&daemon);
     let swept = atomic::sweep_temp_files(daemon.state.path(), &daemon.state.inbox_dir());
@@ -290,6 +294,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     }
     let _ = inbox_task.await;
     let _ = retry_task.await;
+    let _ = archive_task.await;
     tracing::info!("stopped");
     Ok(Code::Success)
 }

@@ -1,7 +1,8 @@
 //! Everything under `.autod/` (SPEC §6). No other module knows this layout.
 //!
 //! ```text
-//! .autod/archive/<eventId>.json          accepted events (AUTOD_EVENT_FILE, replay)
+//! .autod/archive/<day>/<eventId>.json    accepted events (AUTOD_EVENT_FILE, replay),
+//! .autod/archive/<day>.jsonl             compacted once the day is over (see `archive.rs`)
 //! .autod/done/<eventId>.<handler>.ok     a pair that succeeded: never run again
 //! .autod/done/<eventId>.<handler>.lock   held (flock) while the pair runs; names its run
 //! .autod/dead/<handler>/<eventId>.json   a pair that failed (see `dead.rs`)
@@ -12,6 +13,7 @@
 //!
 //! Every folder is created 0700 and every file 0600: events can hold anything.
 
+pub mod archive;
 pub mod atomic;
 pub mod daemon_lock;
 pub mod dead;
@@ -24,8 +26,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use pairs::PairLock;
-
-use crate::event::Event;
 
 pub const DIR_NAME: &str = ".autod";
 
@@ -183,10 +183,6 @@ impl StateDir {
         self.dir.join("processing")
     }
 
-    fn archive_path(&self, event_id: &str) -> PathBuf {
-        self.dir.join("archive").join(format!("{event_id}.json"))
-    }
-
     fn pair_paths(&self, event_id: &str, handler: &str) -> pairs::PairPaths {
         pairs::PairPaths::new(&self.dir.join("done"), event_id, handler)
     }
@@ -200,34 +196,6 @@ impl StateDir {
         };
         self.make_dir(&p, true)?;
         Ok(p)
-    }
-
-    /// Stores an accepted event; the path is the handler's AUTOD_EVENT_FILE.
-    ///
-    /// The archive is a copy, not the record of acceptance: that is the caller's
-    /// own file for `dispatch`, the processing/ file for the daemon, and the dead
-    /// letter for a failed pair, all durable. So it is written atomically but not
-    /// fsync'd, which keeps two disk flushes off every event's path.
-    pub fn archive(&self, event: &Event) -> Result<PathBuf> {
-        let dir = self.dir.join("archive");
-        self.make_dir(&dir, false)?;
-        let path = self.archive_path(event.id());
-        atomic::write_fast(&path, &event.to_json()).at(&path)?;
-        Ok(path)
-    }
-
-    /// The archived copy of an event, for AUTOD_EVENT_FILE; rewritten from `event`
-    /// if retention (or a crash) removed or emptied it.
-    pub fn event_file(&self, event: &Event) -> Result<PathBuf> {
-        let path = self.archive_path(event.id());
-        // symlink_metadata: a planted link is not an archived event; it is
-        // replaced (by rename) with the real one.
-        let intact = fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0);
-        if intact {
-            Ok(path)
-        } else {
-            self.archive(event)
-        }
     }
 
     /// The handler's own artifacts folder for this event, created on demand

@@ -84,7 +84,7 @@ fn handler_gets_the_event_on_stdin_and_its_environment() {
         ("AUTOD_ATTEMPT", "1".to_owned()),
         (
             "AUTOD_EVENT_FILE",
-            format!("{root}/.autod/archive/ev-1.json"),
+            format!("{root}/.autod/archive/{}/ev-1.json", crate::common::today()),
         ),
         (
             "AUTOD_OUTPUT_DIR",

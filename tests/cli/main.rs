@@ -13,6 +13,7 @@ mod dispatch;
 mod failures;
 mod idempotency;
 mod query;
+mod replay;
 mod robustness;
 mod root;
 mod runner;

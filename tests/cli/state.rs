@@ -70,8 +70,11 @@ fn accepted_event_is_archived_and_outcomes_recorded() {
         .handler("good", RECORD)
         .event("e.json", event("note.saved", "ev-1", json!({"n": 1})));
     p.autod(["dispatch", "e.json"]).run().code(0);
-    let archived: serde_json::Value =
-        serde_json::from_str(&p.read(".autod/archive/ev-1.json")).unwrap();
+    let archived: serde_json::Value = serde_json::from_str(&p.read(&format!(
+        ".autod/archive/{}/ev-1.json",
+        crate::common::today()
+    )))
+    .unwrap();
     assert_eq!(archived["payload"], json!({"n": 1}));
     assert!(archived["ts"].is_string());
     assert!(p.done("ev-1", "good"));

@@ -16,6 +16,7 @@ mod keys;
 mod lock;
 mod outcomes;
 mod reload;
+mod replay;
 mod retries;
 mod schedules;
 mod send;

@@ -35,6 +35,12 @@ use tempfile::TempDir;
 pub const RECORD: &str =
     r#"echo "$AUTOD_HANDLER $AUTOD_EVENT_TYPE $AUTOD_EVENT_ID $AUTOD_ATTEMPT" >> runs.log"#;
 
+/// Today's UTC day as the archive names its folders (`2026-12-01`): where
+/// an event accepted now without a `ts` of its own is archived.
+pub fn today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
 /// How long any single autod invocation may take before the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
