@@ -176,6 +176,27 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &ReplayArgs) -> Result<Code>
         });
     }
 
+    if args.force {
+        // A follow-up whose parent is replayed too is its parent's to emit
+        // again (same id): replaying it as well would run it twice.
+        let ids: HashSet<String> = chosen.iter().map(|c| c.event.id().to_owned()).collect();
+        let before = chosen.len();
+        chosen.retain(|c| {
+            c.event
+                .fields()
+                .get("causationId")
+                .and_then(Value::as_str)
+                .is_none_or(|p| !ids.contains(p))
+        });
+        let left_to_parents = before - chosen.len();
+        if left_to_parents > 0 {
+            tally.events -= left_to_parents;
+            tracing::info!(
+                "{left_to_parents} follow-up(s) are left to their replayed parents, which emit them again"
+            );
+        }
+    }
+
     if !seen_any {
         let msg = format!(
             "the archive holds no events between {} and {}: nothing to replay",

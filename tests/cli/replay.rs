@@ -570,3 +570,33 @@ fn a_day_past_retention_keeps_the_file_of_an_event_a_handler_may_be_reading() {
     p.autod(["archive", "prune"]).run().code(0);
     assert!(!p.exists(&day));
 }
+
+#[test]
+fn a_forced_replay_of_a_chain_runs_each_follow_up_at_most_once() {
+    let p = Project::new()
+        .open_schema("order.placed")
+        .open_schema("order.checked")
+        .config("[handlers.first]\non = [\"order.placed\"]\n[handlers.second]\non = [\"order.checked\"]\n")
+        .handler(
+            "first",
+            &format!("{RECORD}\necho '{{\"eventType\":\"order.checked\",\"payload\":{{}}}}' >> \"$AUTOD_EMIT\""),
+        )
+        .handler("second", RECORD)
+        .event("o.json", event("order.placed", "o1", json!({})));
+    p.autod(["dispatch", "o.json"]).run().code(0);
+    let second = |p: &Project| p.runs().iter().filter(|r| r.starts_with("second ")).count();
+    assert_eq!(second(&p), 1);
+    p.autod(["replay", "--since", "1h", "--force"])
+        .run()
+        .code(0)
+        .stderr_has("left to their replayed parents");
+    assert_eq!(
+        p.runs().iter().filter(|r| r.starts_with("first ")).count(),
+        2
+    );
+    assert_eq!(
+        second(&p),
+        1,
+        "the follow-up is its parent's to emit again, and it already succeeded"
+    );
+}
