@@ -90,6 +90,29 @@ impl Project {
         p
     }
 
+    /// A copy of the project at `dir` (relative to the repository), without
+    /// its state or outputs: for the examples.
+    pub fn copy_of(dir: &str) -> Project {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap().flatten() {
+                let name = entry.file_name();
+                if name == ".autod" || name == "out" {
+                    continue;
+                }
+                let (src, dst) = (entry.path(), to.join(&name));
+                if entry.file_type().unwrap().is_dir() {
+                    copy(&src, &dst);
+                } else {
+                    std::fs::copy(&src, &dst).unwrap(); // keeps the mode
+                }
+            }
+        }
+        let p = Project::new();
+        copy(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir), &p.root);
+        p
+    }
+
     /// Writes autod.toml (common indentation removed).
     pub fn config(self, text: &str) -> Project {
         self.set_config(text);

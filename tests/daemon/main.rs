@@ -10,6 +10,7 @@ mod helper;
 
 mod clock;
 mod crash;
+mod example;
 mod idle;
 mod inbox;
 mod keys;
