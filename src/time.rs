@@ -520,7 +520,7 @@ mod against_chrono {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200_000))]
+        #![proptest_config(ProptestConfig::with_cases(std::env::var("CASES").map_or(200_000, |c| c.parse().unwrap())))]
 
         #[test]
         fn parse_agrees_near_valid(s in near_valid()) {
@@ -545,6 +545,9 @@ mod against_chrono {
             prop_assert_eq!(format_seconds(t), c.format("%Y-%m-%dT%H:%M:%SZ").to_string());
             prop_assert_eq!(format_basic(t), c.format("%Y%m%dT%H%M%SZ").to_string());
             prop_assert_eq!(unix_seconds(t), c.timestamp());
+            if s >= 0 {
+                prop_assert_eq!(format!("{t:.3}"), format(t));
+            }
         }
 
         #[test]
