@@ -150,7 +150,7 @@ fn utc(t: Timestamp) -> String {
     time::format_seconds(t)
 }
 
-/// `t` on the zone's own clock, in whole seconds (`format` is strftime's).
+/// `t` on the zone's own clock, written per `format` (strftime's).
 pub(crate) fn local(zone: &Zone, t: Timestamp, format: &str) -> String {
     zone.strftime(t, format)
 }
