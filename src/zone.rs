@@ -41,6 +41,14 @@ impl Zone {
         }
     }
 
+    /// `t` on the zone's clock, written per `format` (strftime's: `%Y-%m-%d
+    /// %H:%M:%S %:z %Z`).
+    pub fn strftime(&self, t: jiff::Timestamp, format: &str) -> String {
+        t.to_zoned_datetime(self.rules())
+            .strftime(format)
+            .to_string()
+    }
+
     /// The name to show: the IANA name, or `local (<name>)` for the machine's.
     pub fn name(&self) -> String {
         match self {

@@ -147,16 +147,10 @@ fn known(schedules: &[ScheduleConfig]) -> String {
 }
 
 fn utc(t: Timestamp) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    time::format_seconds(t)
 }
 
-/// `t` on the zone's own clock (UTC if the zone cannot show it).
+/// `t` on the zone's own clock, written per `format` (strftime's).
 pub(crate) fn local(zone: &Zone, t: Timestamp, format: &str) -> String {
-    match jiff::Timestamp::from_second(t.timestamp()) {
-        Ok(ts) => ts
-            .to_zoned_datetime(zone.rules())
-            .strftime(format)
-            .to_string(),
-        Err(_) => utc(t),
-    }
+    zone.strftime(t, format)
 }

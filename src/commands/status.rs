@@ -57,7 +57,7 @@ pub fn run(project: &Project, g: &GlobalArgs) -> Result<Code> {
     let daemon = project.state.daemon_running();
     let uptime = |started: &str| {
         crate::time::parse(started)
-            .and_then(|t| (crate::time::now() - t).to_std().ok())
+            .and_then(|t| crate::time::since(t, crate::time::now()))
             .map(|d| {
                 humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
             })

@@ -87,7 +87,7 @@ pub async fn run(daemon: Arc<Daemon>) {
         }
         pulled_in.forget_all_but(&seen);
         drop(generation);
-        let wait = next.map(|t| (t - time::now()).to_std().unwrap_or(Duration::ZERO));
+        let wait = next.map(|t| time::since(time::now(), t).unwrap_or(Duration::ZERO));
         tokio::select! {
             () = daemon.retry_wake.notified() => {
                 // Writes come in bursts (one per failed run): let them settle.

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
 use super::Daemon;
@@ -33,9 +32,8 @@ pub fn next_after(expr: &CronExpr, zone: &Zone, t: Timestamp) -> Option<Timestam
 fn next_in(expr: &CronExpr, tz: &jiff::tz::TimeZone, t: Timestamp) -> Option<Timestamp> {
     // Fires are whole seconds, so the sub-second part of `t` only matters
     // through `>`: a `t` of 09:00:00.5 is after a 09:00:00 fire.
-    let secs = jiff::Timestamp::from_second(t.timestamp()).ok()?;
-    let n = expr.next_after(tz, secs)?;
-    DateTime::from_timestamp(n.as_second(), 0)
+    let secs = time::from_unix_seconds(time::unix_seconds(t))?;
+    expr.next_after(tz, secs)
 }
 
 /// The fires in `(after, until]`, oldest first, at most `cap` of the newest.
@@ -51,16 +49,18 @@ pub fn fires_between(
     until: Timestamp,
     cap: usize,
 ) -> Vec<Timestamp> {
-    let mut window = chrono::Duration::hours(1);
+    let mut window = Duration::from_secs(3600);
     loop {
-        let start = until
-            .checked_sub_signed(window)
-            .map_or(after, |s| s.max(after));
+        // A window reaching back past year 1 covers everything since `after`.
+        let start = match time::sub(until, window) {
+            s if s == time::earliest() => after,
+            s => s.max(after),
+        };
         let fires = walk(expr, zone, start, until, cap);
         if fires.len() >= cap || start <= after {
             return fires;
         }
-        window = window.checked_mul(2).unwrap_or(chrono::Duration::MAX);
+        window = window.saturating_mul(2);
     }
 }
 
@@ -89,7 +89,7 @@ fn walk(
 }
 
 pub fn event_id(name: &str, fire: Timestamp) -> String {
-    format!("cron:{name}:{}", fire.format("%Y%m%dT%H%M%SZ"))
+    format!("cron:{name}:{}", time::format_basic(fire))
 }
 
 /// The eventId of a fire asked for by hand (`autod schedules fire`):
@@ -193,7 +193,7 @@ pub(super) async fn run(daemon: Arc<Daemon>, s: ScheduleConfig) {
                 stepped_back = true;
                 break;
             }
-            let left = (next - now).to_std().unwrap_or(Duration::ZERO);
+            let left = time::since(now, next).unwrap_or(Duration::ZERO);
             if left.is_zero() {
                 break;
             }
@@ -219,11 +219,10 @@ const CLOCK_CHECK: Duration = Duration::from_secs(60);
 
 /// A clock a little behind the last fire is NTP's ordinary correction:
 /// resuming from now would fire that slot again. Beyond this it is a step.
-const STEP_TOLERANCE: chrono::Duration = chrono::Duration::seconds(2);
+const STEP_TOLERANCE: Duration = Duration::from_secs(2);
 
 fn stepped_back_from(last: Timestamp, now: Timestamp) -> bool {
-    now.checked_add_signed(STEP_TOLERANCE)
-        .is_some_and(|later| later < last)
+    time::add(now, STEP_TOLERANCE) < last
 }
 
 /// A stored last fire later than now means the clock was ahead when it fired
@@ -385,8 +384,8 @@ mod tests {
             ) {
                 let expr = CronExpr::parse(cron).unwrap();
                 let z = Zone::parse(Some("Europe/Berlin")).unwrap();
-                let a = chrono::DateTime::from_timestamp(after, 0).unwrap();
-                let u = chrono::DateTime::from_timestamp(after + span, 0).unwrap();
+                let a = time::from_unix_seconds(after).unwrap();
+                let u = time::from_unix_seconds(after + span).unwrap();
                 prop_assert_eq!(fires_between(&expr, &z, a, u, cap), walk(&expr, &z, a, u, cap));
             }
         }

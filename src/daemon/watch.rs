@@ -584,7 +584,8 @@ fn event(
 ) -> Map<String, Value> {
     let mtime = meta
         .and_then(|m| m.modified().ok())
-        .map(|t| crate::time::format(chrono::DateTime::<chrono::Utc>::from(t)));
+        .and_then(crate::time::from_system)
+        .map(crate::time::format);
     let payload = payload(
         &path.to_string_lossy(),
         rel,

@@ -45,7 +45,8 @@ pub struct RunMark {
     /// `/proc/<pid>/stat` field 22 (clock ticks after boot); 0 if unknown.
     pub start_time: u64,
     pub pgid: u32,
-    /// When its timeout was due (RFC 3339).
+    /// When its timeout was due (RFC 3339), for the record: the timeout
+    /// itself runs on a monotonic clock (`Running::finish`).
     pub deadline: String,
     /// The autod process that ran it.
     pub autod_pid: u32,
@@ -61,8 +62,7 @@ impl RunMark {
     /// tag even if autod dies before it can record the pid (a busy machine
     /// may run the handler well before autod's next instruction).
     pub fn before_spawn(run_id: &str, timeout: std::time::Duration) -> RunMark {
-        let deadline = chrono::Utc::now()
-            + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        let deadline = crate::time::add(crate::time::now(), timeout);
         RunMark {
             version: MARK_VERSION,
             run_id: run_id.to_owned(),

@@ -215,8 +215,9 @@ pub fn start(spec: RunSpec) -> Result<Running, RunOutput> {
         }
     };
     let pid = child.id().expect("a just-spawned child has a pid");
-    let deadline = chrono::Utc::now()
-        + chrono::Duration::from_std(spec.timeout).unwrap_or(chrono::Duration::MAX);
+    // A record for whoever finds the run later, not the timeout itself:
+    // `finish` times the run on tokio's monotonic clock.
+    let deadline = crate::time::add(crate::time::now(), spec.timeout);
     let mark = RunMark {
         version: contain::MARK_VERSION,
         run_id,

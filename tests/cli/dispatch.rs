@@ -140,7 +140,13 @@ fn run_log_line_starts_with_ts_event_handler_result() {
     assert_eq!(line["eventType"], "note.saved");
     assert_eq!(line["attempt"], 1);
     assert_eq!(line["exitCode"], 0);
-    assert!(chrono::DateTime::parse_from_rfc3339(line["ts"].as_str().unwrap()).is_ok());
+    assert!(
+        line["ts"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok()
+    );
 }
 
 #[test]

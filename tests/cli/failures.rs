@@ -1,14 +1,15 @@
 //! Failed handlers: dead letters, their states, `autod retry` and `autod dead`.
 
-use chrono::{DateTime, Duration, Utc};
+use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use crate::common::{Project, RECORD, event};
 
-fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
+fn time(v: &Value) -> Timestamp {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+        .parse()
         .unwrap()
-        .with_timezone(&Utc)
 }
 
 /// One handler, `flaky`, with the given retry policy and script body.
@@ -40,7 +41,7 @@ const HOUR: &str = r#"{ max_attempts = 5, initial = "1h", max = "2h" }"#;
 #[test]
 fn exit_1_is_dead_lettered_waiting_with_a_next_attempt() {
     let p = flaky(HOUR, UNTIL_FIXED);
-    let before = Utc::now();
+    let before = Timestamp::now();
     p.autod(["dispatch", "e1.json"])
         .run()
         .code(1)
@@ -60,8 +61,11 @@ fn exit_1_is_dead_lettered_waiting_with_a_next_attempt() {
     assert_eq!(d["firstFailedAt"], d["lastFailedAt"]);
     // One hour, jittered into [30m, 1h].
     let next = time(&d["nextAttemptAt"]);
-    assert!(next > before + Duration::minutes(29), "{next}");
-    assert!(next < Utc::now() + Duration::minutes(61), "{next}");
+    assert!(next > before + SignedDuration::from_mins(29), "{next}");
+    assert!(
+        next < Timestamp::now() + SignedDuration::from_mins(61),
+        "{next}"
+    );
     assert!(!p.done("ev-1", "flaky"));
     let log = p.log();
     assert_eq!(log.len(), 1, "{log:#?}");

@@ -66,7 +66,7 @@ fn a_timeout_longer_than_a_week_is_a_config_error() {
 #[test]
 fn an_unreadable_next_attempt_is_not_due_at_once() {
     let p = project("retry = { initial = \"1s\", max = \"1h\" }");
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let now = format!("{:.3}", jiff::Timestamp::now());
     let record = json!({
         "version": 1, "eventId": "e1", "handler": "worker", "eventType": "job.due",
         "state": "waiting", "attempts": 1, "maxAttempts": 5,

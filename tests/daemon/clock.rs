@@ -4,13 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use crate::helper::{LIMIT, Project, event, wait_until};
 
-fn rfc3339(t: chrono::DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+/// As autod writes times: UTC, three fractional digits.
+fn rfc3339(t: Timestamp) -> String {
+    format!("{t:.3}")
 }
 
 #[test]
@@ -30,7 +31,7 @@ fn a_last_fire_in_the_future_is_read_as_now_and_the_schedule_fires() {
             "#,
         )
         .handler("ticker", r#"echo "$AUTOD_EVENT_ID" >> ran.txt"#);
-    let ahead = Utc::now() + chrono::Duration::days(1);
+    let ahead = Timestamp::now() + SignedDuration::from_hours(24);
     p.write(
         ".autod/schedules/every-second.json",
         json!({"version": 1, "lastFire": rfc3339(ahead)}).to_string(),
@@ -38,7 +39,9 @@ fn a_last_fire_in_the_future_is_read_as_now_and_the_schedule_fires() {
     let daemon = p.start(&[]);
     wait_until(LIMIT, "a fire", || !p.lines("ran.txt").is_empty());
     let fired = &p.lines("ran.txt")[0];
-    let today = Utc::now().format("cron:every-second:%Y%m%d").to_string();
+    let today = Timestamp::now()
+        .strftime("cron:every-second:%Y%m%d")
+        .to_string();
     assert!(fired.starts_with(&today), "{fired} is not a slot of today");
     let stderr = daemon.stderr();
     assert!(
@@ -50,11 +53,9 @@ fn a_last_fire_in_the_future_is_read_as_now_and_the_schedule_fires() {
     // The stored last fire is back in the present.
     let stored: serde_json::Value =
         serde_json::from_str(&p.read(".autod/schedules/every-second.json")).unwrap();
-    let stored = chrono::DateTime::parse_from_rfc3339(stored["lastFire"].as_str().unwrap())
-        .unwrap()
-        .with_timezone(&Utc);
+    let stored: Timestamp = stored["lastFire"].as_str().unwrap().parse().unwrap();
     assert!(
-        stored < Utc::now() + chrono::Duration::seconds(5),
+        stored < Timestamp::now() + SignedDuration::from_secs(5),
         "{stored}"
     );
 }
@@ -74,7 +75,7 @@ fn a_dead_letter_due_in_2099_is_retried_within_retry_max() {
             "worker",
             r#"echo "$AUTOD_EVENT_ID $AUTOD_ATTEMPT" >> ran.txt"#,
         );
-    let now = rfc3339(Utc::now());
+    let now = rfc3339(Timestamp::now());
     let record = json!({
         "version": 1, "eventId": "e1", "handler": "worker", "eventType": "job.due",
         "state": "waiting", "attempts": 1, "maxAttempts": 5,

@@ -75,7 +75,8 @@ fn a_schedule_fires_and_restarts_never_deliver_a_slot_twice() {
 /// Fires missed while autod was down: `all` of them, the `last` one, or `none`.
 #[test]
 fn missed_fires_are_caught_up_per_catch_up() {
-    use chrono::{DateTime, Duration as Days, SecondsFormat, Timelike, Utc};
+    use jiff::{SignedDuration, Timestamp};
+    let days = |n: i64| SignedDuration::from_hours(24 * n);
 
     let mut config = String::from(
         r#"
@@ -100,21 +101,18 @@ fn missed_fires_are_caught_up_per_catch_up() {
         .config(&config)
         .handler("ticker", r#"echo "$AUTOD_EVENT_ID" >> ran.txt"#);
     // Each last fired three days ago (plus a second): three midnights were missed.
-    let started = Utc::now();
-    let last = started - Days::days(3) + Days::seconds(1);
+    let started = Timestamp::now();
+    let last = started - days(3) + SignedDuration::from_secs(1);
     for name in ["all", "last", "none"] {
         p.write(
             &format!(".autod/schedules/{name}.json"),
-            serde_json::json!({"version": 1, "lastFire": last.to_rfc3339_opts(SecondsFormat::Millis, true)})
-                .to_string(),
+            serde_json::json!({"version": 1, "lastFire": format!("{last:.3}")}).to_string(),
         );
     }
-    let last_fire = |name: &str| -> Option<DateTime<Utc>> {
+    let last_fire = |name: &str| -> Option<Timestamp> {
         let v: serde_json::Value =
             serde_json::from_str(&p.read(&format!(".autod/schedules/{name}.json"))).ok()?;
-        DateTime::parse_from_rfc3339(v["lastFire"].as_str()?)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        v["lastFire"].as_str()?.parse().ok()
     };
 
     let mut daemon = p.start(&[]);
@@ -126,15 +124,11 @@ fn missed_fires_are_caught_up_per_catch_up() {
     });
     wait_until(FIRES, "inbox/ and processing/ to empty", || p.drained());
 
+    // The UTC midnight starting the day `days_ago` days before the start.
     let midnight = |days_ago: i64| {
-        let t = started - Days::days(days_ago);
-        let t = t
-            .with_hour(0)
-            .and_then(|t| t.with_minute(0))
-            .and_then(|t| t.with_second(0))
-            .and_then(|t| t.with_nanosecond(0))
-            .unwrap();
-        t.format("%Y%m%dT%H%M%SZ").to_string()
+        (started - days(days_ago))
+            .strftime("%Y%m%dT000000Z")
+            .to_string()
     };
     let mut ok = p.logged("ok");
     ok.sort();
@@ -150,12 +144,12 @@ fn missed_fires_are_caught_up_per_catch_up() {
     // A restart catches up nothing again.
     daemon.terminate();
     assert!(daemon.wait(Duration::from_secs(10)).success());
-    let restarted = Utc::now();
+    let restarted = Timestamp::now();
     let _daemon = p.start(&[]);
     wait_until(FIRES, "the schedules to start again", || {
         ["all", "last", "none"]
             .iter()
-            .all(|n| last_fire(n).is_some_and(|t| t >= restarted - Days::seconds(1)))
+            .all(|n| last_fire(n).is_some_and(|t| t >= restarted - SignedDuration::from_secs(1)))
     });
     wait_until(FIRES, "inbox/ and processing/ to empty", || p.drained());
     assert_eq!(p.logged("ok").len(), 4, "{:?}", p.logged("ok"));
@@ -190,38 +184,42 @@ fn a_fire_that_cannot_be_queued_is_delivered_once_the_inbox_is_writable() {
 /// A POSIX `TZ` whose clock moves by 10 minutes at `change` (UTC): forward
 /// (standard UTC to UTC+0:10) or back (UTC+0:10 to UTC), so a daemon meets a
 /// real clock change seconds after it starts.
-fn tz_changing_at(change: chrono::DateTime<chrono::Utc>, forward: bool) -> String {
-    use chrono::{Datelike, Duration as Span};
+fn tz_changing_at(change: jiff::Timestamp, forward: bool) -> String {
+    use jiff::SignedDuration as Span;
     // POSIX gives each change in the local time in force before it, on a
     // zero-based day of the year.
-    let rule = |local: chrono::DateTime<chrono::Utc>| {
-        format!("{}/{}", local.ordinal0(), local.format("%H:%M:%S"))
-    };
-    let other = |days: i64| format!("{}/0", (change + Span::days(days)).ordinal0());
+    let ordinal0 =
+        |t: jiff::Timestamp| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).day_of_year() - 1;
+    let rule =
+        |local: jiff::Timestamp| format!("{}/{}", ordinal0(local), local.strftime("%H:%M:%S"));
+    let other = |days: i64| format!("{}/0", ordinal0(change + Span::from_hours(24 * days)));
     if forward {
         format!("XST0XDT-0:10,{},{}", rule(change), other(180))
     } else {
         format!(
             "XST0XDT-0:10,{},{}",
             other(-180),
-            rule(change + Span::minutes(10))
+            rule(change + Span::from_mins(10))
         )
     }
 }
 
 /// `H M S` of a UTC time as a 6-field line firing at that local time daily.
-fn daily_at(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%-S %-M %-H * * *").to_string()
+fn daily_at(t: jiff::Timestamp) -> String {
+    t.strftime("%-S %-M %-H * * *").to_string()
+}
+
+/// Now plus `d`, in whole seconds (rounded down).
+fn whole_seconds_from_now(d: jiff::SignedDuration) -> jiff::Timestamp {
+    jiff::Timestamp::from_second((jiff::Timestamp::now() + d).as_second()).unwrap()
 }
 
 /// cronie runs a fixed-time job whose time the clock skipped right after the
 /// jump. Here the clock jumps from T to T+10min local; the job is at T+5min.
 #[test]
 fn a_fixed_time_in_a_skipped_window_fires_right_after_the_jump() {
-    use chrono::{Duration as Span, DurationRound, Utc};
-    let change = (Utc::now() + Span::seconds(8))
-        .duration_trunc(Span::seconds(1))
-        .unwrap();
+    use jiff::SignedDuration as Span;
+    let change = whole_seconds_from_now(Span::from_secs(8));
     let tz = tz_changing_at(change, true);
     let p = Project::new()
         .open_schema("tick.due")
@@ -235,11 +233,11 @@ fn a_fixed_time_in_a_skipped_window_fires_right_after_the_jump() {
             cron = "{}"
             event_type = "tick.due"
             "#,
-            daily_at(change + Span::minutes(5))
+            daily_at(change + Span::from_mins(5))
         ))
         .handler("ticker", r#"echo "$AUTOD_EVENT_ID" >> ran.txt"#);
     let _daemon = p.start_with_env(&[], &[("TZ", &tz)]);
-    let want = format!("cron:skipped:{}", change.format("%Y%m%dT%H%M%SZ"));
+    let want = format!("cron:skipped:{}", change.strftime("%Y%m%dT%H%M%SZ"));
     wait_until(LIMIT, "the skipped fire, right after the jump", || {
         p.logged("ok").contains(&want)
     });
@@ -252,12 +250,10 @@ fn a_fixed_time_in_a_skipped_window_fires_right_after_the_jump() {
 /// second pass; a wildcard job runs by the real clock.
 #[test]
 fn a_daemon_started_inside_a_repeated_window_fires_no_old_slot() {
-    use chrono::{DateTime, Duration as Span, DurationRound, Utc};
+    use jiff::{SignedDuration as Span, Timestamp};
     // The clock went back from T+10min to T two seconds ago: local T+5min
     // was 5 minutes ago (first pass) and comes again in 5 minutes.
-    let change = (Utc::now() - Span::seconds(2))
-        .duration_trunc(Span::seconds(1))
-        .unwrap();
+    let change = whole_seconds_from_now(Span::from_secs(-2));
     let tz = tz_changing_at(change, false);
     let p = Project::new()
         .open_schema("tick.due")
@@ -276,10 +272,10 @@ fn a_daemon_started_inside_a_repeated_window_fires_no_old_slot() {
             cron = "* * * * * *"
             event_type = "tick.due"
             "#,
-            daily_at(change + Span::minutes(5))
+            daily_at(change + Span::from_mins(5))
         ))
         .handler("ticker", r#"echo "$AUTOD_EVENT_ID" >> ran.txt"#);
-    let started = Utc::now();
+    let started = Timestamp::now();
     let _daemon = p.start_with_env(&[], &[("TZ", &tz)]);
     // Two fires of the wildcard job: the schedules are running, and an
     // at-once fire of the old slot would have come before them.
@@ -299,9 +295,9 @@ fn a_daemon_started_inside_a_repeated_window_fires_no_old_slot() {
     assert!(fixed.is_empty(), "TZ={tz}: {fixed:?}");
     let stored: serde_json::Value =
         serde_json::from_str(&p.read(".autod/schedules/fixed.json")).unwrap();
-    let last = DateTime::parse_from_rfc3339(stored["lastFire"].as_str().unwrap()).unwrap();
+    let last: Timestamp = stored["lastFire"].as_str().unwrap().parse().unwrap();
     assert!(
-        last >= started - Span::seconds(1),
+        last >= started - Span::from_secs(1),
         "stored last fire {last} is older than the start {started}"
     );
 }
