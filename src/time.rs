@@ -218,6 +218,44 @@ pub fn from_system(t: SystemTime) -> Option<Timestamp> {
     Timestamp::try_from(t).ok()
 }
 
+/// A UTC calendar day (the archive files events by it).
+pub type Day = jiff::civil::Date;
+
+/// The UTC day `t` falls on.
+pub fn utc_day(t: Timestamp) -> Day {
+    t.to_zoned_datetime(jiff::tz::TimeZone::UTC).date()
+}
+
+/// When the UTC day after `d` begins; `None` past the last day jiff holds.
+pub fn end_of_day(d: Day) -> Option<Timestamp> {
+    let next = d.tomorrow().ok()?;
+    next.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// `YYYY-MM-DD`.
+pub fn format_day(d: Day) -> String {
+    d.strftime("%Y-%m-%d").to_string()
+}
+
+/// Exactly `YYYY-MM-DD` (no shorter forms such as `2026-1-5`).
+pub fn parse_day(s: &str) -> Option<Day> {
+    let b = s.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    shaped.then(|| s.parse::<Day>().ok()).flatten()
+}
+
+/// Milliseconds since 1970-01-01T00:00:00Z (for ordering).
+pub fn unix_millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
 /// `--since` accepts a duration back from now (`30m`, `2h`, `1day`) or an RFC 3339 time.
 /// A duration reaching back before year 1 means "from the beginning".
 pub fn parse_since(s: &str) -> Result<Timestamp, String> {
@@ -436,5 +474,25 @@ mod tests {
                 let _ = parse(&s);
             }
         }
+    }
+
+    #[test]
+    fn utc_days_name_parse_and_end() {
+        let t = parse("2026-03-29T23:30:00+02:00").unwrap();
+        let d = utc_day(t);
+        assert_eq!(format_day(d), "2026-03-29");
+        assert_eq!(parse_day("2026-03-29"), Some(d));
+        for bad in [
+            "2026-3-29",
+            "2026-03-9",
+            "2026/03/29",
+            "2026-02-30",
+            "20260329",
+            "+026-03-29",
+        ] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
+        assert_eq!(format(end_of_day(d).unwrap()), "2026-03-30T00:00:00.000Z");
+        assert_eq!(end_of_day(utc_day(latest())), None);
     }
 }

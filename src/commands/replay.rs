@@ -97,7 +97,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &ReplayArgs) -> Result<Code>
     let mut code = Code::Success;
     let entries = project
         .state
-        .archive_read(since.date_naive(), until.date_naive())
+        .archive_read(time::utc_day(since), time::utc_day(until))
         .context("cannot read .autod/archive/")?;
     let intake = Arc::new(Mutex::new(Intake::new(&project.root, &project.config)?));
     let failed_pairs = if args.failed {

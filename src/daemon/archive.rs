@@ -49,13 +49,9 @@ pub async fn run(daemon: Arc<Daemon>) {
 
 /// From `now` to a few minutes after the next UTC midnight.
 fn until_next_pass(now: time::Timestamp) -> Duration {
-    let next = now
-        .date_naive()
-        .succ_opt()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    let next = time::end_of_day(time::utc_day(now))
         .map_or(Duration::from_secs(24 * 3600), |midnight| {
-            (midnight - now).to_std().unwrap_or_default()
+            time::since(now, midnight).unwrap_or_default()
         });
     next + AFTER_MIDNIGHT
 }

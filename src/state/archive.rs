@@ -24,7 +24,6 @@ use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use chrono::NaiveDate;
 use serde_json::Value;
 
 use super::{Context, Result, StateDir, atomic};
@@ -35,8 +34,6 @@ use crate::time::{self, Timestamp};
 /// read it, so that its age tells compaction whether a run may still be
 /// reading it (see [`StateDir::archive_maintain`]).
 pub const REFRESH: Duration = Duration::from_secs(3600);
-
-const DAY_FORMAT: &str = "%Y-%m-%d";
 
 /// One archived event as read back, or why it could not be.
 #[derive(Debug)]
@@ -133,25 +130,21 @@ type DayEntries = BTreeMap<(i64, String), (Option<Vec<u8>>, Entry)>;
 /// The UTC day an event is filed under: that of its `ts`, which every
 /// accepted event has; today for one whose `ts` does not parse (only a
 /// hand-edited state file can have that).
-pub fn day_of(event: &Event) -> NaiveDate {
+pub fn day_of(event: &Event) -> time::Day {
     event
         .fields()
         .get("ts")
         .and_then(Value::as_str)
         .and_then(time::parse)
-        .unwrap_or_else(time::now)
-        .date_naive()
+        .map_or_else(|| time::utc_day(time::now()), time::utc_day)
 }
 
-fn day_name(day: NaiveDate) -> String {
-    day.format(DAY_FORMAT).to_string()
+fn day_name(day: time::Day) -> String {
+    time::format_day(day)
 }
 
-fn parse_day(name: &str) -> Option<NaiveDate> {
-    // Exactly `YYYY-MM-DD`: chrono alone would also take `2026-1-5`.
-    (name.len() == 10)
-        .then(|| NaiveDate::parse_from_str(name, DAY_FORMAT).ok())
-        .flatten()
+fn parse_day(name: &str) -> Option<time::Day> {
+    time::parse_day(name)
 }
 
 impl StateDir {
@@ -199,7 +192,7 @@ impl StateDir {
 
     /// Every archived event of the UTC days `from..=to`, oldest day first,
     /// each day's events in `ts` order; an eventId appears once.
-    pub fn archive_read(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Entry>> {
+    pub fn archive_read(&self, from: time::Day, to: time::Day) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         for (day, parts) in self.archive_days()?.range(from..=to) {
             out.extend(self.read_day(*day, parts)?.into_values().map(|(_, e)| e));
@@ -230,12 +223,9 @@ impl StateDir {
         }
         self.check_path(&dir)?;
         let cutoff = time::sub(now, retention);
-        let today = now.date_naive();
+        let today = time::utc_day(now);
         for (day, parts) in self.archive_days()? {
-            let ended = day
-                .succ_opt()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc());
+            let ended = time::end_of_day(day);
             if ended.is_some_and(|end| end <= cutoff) {
                 let events = self.read_day(day, &parts)?.len();
                 if !dry_run {
@@ -268,9 +258,9 @@ impl StateDir {
 
     /// What `archive/` holds, by day. Flat files of earlier builds are read
     /// to find their day: only until the first compaction moves them.
-    fn archive_days(&self) -> Result<BTreeMap<NaiveDate, DayParts>> {
+    fn archive_days(&self) -> Result<BTreeMap<time::Day, DayParts>> {
         let dir = self.archive_dir();
-        let mut days: BTreeMap<NaiveDate, DayParts> = BTreeMap::new();
+        let mut days: BTreeMap<time::Day, DayParts> = BTreeMap::new();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(days),
@@ -300,7 +290,7 @@ impl StateDir {
                 // (today), which is where replay and compaction look.
                 let day = read_event_file(&path)
                     .ok()
-                    .map_or_else(|| time::now().date_naive(), |e| day_of(&e));
+                    .map_or_else(|| time::utc_day(time::now()), |e| day_of(&e));
                 days.entry(day).or_default().legacy.push(path);
             }
         }
@@ -310,7 +300,7 @@ impl StateDir {
     /// One day's events by (ts, eventId): the compacted file first, then the
     /// per-event files (a rewrite of an event already compacted is the same
     /// event). Places that hold no event are keyed after every event.
-    fn read_day(&self, day: NaiveDate, parts: &DayParts) -> Result<DayEntries> {
+    fn read_day(&self, day: time::Day, parts: &DayParts) -> Result<DayEntries> {
         let dir = self.archive_dir();
         let mut seen = HashSet::new();
         let mut out = BTreeMap::new();
@@ -325,7 +315,7 @@ impl StateDir {
                             .get("ts")
                             .and_then(Value::as_str)
                             .and_then(time::parse)
-                            .map_or(i64::MIN, |t| t.timestamp_millis());
+                            .map_or(i64::MIN, time::unix_millis);
                         out.insert(
                             (ts, event.id().to_owned()),
                             (raw, Entry::Event(Box::new(event))),
@@ -387,7 +377,7 @@ impl StateDir {
     /// the only copy) and removes the per-event files it now holds.
     fn compact_day(
         &self,
-        day: NaiveDate,
+        day: time::Day,
         parts: &DayParts,
         in_use: Duration,
         dry_run: bool,
@@ -464,7 +454,7 @@ impl StateDir {
     /// Removes a day past retention, except per-event files a handler may
     /// still be reading (an event that old can still be retried): returns
     /// how many were kept, with their folder, for the next pass.
-    fn remove_day(&self, day: NaiveDate, parts: &DayParts, in_use: Duration) -> Result<usize> {
+    fn remove_day(&self, day: time::Day, parts: &DayParts, in_use: Duration) -> Result<usize> {
         let dir = self.archive_dir();
         let name = day_name(day);
         let mut paths: Vec<PathBuf> = parts.legacy.clone();
@@ -548,7 +538,7 @@ mod tests {
     fn days_are_filed_compacted_and_pruned() {
         let d = tempfile::tempdir().unwrap();
         let state = StateDir::new(d.path());
-        let day = |s: &str| NaiveDate::parse_from_str(s, DAY_FORMAT).unwrap();
+        let day = |s: &str| time::parse_day(s).unwrap();
         let p = state.archive(&event("b", "2026-11-29T10:00:00Z")).unwrap();
         assert!(p.ends_with("archive/2026-11-29/b.json"), "{p:?}");
         state.archive(&event("a", "2026-11-29T09:00:00Z")).unwrap();

@@ -9,8 +9,10 @@ use crate::common::{Project, RECORD, event, today};
 
 /// An RFC 3339 time `hours` before now.
 fn ago(hours: i64) -> String {
-    (chrono::Utc::now() - chrono::Duration::hours(hours))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    format!(
+        "{:.3}",
+        jiff::Timestamp::now() - jiff::SignedDuration::from_hours(hours)
+    )
 }
 
 /// An event with its own `ts`.

@@ -89,8 +89,10 @@ fn the_daemon_prunes_the_archive_at_start() {
             "#,
         )
         .handler("worker", "true");
-    let old = (chrono::Utc::now() - chrono::Duration::days(9))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let old = format!(
+        "{:.3}",
+        jiff::Timestamp::now() - jiff::SignedDuration::from_hours(9 * 24)
+    );
     let mut e = event("job.due", "old");
     e["ts"] = serde_json::json!(old);
     p.write("old.json", e.to_string());

@@ -38,7 +38,10 @@ pub const RECORD: &str =
 /// Today's UTC day as the archive names its folders (`2026-12-01`): where
 /// an event accepted now without a `ts` of its own is archived.
 pub fn today() -> String {
-    chrono::Utc::now().format("%Y-%m-%d").to_string()
+    jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .strftime("%Y-%m-%d")
+        .to_string()
 }
 
 /// How long any single autod invocation may take before the test fails.
