@@ -66,6 +66,9 @@ pub struct Sink {
 pub enum Place {
     /// The daemon's inbox: its consumer delivers them like any event.
     Inbox,
+    /// The daemon's inbox, marked as part of a replay (follow-ups of a
+    /// replayed run are replayed too, as with `autod replay --direct`).
+    InboxReplay,
     /// `processing/`, for the `dispatch` or `retry` that emitted them to run
     /// next; a start of `autod run` recovers them if that process dies.
     Processing,
@@ -92,6 +95,7 @@ impl Sink {
     pub fn persist(&self, event: &Event) -> Result<(), state::StateError> {
         match self.place {
             Place::Inbox => self.state.inbox_put(event).map(drop),
+            Place::InboxReplay => self.state.inbox_put_replay(event).map(drop),
             Place::Processing => self.state.processing_put(event).map(drop),
         }
     }

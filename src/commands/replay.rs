@@ -216,7 +216,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &ReplayArgs) -> Result<Code>
             .ensure("")
             .context("cannot create the state folder .autod/")?;
         for c in &chosen {
-            match project.state.inbox_put(&c.event) {
+            match project.state.inbox_put_replay(&c.event) {
                 Ok(_) => {
                     tally.queued += 1;
                     report(

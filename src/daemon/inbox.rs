@@ -295,8 +295,12 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
             strand(active);
             return;
         }
-        let outcomes = generation
-            .engine
+        let engine = if crate::state::inbox::is_replay(&claimed.name) {
+            &generation.replay_engine
+        } else {
+            &generation.engine
+        };
+        let outcomes = engine
             .deliver(Arc::clone(&event), admitted.handlers, false)
             .await;
         if outcomes.iter().any(|o| o.interrupted) {

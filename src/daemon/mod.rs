@@ -60,6 +60,8 @@ pub struct Options {
 struct Generation {
     config: Config,
     engine: Arc<Engine>,
+    /// The same, for events `autod replay` queued: their lines say `replay`.
+    replay_engine: Arc<Engine>,
     /// Shared with the engine, which validates follow-ups with it.
     intake: Arc<Mutex<Intake>>,
 }
@@ -117,15 +119,22 @@ fn build(
     let log = RunLog::new(state.log_dir(), config.log.clone());
     // Follow-ups go through the inbox, and from there through the same
     // claim, validation and delivery as every other event.
-    let sink = Sink::new(Arc::clone(&intake), state.clone(), Place::Inbox);
-    let engine = Engine::new(root.to_owned(), &config, state.clone(), log, jobs)
-        .with_chain(Arc::new(sink))
-        .with_limits(limits, &config)
-        .with_shutdown(killing.subscribe())
-        .with_stop_starting(stopping.subscribe());
+    let engine = |place: Place| {
+        let sink = Sink::new(Arc::clone(&intake), state.clone(), place);
+        Engine::new(root.to_owned(), &config, state.clone(), log.clone(), jobs)
+            .with_chain(Arc::new(sink))
+            .with_limits(Arc::clone(&limits), &config)
+            .with_shutdown(killing.subscribe())
+            .with_stop_starting(stopping.subscribe())
+    };
+    // Replayed events (queued by `autod replay`) get an engine of their own
+    // that marks its run-log lines; both share the same limits.
+    let replay_engine = engine(Place::InboxReplay).for_replay();
+    let engine = engine(Place::Inbox);
     Ok(Generation {
         config,
         engine: Arc::new(engine),
+        replay_engine: Arc::new(replay_engine),
         intake,
     })
 }

@@ -47,6 +47,13 @@ pub struct Claimed {
     pub name: String,
 }
 
+const REPLAY_SUFFIX: &str = ".replay.json";
+
+/// Whether an inbox file was queued by `autod replay`.
+pub fn is_replay(name: &str) -> bool {
+    name.ends_with(REPLAY_SUFFIX)
+}
+
 fn is_candidate(name: &str) -> bool {
     !name.starts_with('.') && !name.ends_with(".tmp")
 }
@@ -59,8 +66,19 @@ impl StateDir {
     /// in inbox/ or processing/ (sent twice, or by many senders at once) is
     /// handed over already: that is success, and nothing is written.
     pub fn inbox_put(&self, event: &Event) -> Result<PathBuf> {
+        self.inbox_put_named(event, &format!("{}.json", event.id()))
+    }
+
+    /// [`StateDir::inbox_put`] for `autod replay` through a running daemon:
+    /// the name (`<eventId>.replay.json`, see [`is_replay`]) tells the daemon
+    /// that the runs are a replay, for their run-log lines.
+    pub fn inbox_put_replay(&self, event: &Event) -> Result<PathBuf> {
+        self.inbox_put_named(event, &format!("{}{REPLAY_SUFFIX}", event.id()))
+    }
+
+    fn inbox_put_named(&self, event: &Event, name: &str) -> Result<PathBuf> {
         let tmp_dir = self.ensure("inbox/tmp")?;
-        let name = format!("{}.json", event.id());
+        let name = name.to_owned();
         let target = self.inbox_dir().join(&name);
         let handed_over = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file());
         if handed_over(&target) || handed_over(&self.processing_dir().join(&name)) {

@@ -583,3 +583,84 @@ fn trace_shows_a_cut_chain_and_a_page() {
     assert_eq!(notices[0]["eventType"], "autod.dead");
     assert_eq!(notices[0]["source"], "autod");
 }
+
+/// Undoes `chattr +i` on drop, so a failing test still leaves a removable
+/// temp dir.
+struct Mutable(std::path::PathBuf);
+
+impl Drop for Mutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn follow_ups_written_but_no_parent_marker_are_the_same_follow_ups_next_time() {
+    // The window between the follow-ups' write and the parent's done marker,
+    // made to last: the handler makes .autod/done/ immutable (even root cannot
+    // rename in it then), so autod persists the follow-ups and cannot record
+    // the parent's success. That is what a SIGKILL at that point leaves.
+    let p = Project::new()
+        .open_schema("b.one")
+        .open_schema("b.two")
+        .config("[handlers.first]\non = [\"b.one\"]\n[handlers.second]\non = [\"b.two\"]\n")
+        .handler(
+            "first",
+            &format!(
+                "cat >/dev/null\n{TRACE}\n\
+                 echo '{{\"eventType\":\"b.two\",\"payload\":{{\"n\":1}}}}' >> \"$AUTOD_EMIT\"\n\
+                 echo '{{\"eventType\":\"b.two\",\"payload\":{{\"n\":2}}}}' >> \"$AUTOD_EMIT\"\n\
+                 [ -e frozen-once ] || {{ touch frozen-once; chattr +i .autod/done; }}"
+            ),
+        )
+        .handler("second", TRACE)
+        .event("e.json", event("b.one", "w-1", json!({})));
+    let _undo = Mutable(p.path(".autod/done"));
+    p.autod(["dispatch", "e.json"])
+        .run()
+        .code(2)
+        .stderr_has("could not be recorded");
+    assert!(p.exists("frozen-once"), "the handler froze done/");
+    assert!(!p.done("w-1", "first"));
+    assert!(
+        runs_of(&p, "second").is_empty(),
+        "no outcome, so no follow-up was run"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(p.path(".autod/processing"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    left.sort();
+    assert_eq!(left.len(), 2, "both follow-ups are durable: {left:?}");
+
+    let status = std::process::Command::new("chattr")
+        .arg("-i")
+        .arg(p.path(".autod/done"))
+        .status()
+        .expect("chattr runs");
+    assert!(status.success());
+    p.autod(["dispatch", "e.json"]).run().code(0);
+    assert_eq!(
+        runs_of(&p, "first").len(),
+        2,
+        "the parent runs again: it had no outcome"
+    );
+    let mut second: Vec<String> = runs_of(&p, "second")
+        .into_iter()
+        .map(|r| format!("{}.json", r[1]))
+        .collect();
+    second.sort();
+    assert_eq!(second, left, "the same two follow-ups, each run once");
+    assert!(
+        std::fs::read_dir(p.path(".autod/processing"))
+            .unwrap()
+            .flatten()
+            .all(|e| e.file_name().to_string_lossy().starts_with('.')),
+        "nothing left in processing/"
+    );
+}

@@ -60,6 +60,18 @@ fn replay_goes_through_the_running_daemons_inbox() {
     ran.sort();
     assert_eq!(ran, ["a", "b"]);
     assert_eq!(p.results("b", "worker"), ["ok", "skipped"]);
+    // The daemon knows them for a replay (by their inbox name) and says so.
+    let replayed: Vec<_> = p
+        .log()
+        .into_iter()
+        .filter(|l| l["replay"] == true)
+        .collect();
+    assert_eq!(replayed.len(), 2, "{replayed:?}");
+    assert!(
+        replayed
+            .iter()
+            .any(|l| l["eventId"] == "a" && l["result"] == "ok")
+    );
 
     // --direct runs here, beside the daemon, under the same pair locks.
     let out = p
@@ -73,7 +85,7 @@ fn replay_goes_through_the_running_daemons_inbox() {
     );
     assert_eq!(p.lines("ran.txt").len(), 4);
     let replayed = p.log().iter().filter(|l| l["replay"] == true).count();
-    assert_eq!(replayed, 2);
+    assert_eq!(replayed, 4);
 }
 
 #[test]
