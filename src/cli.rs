@@ -91,6 +91,20 @@ Examples:
   autod run --jobs 4 --grace 1m")]
     Run(RunArgs),
 
+    /// The HTTP intake: POST /events queues events in the inbox for `autod run`
+    #[command(after_help = "\
+Listens on [serve] listen in autod.toml (default 127.0.0.1:8080), or --listen. Beyond
+loopback a bearer token is required ([serve] token_env / token_file). Answers 202 with
+the eventIds once every event is fsynced in .autod/inbox/; `autod run` delivers them.
+Prints `autod serve: listening on http://ADDR` on stderr once it accepts connections.
+SIGINT/SIGTERM stop accepting and let requests in flight finish (--grace).
+
+Examples:
+  autod serve
+  autod serve --listen 127.0.0.1:0          any free port; read it from the stderr line
+  curl -H 'Content-Type: application/json' -d @event.json http://127.0.0.1:8080/events")]
+    Serve(ServeArgs),
+
     /// Retry dead-lettered (event, handler) pairs now
     #[command(after_help = "\
 By default only the waiting records whose next attempt is due are retried.
@@ -335,6 +349,16 @@ pub struct RunArgs {
     pub jobs: Option<u16>,
     /// How long running handlers may finish after SIGINT/SIGTERM before their groups are stopped
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, instead of [serve] listen (port 0: any free port)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// How long requests in flight may finish after SIGINT/SIGTERM
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: std::time::Duration,
 }
 

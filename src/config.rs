@@ -114,6 +114,8 @@ struct RawConfig {
     #[serde(default)]
     archive: ArchiveConfig,
     #[serde(default)]
+    serve: Option<ServeConfig>,
+    #[serde(default)]
     handlers: BTreeMap<String, RawHandler>,
     #[serde(default)]
     schedules: Vec<ScheduleConfig>,
@@ -198,6 +200,100 @@ pub struct NotifyConfig {
     /// When a pair is given up (exhausted or permanent), an event of this
     /// type is accepted, so that a handler can tell a person.
     pub on_dead: Option<String>,
+}
+
+/// `[serve]`: `autod serve`, and the HTTP intake inside `autod run` (SPEC 11).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// `host:port` to bind; only loopback without a token.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Environment variables holding bearer tokens (several: rotation).
+    #[serde(default)]
+    pub token_env: OneOrMany,
+    /// Files holding one bearer token each (trimmed), read at start.
+    #[serde(default)]
+    pub token_file: OneOrMany,
+    /// The largest body of a batch request; default 16 × max_event_bytes.
+    pub max_batch_bytes: Option<u64>,
+    /// Requests handled at once; more wait in the accept queue.
+    #[serde(default = "default_serve_concurrency")]
+    pub max_concurrent: usize,
+    /// How long one request may take, body read included.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: HumanDuration,
+}
+
+/// A string or a list of them (`token_env = "A"` or `["A", "B"]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "OneOrManyRaw")]
+pub struct OneOrMany(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrManyRaw {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrManyRaw> for OneOrMany {
+    fn from(raw: OneOrManyRaw) -> Self {
+        match raw {
+            OneOrManyRaw::One(s) => OneOrMany(vec![s]),
+            OneOrManyRaw::Many(v) => OneOrMany(v),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_serve_concurrency() -> usize {
+    64
+}
+fn default_request_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+impl ServeConfig {
+    pub fn has_token(&self) -> bool {
+        !self.token_env.0.is_empty() || !self.token_file.0.is_empty()
+    }
+
+    /// `listen` (or a `--listen` override) must be an address, and one beyond
+    /// loopback only with a token: an open intake on the network would run
+    /// anyone's events.
+    pub fn check_listen(&self, listen: &str) -> Result<std::net::SocketAddr, String> {
+        let addr: std::net::SocketAddr = listen.parse().map_err(|e| {
+            format!("serve.listen = {listen:?} is not an address ({e}); write it like \"127.0.0.1:8080\"")
+        })?;
+        if !addr.ip().is_loopback() && !self.has_token() {
+            return Err(format!(
+                "serve.listen = {listen:?} is beyond loopback and no token is set: anyone who can reach it could send events; set serve.token_env or serve.token_file, or listen on 127.0.0.1"
+            ));
+        }
+        Ok(addr)
+    }
+
+    /// The body cap of a batch request.
+    pub fn batch_bytes(&self, max_event_bytes: u64) -> u64 {
+        self.max_batch_bytes
+            .unwrap_or(max_event_bytes.saturating_mul(16))
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: default_listen(),
+            token_env: OneOrMany::default(),
+            token_file: OneOrMany::default(),
+            max_batch_bytes: None,
+            max_concurrent: default_serve_concurrency(),
+            request_timeout: default_request_timeout(),
+        }
+    }
 }
 
 /// `[archive]`: the copy of every accepted event, for replay (SPEC 14).
@@ -406,6 +502,8 @@ pub struct Config {
     pub chaining: ChainingConfig,
     pub notify: NotifyConfig,
     pub archive: ArchiveConfig,
+    /// `[serve]`: the HTTP intake (SPEC 11); `None` when the table is absent.
+    pub serve: Option<ServeConfig>,
     /// Sorted by name, so fan-out order and every listing are stable.
     pub handlers: Vec<Handler>,
     pub schedules: Vec<ScheduleConfig>,
@@ -669,6 +767,14 @@ impl Config {
                 ),
             });
         }
+        if let Some(serve) = &raw.serve
+            && let Err(message) = serve.check_listen(&serve.listen)
+        {
+            problems.push(Problem {
+                line: line_of(text, "listen").or_else(|| line_of(text, "[serve]")),
+                message,
+            });
+        }
         let config = Config {
             path,
             validation: raw.validation,
@@ -678,6 +784,7 @@ impl Config {
             chaining: raw.chaining,
             archive: raw.archive,
             notify: raw.notify,
+            serve: raw.serve,
             handlers,
             schedules: raw.schedules,
             watches: raw.watches,

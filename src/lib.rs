@@ -62,6 +62,7 @@ pub mod retry;
 pub mod route;
 pub mod runner;
 pub mod schema;
+pub mod serve;
 pub mod state;
 pub mod time;
 pub mod zone;

@@ -14,6 +14,7 @@ mod run;
 mod scaffold;
 mod schedules;
 mod send;
+mod serve;
 mod status;
 mod trace;
 
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Dispatch(args) => dispatch::run(&open(g)?, g, args),
         Command::Send(args) => send::run(&open(g)?, g, args),
         Command::Run(args) => run::run(open(g)?, args),
+        Command::Serve(args) => serve::run(&open(g)?, args),
         Command::Retry(args) => retry::run(&open(g)?, g, args),
         Command::Replay(args) => replay::run(&open(g)?, g, args),
         Command::Archive(cmd) => archive::run(&open(g)?, g, cmd),

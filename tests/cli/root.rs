@@ -98,6 +98,7 @@ fn every_command_help_teaches_with_examples() {
         &["dispatch"],
         &["send"],
         &["run"],
+        &["serve"],
         &["retry"],
         &["replay"],
         &["archive"],

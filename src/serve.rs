@@ -1,0 +1,541 @@
+//! The HTTP intake (SPEC 11): `POST /events`, `GET /healthz`, `GET /readyz`.
+//!
+//! Every event goes through the same [`Intake`] as `autod send`, and is
+//! answered `202` only once it is fsynced in the inbox
+//! ([`StateDir::inbox_put`]); `autod run` delivers it from there, so the
+//! server itself runs no handler.
+//!
+//! Bounds on a client: the body is read through [`Limited`] (and refused
+//! from its `Content-Length` before any of it is read), the body read has
+//! `[serve] request_timeout`, headers must arrive within hyper's
+//! `header_read_timeout` (the same duration), and at most `[serve]
+//! max_concurrent` requests are handled at once.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+
+use crate::config::ServeConfig;
+use crate::event::Violation;
+use crate::intake::Intake;
+use crate::project::Project;
+use crate::schema::Invalid;
+use crate::state::StateDir;
+
+/// What the request handlers share.
+struct Shared {
+    intake: Mutex<Intake>,
+    state: StateDir,
+    tokens: Vec<Vec<u8>>,
+    max_event_bytes: u64,
+    max_batch_bytes: u64,
+    request_timeout: Duration,
+}
+
+/// A bound, not yet serving, HTTP intake.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+}
+
+impl Server {
+    /// Binds `listen` (already checked by [`ServeConfig::check_listen`]) and
+    /// reads the tokens. A token that cannot be read is a usage error.
+    pub async fn bind(project: &Project, cfg: &ServeConfig, listen: SocketAddr) -> Result<Server> {
+        let tokens = read_tokens(&project.root, cfg)?;
+        let intake = Intake::new(&project.root, &project.config)?;
+        let max_event_bytes = project.config.validation.max_event_bytes;
+        let shared = Arc::new(Shared {
+            intake: Mutex::new(intake),
+            state: project.state.clone(),
+            tokens,
+            max_event_bytes,
+            max_batch_bytes: cfg.batch_bytes(max_event_bytes),
+            request_timeout: cfg.request_timeout.0,
+        });
+        let router = Router::new()
+            .route("/events", post(events))
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .layer(tower::limit::ConcurrencyLimitLayer::new(
+                cfg.max_concurrent.max(1),
+            ))
+            .with_state(shared);
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        Ok(Server {
+            listener,
+            router,
+            header_timeout: cfg.request_timeout.0,
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting (new
+    /// connections are refused) and lets the requests in flight finish, for
+    /// at most `grace`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, _peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and the like: back off instead of spinning.
+                        tracing::warn!("serve: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(self.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("serve: connection ended: {e}");
+                }
+            });
+        }
+        drop(self.listener);
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "serve: requests still in flight after {}; closing them",
+                crate::config::duration_text(grace)
+            );
+        }
+    }
+}
+
+/// The bearer tokens of `token_env` and `token_file`, in that order.
+fn read_tokens(root: &Path, cfg: &ServeConfig) -> Result<Vec<Vec<u8>>> {
+    let mut tokens = Vec::new();
+    for var in &cfg.token_env.0 {
+        let value = std::env::var(var).with_context(|| {
+            format!("serve.token_env: environment variable {var} is not set (or not UTF-8)")
+        })?;
+        tokens.push(value);
+    }
+    for file in &cfg.token_file.0 {
+        let path = root.join(crate::config::expand_home(file));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("serve.token_file: cannot read {}", path.display()))?;
+        tokens.push(text.trim().to_owned());
+    }
+    if let Some(i) = tokens.iter().position(String::is_empty) {
+        anyhow::bail!(
+            "serve: token {} is empty; an empty token would let anyone in",
+            i + 1
+        );
+    }
+    Ok(tokens.into_iter().map(String::into_bytes).collect())
+}
+
+/// Equal without an early exit on the first differing byte. The length is
+/// not secret (a token's length is no help in guessing it).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    if shared.tokens.is_empty() {
+        return true;
+    }
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    // Every token is compared, so which one matched does not show in the time.
+    shared
+        .tokens
+        .iter()
+        .fold(false, |ok, t| ok | constant_time_eq(given, t))
+}
+
+async fn healthz() -> Response {
+    (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let state = shared.state.clone();
+    match tokio::task::spawn_blocking(move || state.writable()).await {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
+        Ok(Err(e)) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            format!(".autod/ is not writable: {e:#}"),
+        ),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// JSON bodies without axum's `json` feature (serde_json is here already).
+struct Json(Value);
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            self.0.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// An answer that is not about one event: `{"error": kind, "message": ...}`.
+fn problem(status: StatusCode, kind: &str, message: String) -> Response {
+    (status, Json(json!({"error": kind, "message": message}))).into_response()
+}
+
+/// One entry of a `400`'s `errors`: which event of the request (`null` when
+/// the body as a whole is wrong) and the violation.
+fn error_entry(index: Option<usize>, v: &Violation) -> Value {
+    json!({"index": index, "pointer": v.pointer, "keyword": v.keyword, "message": v.message})
+}
+
+fn bad_request(errors: Vec<Value>) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"errors": errors}))).into_response()
+}
+
+/// How the request carries its events.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `application/json`: one autod event, or a JSON array of them.
+    Json,
+    /// `application/cloudevents+json`.
+    Structured,
+    /// `application/cloudevents-batch+json`.
+    Batch,
+    /// `ce-*` headers, the body is `data`.
+    Binary,
+}
+
+/// The media type, lowercased, without parameters (`; charset=utf-8`).
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+fn is_json_media(m: &str) -> bool {
+    m == "application/json" || m.ends_with("+json")
+}
+
+async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    if !authorized(&shared, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "unauthorized", "message": "a valid `Authorization: Bearer <token>` header is required"})),
+        )
+            .into_response();
+    }
+    let media = media_type(&headers);
+    let mode = if headers.contains_key("ce-specversion") {
+        match media.as_deref() {
+            None => Mode::Binary,
+            Some(m) if is_json_media(m) => Mode::Binary,
+            Some(m) => {
+                return problem(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    format!("binary-mode CloudEvent data must be JSON, not {m}"),
+                );
+            }
+        }
+    } else {
+        match media.as_deref() {
+            Some("application/json") => Mode::Json,
+            Some("application/cloudevents+json") => Mode::Structured,
+            Some("application/cloudevents-batch+json") => Mode::Batch,
+            other => {
+                return problem(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    format!(
+                        "Content-Type {} is not accepted; send application/json, application/cloudevents+json, application/cloudevents-batch+json, or a binary-mode CloudEvent (ce-* headers)",
+                        other.map_or("(none)".to_owned(), |m| format!("{m:?}"))
+                    ),
+                );
+            }
+        }
+    };
+    // `application/json` may be an array, so it gets the batch cap; a single
+    // object over max_event_bytes is refused after the read, below.
+    let cap = match mode {
+        Mode::Structured | Mode::Binary => shared.max_event_bytes,
+        Mode::Json | Mode::Batch => shared.max_batch_bytes,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > cap
+    {
+        return too_large(len, cap);
+    }
+    let read = Limited::new(body, usize::try_from(cap).unwrap_or(usize::MAX)).collect();
+    let bytes = match tokio::time::timeout(shared.request_timeout, read).await {
+        Err(_) => {
+            return problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "the body did not arrive within {}",
+                    crate::config::duration_text(shared.request_timeout)
+                ),
+            );
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return too_large(cap.saturating_add(1), cap);
+        }
+        Ok(Err(e)) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "body",
+                format!("the body could not be read: {e}"),
+            );
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let inputs = match split(mode, &headers, &bytes, shared.max_event_bytes) {
+        Ok(inputs) => inputs,
+        Err(resp) => return resp,
+    };
+    let work = shared.clone();
+    match tokio::task::spawn_blocking(move || admit_all(&work, inputs)).await {
+        Ok(resp) => resp,
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn too_large(size: u64, cap: u64) -> Response {
+    let v = crate::event::too_large(size, cap);
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(json!({"errors": [error_entry(None, &v)]})),
+    )
+        .into_response()
+}
+
+/// The request's events, each as the bytes [`Intake::admit`] takes.
+fn split(
+    mode: Mode,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    max_event_bytes: u64,
+) -> Result<Vec<Vec<u8>>, Response> {
+    let whole = |v: Violation| bad_request(vec![error_entry(None, &v)]);
+    match mode {
+        Mode::Structured => Ok(vec![bytes.to_vec()]),
+        Mode::Binary => binary_event(headers, bytes).map(|b| vec![b]).map_err(whole),
+        Mode::Json | Mode::Batch => {
+            let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+            if mode == Mode::Json && first != Some(&b'[') {
+                // One event: the intake's own size check and JSON errors.
+                if bytes.len() as u64 > max_event_bytes {
+                    return Err(too_large(bytes.len() as u64, max_event_bytes));
+                }
+                return Ok(vec![bytes.to_vec()]);
+            }
+            let value: Value = serde_json::from_slice(bytes)
+                .map_err(|e| whole(Violation::new("", "json", format!("not valid JSON: {e}"))))?;
+            let Value::Array(items) = value else {
+                return Err(whole(Violation::new(
+                    "",
+                    "type",
+                    "a batch is a JSON array of events",
+                )));
+            };
+            if items.is_empty() {
+                return Err(whole(Violation::new(
+                    "",
+                    "minItems",
+                    "the batch is empty; send at least one event",
+                )));
+            }
+            Ok(items
+                .iter()
+                .map(|item| serde_json::to_vec(item).unwrap_or_default())
+                .collect())
+        }
+    }
+}
+
+/// CloudEvents HTTP binary mode: `ce-<attribute>` headers and the body as
+/// `data` make the structured CloudEvent, which the intake maps as any other
+/// (src/event.rs). An empty body is no `data` (a `null` payload).
+fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Violation> {
+    let mut ce = Map::new();
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let value = value.to_str().map_err(|_| {
+            Violation::new(
+                format!("/{attribute}"),
+                "cloudevents",
+                format!("header {name} is not visible ASCII"),
+            )
+        })?;
+        ce.insert(attribute.to_owned(), Value::String(value.to_owned()));
+    }
+    if let Some(m) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        ce.insert("datacontenttype".into(), Value::String(m.to_owned()));
+    }
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let data: Value = serde_json::from_slice(body).map_err(|e| {
+            Violation::new(
+                "/data",
+                "json",
+                format!("the body (data) is not valid JSON: {e}"),
+            )
+        })?;
+        ce.insert("data".into(), data);
+    }
+    Ok(serde_json::to_vec(&Value::Object(ce)).unwrap_or_default())
+}
+
+/// Validates every event, then (only if all pass) writes each to the inbox.
+fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
+    let mut admitted = Vec::with_capacity(inputs.len());
+    let mut errors = Vec::new();
+    let mut broken = Vec::new();
+    {
+        let mut intake = shared
+            .intake
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (i, bytes) in inputs.iter().enumerate() {
+            match intake.admit(bytes, None) {
+                Ok(a) => admitted.push(a),
+                Err(Invalid::Rejected(violations)) => {
+                    errors.extend(violations.iter().map(|v| error_entry(Some(i), v)));
+                }
+                Err(schema @ Invalid::Schema(_)) => broken.push(schema.to_string()),
+            }
+        }
+    }
+    if !broken.is_empty() {
+        // The project's fault, not the sender's: a retry succeeds once the
+        // schema is fixed, which is what 503 tells a webhook sender.
+        tracing::error!("serve: events not checked: {}", broken.join("; "));
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "project",
+            format!(
+                "the project is broken, so the events cannot be checked (nothing was queued): {}",
+                broken.join("; ")
+            ),
+        );
+    }
+    if !errors.is_empty() {
+        return bad_request(errors);
+    }
+    let mut ids = Vec::with_capacity(admitted.len());
+    for a in &admitted {
+        if let Err(e) = shared.state.inbox_put(&a.event) {
+            tracing::error!("serve: {} not queued: {e:#}", a.event.id());
+            // Those before it are queued; the inbox is idempotent by eventId,
+            // so sending the whole request again is safe.
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage",
+                format!(
+                    "event {} could not be stored ({e:#}); {} of {} were queued, and sending the request again is safe",
+                    a.event.id(),
+                    ids.len(),
+                    admitted.len()
+                ),
+            );
+        }
+        tracing::debug!("serve: queued {}", a.event.id());
+        ids.push(Value::String(a.event.id().to_owned()));
+    }
+    (StatusCode::ACCEPTED, Json(json!({"eventIds": ids}))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_is_eq() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn media_types_lose_parameters_and_case() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            "Application/JSON; charset=utf-8".parse().unwrap(),
+        );
+        assert_eq!(media_type(&h).as_deref(), Some("application/json"));
+    }
+
+    #[test]
+    fn binary_mode_builds_the_structured_event() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "b1"),
+            ("ce-type", "a.b"),
+            ("ce-source", "s"),
+            ("ce-subject", "x"),
+            ("content-type", "application/json"),
+        ] {
+            h.insert(k, v.parse().unwrap());
+        }
+        let bytes = binary_event(&h, br#"{"k":1}"#).unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v,
+            json!({"specversion":"1.0","id":"b1","type":"a.b","source":"s","subject":"x","datacontenttype":"application/json","data":{"k":1}})
+        );
+    }
+}
