@@ -190,7 +190,10 @@ async fn healthz() -> Response {
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let state = shared.state.clone();
-    match tokio::task::spawn_blocking(move || state.writable()).await {
+    // The inbox is where accepted events go: made if missing (as the first
+    // accepted event would), then probed.
+    let probe = move || state.ensure("inbox/tmp").and_then(|_| state.writable());
+    match tokio::task::spawn_blocking(probe).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
         Ok(Err(e)) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -338,7 +341,7 @@ async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     };
     let inputs = match split(mode, &headers, &bytes, shared.max_event_bytes) {
         Ok(inputs) => inputs,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let work = shared.clone();
     match tokio::task::spawn_blocking(move || admit_all(&work, inputs)).await {
@@ -362,8 +365,8 @@ fn split(
     headers: &HeaderMap,
     bytes: &Bytes,
     max_event_bytes: u64,
-) -> Result<Vec<Vec<u8>>, Response> {
-    let whole = |v: Violation| bad_request(vec![error_entry(None, &v)]);
+) -> Result<Vec<Vec<u8>>, Box<Response>> {
+    let whole = |v: Violation| Box::new(bad_request(vec![error_entry(None, &v)]));
     match mode {
         Mode::Structured => Ok(vec![bytes.to_vec()]),
         Mode::Binary => binary_event(headers, bytes).map(|b| vec![b]).map_err(whole),
@@ -372,7 +375,7 @@ fn split(
             if mode == Mode::Json && first != Some(&b'[') {
                 // One event: the intake's own size check and JSON errors.
                 if bytes.len() as u64 > max_event_bytes {
-                    return Err(too_large(bytes.len() as u64, max_event_bytes));
+                    return Err(Box::new(too_large(bytes.len() as u64, max_event_bytes)));
                 }
                 return Ok(vec![bytes.to_vec()]);
             }

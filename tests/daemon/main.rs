@@ -21,6 +21,7 @@ mod replay;
 mod retries;
 mod schedules;
 mod send;
+mod serve;
 mod signals;
 mod status;
 mod watches;

@@ -1,0 +1,451 @@
+//! `autod serve` (SPEC 11) through real HTTP: the server is started on port 0,
+//! its port read from its readiness line on stderr (waited on, never slept
+//! for), and requests are written by hand on a `TcpStream`, so the malformed
+//! and oversized cases are exactly what is sent.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process};
+use serde_json::{Value, json};
+
+use crate::helper::{LIMIT, Project, event, wait_until};
+
+fn project() -> Project {
+    Project::new()
+        .open_schema("job.due")
+        .config(
+            r#"
+            [handlers.worker]
+            on = ["job.due"]
+            "#,
+        )
+        .handler("worker", r#"echo "$AUTOD_EVENT_ID" >> ran.txt"#)
+}
+
+/// A running `autod serve`; SIGKILLed on drop.
+struct Serve {
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    fn start(p: &Project, args: &[&str]) -> Serve {
+        Serve::start_with_env(p, args, &[])
+    }
+
+    fn start_with_env(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let mut child = command(p, args, env)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("autod serve starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let all = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("autod serve: listening on http://") {
+                    let _ = tx.send(addr.to_owned());
+                }
+                all.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let addr = rx.recv_timeout(LIMIT).unwrap_or_else(|_| {
+            panic!(
+                "autod serve printed no readiness line; stderr:\n{}",
+                stderr.lock().unwrap()
+            )
+        });
+        let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        Serve {
+            child,
+            port,
+            stderr,
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        s
+    }
+
+    /// One request (`Connection: close`), the status and the body as JSON.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
+        let mut s = self.connect();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        response(&mut s)
+    }
+
+    fn post(&self, content_type: &str, body: &Value) -> (u16, Value) {
+        self.request(
+            "POST",
+            "/events",
+            &[("Content-Type", content_type)],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- stderr of autod serve ---\n{}", self.stderr());
+        }
+    }
+}
+
+fn command(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autod"));
+    cmd.arg("serve")
+        .args(args)
+        .arg("--root")
+        .arg(p.root())
+        .current_dir(p.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    for var in ["AUTOD_ROOT", "AUTOD_LOG", "AUTOD_LOG_FORMAT"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// Reads a whole response (the server closes after it); status and JSON body.
+fn response(s: &mut TcpStream) -> (u16, Value) {
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the response");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"))
+    };
+    (status, body)
+}
+
+const JSON: &str = "application/json";
+
+#[test]
+fn an_event_is_accepted_into_the_inbox_and_the_daemon_runs_it() {
+    let p = project();
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    let (status, body) = serve.post(JSON, &event("job.due", "h1"));
+    assert_eq!((status, body), (202, json!({"eventIds": ["h1"]})));
+    assert_eq!(p.inbox(), ["h1.json"]);
+    // Sent again: accepted, and it runs once.
+    let (status, _) = serve.post(JSON, &event("job.due", "h1"));
+    assert_eq!(status, 202);
+    let _daemon = p.start(&[]);
+    wait_until(LIMIT, "h1 to run", || p.lines("ran.txt") == ["h1"]);
+    let (status, _) = serve.post(JSON, &event("job.due", "h1"));
+    assert_eq!(status, 202);
+    wait_until(LIMIT, "the daemon to drain", || p.drained());
+    assert_eq!(p.lines("ran.txt"), ["h1"], "a duplicate eventId runs once");
+}
+
+#[test]
+fn status_codes() {
+    let p = project();
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    // Invalid: every error, as JSON.
+    let bad = json!({"eventType": "job.due", "eventId": "ok1"});
+    let (status, body) = serve.post(JSON, &bad);
+    assert_eq!(status, 400, "{body}");
+    let errors = body["errors"].as_array().unwrap();
+    assert!(
+        errors.len() >= 2,
+        "both the missing source and payload: {body}"
+    );
+    for e in errors {
+        assert_eq!(e["index"], 0);
+        assert!(e["pointer"].is_string() && e["keyword"].is_string() && e["message"].is_string());
+    }
+    // Malformed JSON.
+    let (status, body) = serve.request(
+        "POST",
+        "/events",
+        &[("Content-Type", JSON)],
+        b"{\"eventType\":",
+    );
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["keyword"], "json");
+    // Other content types.
+    let (status, _) = serve.request("POST", "/events", &[("Content-Type", "text/plain")], b"hi");
+    assert_eq!(status, 415);
+    let (status, _) = serve.request("POST", "/events", &[], b"{}");
+    assert_eq!(status, 415);
+    // Unknown path, wrong method.
+    assert_eq!(serve.request("GET", "/nope", &[], b"").0, 404);
+    assert_eq!(serve.request("GET", "/events", &[], b"").0, 405);
+    // Health.
+    assert_eq!(serve.request("GET", "/healthz", &[], b"").0, 200);
+    assert_eq!(serve.request("GET", "/readyz", &[], b"").0, 200);
+    assert!(p.inbox().is_empty(), "nothing was queued: {:?}", p.inbox());
+}
+
+#[test]
+fn a_batch_is_all_or_nothing() {
+    let p = project();
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    let batch = json!([event("job.due", "b1"), {"eventType": "job.due", "source": "cli"}, event("job.due", "b3")]);
+    let (status, body) = serve.post(JSON, &batch);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["index"] == 1),
+        "{body}"
+    );
+    assert!(p.inbox().is_empty(), "none accepted: {:?}", p.inbox());
+    let good = json!([event("job.due", "b1"), event("job.due", "b2")]);
+    let (status, body) = serve.post(JSON, &good);
+    assert_eq!((status, body), (202, json!({"eventIds": ["b1", "b2"]})));
+    let ce = json!([
+        {"specversion": "1.0", "type": "job.due", "id": "c1", "source": "ci", "data": {}},
+        {"specversion": "1.0", "type": "job.due", "id": "c2", "source": "ci"},
+    ]);
+    let (status, body) = serve.post("application/cloudevents-batch+json", &ce);
+    assert_eq!((status, body), (202, json!({"eventIds": ["c1", "c2"]})));
+    assert_eq!(p.inbox(), ["b1.json", "b2.json", "c1.json", "c2.json"]);
+}
+
+#[test]
+fn cloudevents_structured_and_binary() {
+    let p = project();
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    let ce = json!({"specversion": "1.0", "type": "job.due", "id": "s1", "source": "ci", "data": {"n": 1}});
+    let (status, _) = serve.post("application/cloudevents+json; charset=utf-8", &ce);
+    assert_eq!(status, 202);
+    let (status, body) = serve.request(
+        "POST",
+        "/events",
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "bin1"),
+            ("ce-type", "job.due"),
+            ("ce-source", "github"),
+            ("ce-time", "2026-11-30T10:00:00Z"),
+            ("ce-subject", "repo/x"),
+            ("Content-Type", JSON),
+        ],
+        br#"{"ref":"main"}"#,
+    );
+    assert_eq!((status, body), (202, json!({"eventIds": ["bin1"]})));
+    let queued: Value = serde_json::from_str(&p.read(".autod/inbox/bin1.json")).unwrap();
+    assert_eq!(queued["eventType"], "job.due");
+    assert_eq!(queued["eventId"], "bin1");
+    assert_eq!(queued["source"], "github");
+    assert_eq!(queued["ts"], "2026-11-30T10:00:00Z");
+    assert_eq!(queued["subject"], "repo/x");
+    assert_eq!(queued["payload"], json!({"ref": "main"}));
+    // A binary event's errors are told in CloudEvents terms.
+    let (status, body) = serve.request(
+        "POST",
+        "/events",
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "bin2"),
+            ("ce-source", "s"),
+            ("Content-Type", JSON),
+        ],
+        b"{}",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("type"), "{body}");
+    // Binary data that is not JSON is not supported.
+    let (status, _) = serve.request(
+        "POST",
+        "/events",
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "bin3"),
+            ("ce-type", "job.due"),
+            ("ce-source", "s"),
+            ("Content-Type", "text/plain"),
+        ],
+        b"hello",
+    );
+    assert_eq!(status, 415);
+}
+
+#[test]
+fn an_oversized_body_is_refused_without_being_read() {
+    let p = Project::new()
+        .open_schema("job.due")
+        .config(
+            r#"
+            [validation]
+            max_event_bytes = 1000
+            [serve]
+            max_batch_bytes = 4000
+            [handlers.worker]
+            on = ["job.due"]
+            "#,
+        )
+        .handler("worker", "true");
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    // A huge Content-Length and a little of the body: answered at once.
+    let mut s = serve.connect();
+    s.write_all(
+        b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 100000000\r\n\r\n{\"specversion\":",
+    )
+    .unwrap();
+    let (status, body) = response(&mut s);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["errors"][0]["keyword"], "maxEventBytes");
+    // No length given (chunked): read only to just past the cap.
+    let mut s = serve.connect();
+    s.write_all(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 5000, "x".repeat(5000));
+    s.write_all(chunk.as_bytes()).unwrap();
+    // ...and never the final chunk: the answer comes anyway.
+    assert_eq!(response(&mut s).0, 413);
+    // One event over max_event_bytes, under the batch cap.
+    let big = event_with_padding(2000);
+    assert_eq!(serve.post(JSON, &big).0, 413);
+    // The same event inside a batch is one event too large: the intake says so.
+    let (status, body) = serve.post(JSON, &json!([big]));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["keyword"], "maxEventBytes");
+    assert!(p.inbox().is_empty());
+}
+
+fn event_with_padding(bytes: usize) -> Value {
+    let mut e = event("job.due", "big");
+    e["payload"] = json!({"pad": "x".repeat(bytes)});
+    e
+}
+
+#[test]
+fn a_token_is_required_when_set() {
+    let p = Project::new()
+        .open_schema("job.due")
+        .config(
+            r#"
+            [serve]
+            token_env = ["OLD_TOKEN", "NEW_TOKEN"]
+            [handlers.worker]
+            on = ["job.due"]
+            "#,
+        )
+        .handler("worker", "true");
+    let serve = Serve::start_with_env(
+        &p,
+        &["--listen", "127.0.0.1:0"],
+        &[("OLD_TOKEN", "s3cret-old"), ("NEW_TOKEN", "s3cret-new")],
+    );
+    let body = event("job.due", "t1").to_string();
+    let post = |auth: Option<&str>| {
+        let mut h = vec![("Content-Type", JSON)];
+        if let Some(a) = auth {
+            h.push(("Authorization", a));
+        }
+        serve.request("POST", "/events", &h, body.as_bytes()).0
+    };
+    assert_eq!(post(None), 401);
+    assert_eq!(post(Some("Bearer wrong")), 401);
+    assert_eq!(post(Some("s3cret-new")), 401);
+    assert!(p.inbox().is_empty());
+    assert_eq!(post(Some("Bearer s3cret-old")), 202);
+    assert_eq!(post(Some("Bearer s3cret-new")), 202);
+    assert_eq!(p.inbox(), ["t1.json"]);
+}
+
+#[test]
+fn beyond_loopback_without_a_token_refuses_to_start() {
+    let p = project();
+    let out = command(&p, &["--listen", "0.0.0.0:0"], &[])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("beyond loopback") && stderr.contains("token"),
+        "{stderr}"
+    );
+    // The same in autod.toml is a config error.
+    p.set_config(
+        r#"
+        [serve]
+        listen = "0.0.0.0:8080"
+        "#,
+    );
+    let out = command(&p, &[], &[])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("autod.toml") && stderr.contains("beyond loopback"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_broken_schema_is_a_503_not_the_senders_fault() {
+    let p = project();
+    p.write("schemas/job.due.json", "{ not json");
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    let (status, body) = serve.post(JSON, &event("job.due", "x1"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "project");
+    assert!(p.inbox().is_empty());
+}
+
+#[test]
+fn sigterm_stops_it_cleanly() {
+    let p = project();
+    let mut serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    let pid = Pid::from_raw(i32::try_from(serve.child.id()).unwrap()).unwrap();
+    kill_process(pid, Signal::TERM).unwrap();
+    let deadline = std::time::Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(s) = serve.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", serve.stderr());
+    assert!(
+        TcpStream::connect(("127.0.0.1", serve.port)).is_err(),
+        "new connections are refused"
+    );
+}
