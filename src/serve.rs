@@ -29,10 +29,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
-use crate::config::ServeConfig;
+use crate::config::{Config, ServeConfig};
 use crate::event::Violation;
 use crate::intake::Intake;
-use crate::project::Project;
 use crate::schema::Invalid;
 use crate::state::StateDir;
 
@@ -55,14 +54,21 @@ pub struct Server {
 
 impl Server {
     /// Binds `listen` (already checked by [`ServeConfig::check_listen`]) and
-    /// reads the tokens. A token that cannot be read is a usage error.
-    pub async fn bind(project: &Project, cfg: &ServeConfig, listen: SocketAddr) -> Result<Server> {
-        let tokens = read_tokens(&project.root, cfg)?;
-        let intake = Intake::new(&project.root, &project.config)?;
-        let max_event_bytes = project.config.validation.max_event_bytes;
+    /// reads the tokens of `config.serve` (defaults if it has none). A token that cannot be read is a usage error.
+    pub async fn bind(
+        root: &Path,
+        config: &Config,
+        state: &StateDir,
+        listen: SocketAddr,
+    ) -> Result<Server> {
+        let cfg = config.serve.clone().unwrap_or_default();
+        let cfg = &cfg;
+        let tokens = read_tokens(root, cfg)?;
+        let intake = Intake::new(root, config)?;
+        let max_event_bytes = config.validation.max_event_bytes;
         let shared = Arc::new(Shared {
             intake: Mutex::new(intake),
-            state: project.state.clone(),
+            state: state.clone(),
             tokens,
             max_event_bytes,
             max_batch_bytes: cfg.batch_bytes(max_event_bytes),

@@ -21,7 +21,7 @@ pub fn run(project: &Project, args: &ServeArgs) -> Result<Code> {
     rt.block_on(async {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
-        let server = Server::bind(project, &cfg, addr).await?;
+        let server = Server::bind(&project.root, &project.config, &project.state, addr).await?;
         // The one line a supervisor (or a test) waits for: the real address,
         // so `--listen 127.0.0.1:0` tells which port it got.
         eprintln!("autod serve: listening on http://{}", server.local_addr()?);

@@ -212,6 +212,19 @@ pub fn run(project: Project, options: Options) -> Result<Code> {
 async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Result<Code> {
     let (stopping, _) = flag::channel(false);
     let (killing, _) = flag::channel(false);
+    // `[serve]`: the HTTP intake, bound before the announcement (a port in
+    // use is a start failure, exit 2). Its config is the start's: a SIGHUP
+    // does not rebind or re-read tokens (yet).
+    let server = match &project.config.serve {
+        Some(cfg) => {
+            let addr = cfg.check_listen(&cfg.listen).map_err(anyhow::Error::msg)?;
+            Some(
+                crate::serve::Server::bind(&project.root, &project.config, &project.state, addr)
+                    .await?,
+            )
+        }
+        None => None,
+    };
     let limits = Arc::new(Limits::new(options.jobs, &project.config));
     let first = build(
         &project.root,
@@ -250,6 +263,20 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     if swept > 0 {
         tracing::info!("removed {swept} temp files left by writers that were killed mid-write");
     }
+    let (serve_stop, serve_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serve_task = match server {
+        Some(server) => {
+            let addr = server.local_addr()?;
+            let shutdown = async move {
+                let _ = serve_stopped.await;
+            };
+            let task = tokio::spawn(server.run(shutdown, options.grace));
+            // The same readiness line as `autod serve`.
+            eprintln!("autod serve: listening on http://{addr}");
+            Some(task)
+        }
+        None => None,
+    };
     daemon.state.daemon_announce(lock)?;
     let g = daemon.generation();
     tracing::info!(
@@ -288,6 +315,11 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
         "{signal_name}: stopping intake; running handlers get {} to finish",
         humantime::format_duration(options.grace)
     );
+    // HTTP first: no new requests; those in flight finish their inbox writes.
+    let _ = serve_stop.send(());
+    if let Some(task) = serve_task {
+        let _ = task.await;
+    }
     let _ = daemon.stopping.send(true);
     // Changes still waiting out their debounce go to the inbox, for the next start.
     sources.stop().await;

@@ -449,3 +449,106 @@ fn sigterm_stops_it_cleanly() {
         "new connections are refused"
     );
 }
+
+#[test]
+fn a_request_in_flight_at_sigterm_finishes_and_new_ones_are_refused() {
+    let p = project();
+    let mut serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    let body = event("job.due", "late1").to_string();
+    let (first, rest) = body.as_bytes().split_at(10);
+    let mut s = serve.connect();
+    write!(
+        s,
+        "POST /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(first).unwrap();
+    // A request on its own connection proves the first one's headers were read.
+    assert_eq!(serve.request("GET", "/healthz", &[], b"").0, 200);
+    let pid = Pid::from_raw(i32::try_from(serve.child.id()).unwrap()).unwrap();
+    kill_process(pid, Signal::TERM).unwrap();
+    wait_until(LIMIT, "new connections to be refused", || {
+        TcpStream::connect(("127.0.0.1", serve.port)).is_err()
+    });
+    s.write_all(rest).unwrap();
+    let (status, body) = response(&mut s);
+    assert_eq!((status, body), (202, json!({"eventIds": ["late1"]})));
+    assert_eq!(p.inbox(), ["late1.json"]);
+    wait_until(LIMIT, "autod serve to exit", || {
+        serve.child.try_wait().unwrap().is_some()
+    });
+}
+
+#[test]
+fn headers_must_arrive_within_the_request_timeout() {
+    let p = project().config(
+        r#"
+        [serve]
+        request_timeout = "1s"
+        [handlers.worker]
+        on = ["job.due"]
+        "#,
+    );
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    let mut s = serve.connect();
+    s.write_all(b"POST /events HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Never the blank line: the server closes the connection by itself.
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(started.elapsed() < LIMIT, "the connection was held");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn autod_run_serves_when_serve_is_configured() {
+    let p = project().config(
+        r#"
+        [serve]
+        listen = "127.0.0.1:0"
+        [handlers.worker]
+        on = ["job.due"]
+        "#,
+    );
+    let mut daemon = p.start(&[]);
+    let port: u16 = daemon
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("autod serve: listening on http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no readiness line:\n{}", daemon.stderr()))
+        .parse()
+        .unwrap();
+    let serve = Served { port };
+    let (status, _) = serve.post(JSON, &event("job.due", "d1"));
+    assert_eq!(status, 202);
+    wait_until(LIMIT, "d1 to run", || p.lines("ran.txt") == ["d1"]);
+    daemon.terminate();
+    assert!(daemon.wait(LIMIT).success(), "{}", daemon.stderr());
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// A server started by someone else (`autod run`): requests only.
+struct Served {
+    port: u16,
+}
+
+impl Served {
+    fn post(&self, content_type: &str, body: &Value) -> (u16, Value) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        let body = body.to_string();
+        write!(
+            s,
+            "POST /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        response(&mut s)
+    }
+}
