@@ -20,6 +20,8 @@ pub const FILE_NAME: &str = "autod.toml";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_EVENT_BYTES: u64 = 1024 * 1024;
+/// `[serve] request_timeout`: past an hour a client holds a slot for nothing.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 const DEFAULT_LOG_KEEP: u32 = 5;
 
@@ -767,13 +769,40 @@ impl Config {
                 ),
             });
         }
-        if let Some(serve) = &raw.serve
-            && let Err(message) = serve.check_listen(&serve.listen)
-        {
-            problems.push(Problem {
-                line: line_of(text, "listen").or_else(|| line_of(text, "[serve]")),
-                message,
-            });
+        if let Some(serve) = &raw.serve {
+            let line = |key: &str| line_of(text, key).or_else(|| line_of(text, "[serve]"));
+            if let Err(message) = serve.check_listen(&serve.listen) {
+                problems.push(Problem {
+                    line: line("listen"),
+                    message,
+                });
+            }
+            let timeout = serve.request_timeout.0;
+            if timeout.is_zero() {
+                problems.push(Problem {
+                    line: line("request_timeout"),
+                    message: "serve.request_timeout must be longer than 0s".into(),
+                });
+            } else if let Some(message) =
+                too_long("serve.request_timeout", timeout, MAX_REQUEST_TIMEOUT)
+            {
+                problems.push(Problem {
+                    line: line("request_timeout"),
+                    message,
+                });
+            }
+            if serve.max_concurrent == 0 {
+                problems.push(Problem {
+                    line: line("max_concurrent"),
+                    message: "serve.max_concurrent must be at least 1".into(),
+                });
+            }
+            if serve.max_batch_bytes == Some(0) {
+                problems.push(Problem {
+                    line: line("max_batch_bytes"),
+                    message: "serve.max_batch_bytes must be more than 0".into(),
+                });
+            }
         }
         let config = Config {
             path,
@@ -1069,6 +1098,47 @@ mod tests {
         assert!(c.validation.require_schema);
         assert_eq!(c.validation.max_event_bytes, 1024 * 1024);
         assert!(c.handlers.is_empty());
+    }
+
+    #[test]
+    fn serve_table() {
+        assert!(parse("").unwrap().serve.is_none());
+        let c = parse("[serve]\n").unwrap();
+        let serve = c.serve.unwrap();
+        assert_eq!(serve.listen, "127.0.0.1:8080");
+        assert_eq!(serve.batch_bytes(1000), 16_000);
+        let c = parse(
+            "[serve]\nlisten = \"0.0.0.0:80\"\ntoken_env = \"T\"\ntoken_file = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        let serve = c.serve.unwrap();
+        assert_eq!(serve.token_env.0, ["T"]);
+        assert_eq!(serve.token_file.0, ["a", "b"]);
+        let err = parse("[serve]\nlisten = \"0.0.0.0:80\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2: serve.listen") && err.contains("beyond loopback"),
+            "{err}"
+        );
+        let err = parse("[serve]\nlisten = \"[::]:80\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("beyond loopback"), "{err}");
+        assert!(parse("[serve]\nlisten = \"[::1]:80\"\n").is_ok());
+        let err = parse("[serve]\nlisten = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not an address"), "{err}");
+        let err = parse("[serve]\nport = 1\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field `port`"), "{err}");
+        let err = parse("[serve]\nrequest_timeout = \"0s\"\nmax_concurrent = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2: serve.request_timeout") && err.contains(":3: serve.max_concurrent"),
+            "{err}"
+        );
     }
 
     #[test]
