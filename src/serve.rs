@@ -50,6 +50,8 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
+    /// Kept for as long as the server runs.
+    _schemas: Option<notify::RecommendedWatcher>,
 }
 
 impl Server {
@@ -74,6 +76,7 @@ impl Server {
             max_batch_bytes: cfg.batch_bytes(max_event_bytes),
             request_timeout: cfg.request_timeout.0,
         });
+        let schemas = watch_schemas(root, &shared);
         let router = Router::new()
             .route("/events", post(events))
             .route("/healthz", get(healthz))
@@ -89,6 +92,7 @@ impl Server {
             listener,
             router,
             header_timeout: cfg.request_timeout.0,
+            _schemas: schemas,
         })
     }
 
@@ -138,6 +142,45 @@ impl Server {
             );
         }
     }
+}
+
+/// Reads schemas again when a file under `schemas/` changes, as the daemon
+/// does: the server answers by the schemas the daemon will deliver by.
+fn watch_schemas(root: &Path, shared: &Arc<Shared>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = root.join("schemas");
+    if !dir.is_dir() {
+        return None;
+    }
+    let weak = Arc::downgrade(shared);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| e.kind.is_access()) {
+            return;
+        }
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        let mut intake = shared
+            .intake
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = intake.reload_schemas() {
+            tracing::error!(
+                "serve: schemas changed, and the envelope no longer loads: {e}; keeping the old one"
+            );
+        }
+    });
+    let unwatched = |e: notify::Error| {
+        tracing::warn!(
+            "serve: cannot watch schemas/ ({e}); a changed schema is read at the next start"
+        );
+    };
+    let mut watcher = watcher.map_err(unwatched).ok()?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::Recursive)
+        .map_err(unwatched)
+        .ok()?;
+    Some(watcher)
 }
 
 /// The bearer tokens of `token_env` and `token_file`, in that order.

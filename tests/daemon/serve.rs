@@ -552,3 +552,21 @@ impl Served {
         response(&mut s)
     }
 }
+
+#[test]
+fn a_changed_schema_is_used_without_a_restart() {
+    let p = project();
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    assert_eq!(serve.post(JSON, &event("job.due", "v1")).0, 202);
+    p.write(
+        "schemas/job.due.json",
+        r#"{"type": "object", "required": ["n"]}"#,
+    );
+    // The watcher reloads soon after the write; until then the old schema holds.
+    wait_until(LIMIT, "the new schema to reject", || {
+        serve.post(JSON, &event("job.due", "v2")).0 == 400
+    });
+    let mut ok = event("job.due", "v3");
+    ok["payload"] = json!({"n": 1});
+    assert_eq!(serve.post(JSON, &ok).0, 202);
+}
