@@ -570,3 +570,31 @@ fn a_changed_schema_is_used_without_a_restart() {
     ok["payload"] = json!({"n": 1});
     assert_eq!(serve.post(JSON, &ok).0, 202);
 }
+
+#[test]
+fn an_idle_connection_is_closed_after_the_request_timeout() {
+    let p = project().config(
+        r#"
+        [serve]
+        request_timeout = "1s"
+        [handlers.worker]
+        on = ["job.due"]
+        "#,
+    );
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    let mut idle = serve.connect();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    assert!(buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"));
+    // Kept alive after a response: closed the same way (read_to_end returns).
+    let mut s = serve.connect();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    assert!(
+        all.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&all)
+    );
+}
