@@ -220,10 +220,11 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
     if shared.tokens.is_empty() {
         return true;
     }
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-    else {
+    // The scheme is case-insensitive (RFC 9110 11.1); the token is not.
+    let Some(given) = headers.get(header::AUTHORIZATION).and_then(|v| {
+        let v = v.as_bytes();
+        (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
+    }) else {
         return false;
     };
     // Every token is compared, so which one matched does not show in the time.
@@ -461,14 +462,21 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Violation> 
         let Some(attribute) = name.as_str().strip_prefix("ce-") else {
             continue;
         };
-        let value = value.to_str().map_err(|_| {
+        if matches!(attribute, "data" | "data_base64") {
+            return Err(Violation::new(
+                format!("/{attribute}"),
+                "cloudevents",
+                format!("header {name}: in binary mode the data is the body, not a header"),
+            ));
+        }
+        let value = percent_decode(value.as_bytes()).ok_or_else(|| {
             Violation::new(
                 format!("/{attribute}"),
                 "cloudevents",
-                format!("header {name} is not visible ASCII"),
+                format!("header {name} is not percent-encoded UTF-8"),
             )
         })?;
-        ce.insert(attribute.to_owned(), Value::String(value.to_owned()));
+        ce.insert(attribute.to_owned(), Value::String(value));
     }
     if let Some(m) = headers
         .get(header::CONTENT_TYPE)
@@ -487,6 +495,24 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Violation> 
         ce.insert("data".into(), data);
     }
     Ok(serde_json::to_vec(&Value::Object(ce)).unwrap_or_default())
+}
+
+/// A `ce-*` header value: the CloudEvents HTTP binding percent-encodes what
+/// is not printable ASCII (and `%` itself), UTF-8 underneath.
+fn percent_decode(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let hex = std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Validates every event, then (only if all pass) writes each to the inbox.
@@ -523,6 +549,12 @@ fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
         );
     }
     if !errors.is_empty() {
+        tracing::info!(
+            "serve: refused a request of {} events: {} errors, the first: {}",
+            inputs.len(),
+            errors.len(),
+            errors[0]
+        );
         return bad_request(errors);
     }
     let mut ids = Vec::with_capacity(admitted.len());
@@ -558,6 +590,18 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn ce_headers_are_percent_decoded() {
+        assert_eq!(percent_decode(b"a%20b%25").as_deref(), Some("a b%"));
+        assert_eq!(
+            percent_decode("caf%C3%A9".as_bytes()).as_deref(),
+            Some("café")
+        );
+        assert_eq!(percent_decode(b"bad%2"), None);
+        assert_eq!(percent_decode(b"bad%zz"), None);
+        assert_eq!(percent_decode(b"%FF"), None);
     }
 
     #[test]

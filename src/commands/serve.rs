@@ -25,6 +25,12 @@ pub fn run(project: &Project, args: &ServeArgs) -> Result<Code> {
         // The one line a supervisor (or a test) waits for: the real address,
         // so `--listen 127.0.0.1:0` tells which port it got.
         eprintln!("autod serve: listening on http://{}", server.local_addr()?);
+        if project.state.daemon_running().is_none() {
+            tracing::warn!(
+                "no `autod run` is running for {}; accepted events wait in .autod/inbox/ until one starts",
+                project.root.display()
+            );
+        }
         let shutdown = async move {
             let name = tokio::select! {
                 _ = terminate.recv() => "SIGTERM",

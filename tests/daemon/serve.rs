@@ -256,7 +256,7 @@ fn cloudevents_structured_and_binary() {
             ("ce-type", "job.due"),
             ("ce-source", "github"),
             ("ce-time", "2026-11-30T10:00:00Z"),
-            ("ce-subject", "repo/x"),
+            ("ce-subject", "repo/x%20%C3%A9"),
             ("Content-Type", JSON),
         ],
         br#"{"ref":"main"}"#,
@@ -267,7 +267,7 @@ fn cloudevents_structured_and_binary() {
     assert_eq!(queued["eventId"], "bin1");
     assert_eq!(queued["source"], "github");
     assert_eq!(queued["ts"], "2026-11-30T10:00:00Z");
-    assert_eq!(queued["subject"], "repo/x");
+    assert_eq!(queued["subject"], "repo/x é", "percent-decoded");
     assert_eq!(queued["payload"], json!({"ref": "main"}));
     // A binary event's errors are told in CloudEvents terms.
     let (status, body) = serve.request(
@@ -380,6 +380,11 @@ fn a_token_is_required_when_set() {
     assert!(p.inbox().is_empty());
     assert_eq!(post(Some("Bearer s3cret-old")), 202);
     assert_eq!(post(Some("Bearer s3cret-new")), 202);
+    assert_eq!(
+        post(Some("bearer s3cret-new")),
+        202,
+        "the scheme is case-insensitive"
+    );
     assert_eq!(p.inbox(), ["t1.json"]);
 }
 
