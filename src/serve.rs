@@ -35,6 +35,13 @@ use crate::intake::Intake;
 use crate::schema::Invalid;
 use crate::state::StateDir;
 
+/// Events in one batch request at most: each is fsynced before the answer, so
+/// this bounds how long one request takes, not just how big it is.
+const MAX_BATCH_EVENTS: usize = 1000;
+
+/// `/readyz` probes at once: each writes and fsyncs a file.
+const READYZ_CONCURRENT: usize = 4;
+
 /// What the request handlers share.
 struct Shared {
     intake: Mutex<Intake>,
@@ -77,13 +84,20 @@ impl Server {
             request_timeout: cfg.request_timeout.0,
         });
         let schemas = watch_schemas(root, &shared);
+        // The cap is per route: `/events` (the work: validation and fsyncs)
+        // has max_concurrent; `/readyz` (one fsynced probe) a few of its own,
+        // and `/healthz` none, so a full intake still answers its probes.
+        use tower::limit::ConcurrencyLimitLayer;
         let router = Router::new()
-            .route("/events", post(events))
+            .route(
+                "/events",
+                post(events).layer(ConcurrencyLimitLayer::new(cfg.max_concurrent.max(1))),
+            )
+            .route(
+                "/readyz",
+                get(readyz).layer(ConcurrencyLimitLayer::new(READYZ_CONCURRENT)),
+            )
             .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .layer(tower::limit::ConcurrencyLimitLayer::new(
-                cfg.max_concurrent.max(1),
-            ))
             .with_state(shared);
         let listener = TcpListener::bind(listen)
             .await
@@ -438,6 +452,16 @@ fn split(
                     "a batch is a JSON array of events",
                 )));
             };
+            if items.len() > MAX_BATCH_EVENTS {
+                return Err(Box::new(problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "batch-too-long",
+                    format!(
+                        "the batch has {} events, over the {MAX_BATCH_EVENTS} a request may carry (each is fsynced before the answer); split it",
+                        items.len()
+                    ),
+                )));
+            }
             if items.is_empty() {
                 return Err(whole(Violation::new(
                     "",

@@ -238,6 +238,14 @@ fn a_batch_is_all_or_nothing() {
     let (status, body) = serve.post("application/cloudevents-batch+json", &ce);
     assert_eq!((status, body), (202, json!({"eventIds": ["c1", "c2"]})));
     assert_eq!(p.inbox(), ["b1.json", "b2.json", "c1.json", "c2.json"]);
+    // Over 1000 events: refused as a whole, before any is validated.
+    let long: Vec<Value> = (0..1001)
+        .map(|i| event("job.due", &format!("l{i}")))
+        .collect();
+    let (status, body) = serve.post(JSON, &json!(long));
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"], "batch-too-long");
+    assert_eq!(p.inbox().len(), 4);
 }
 
 #[test]
@@ -602,4 +610,57 @@ fn an_idle_connection_is_closed_after_the_request_timeout() {
         "{:?}",
         String::from_utf8_lossy(&all)
     );
+}
+
+#[test]
+fn requests_past_max_concurrent_wait_for_a_slot() {
+    let p = project().config(
+        r#"
+        [serve]
+        max_concurrent = 1
+        [handlers.worker]
+        on = ["job.due"]
+        "#,
+    );
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    let body = event("job.due", "slow1").to_string();
+    let (first, rest) = body.as_bytes().split_at(10);
+    let mut slow = serve.connect();
+    write!(
+        slow,
+        "POST /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    slow.write_all(first).unwrap();
+    // The slow request holds the one slot; a second one waits (300 ms
+    // without an answer is the evidence).
+    let mut second = serve.connect();
+    let body2 = event("job.due", "slow2").to_string();
+    write!(
+        second,
+        "POST /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body2}",
+        body2.len()
+    )
+    .unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let waited = second.read(&mut byte);
+    assert!(
+        waited.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "the second request was answered while the slot was held: {waited:?}"
+    );
+    // Liveness is not behind the cap.
+    assert_eq!(serve.request("GET", "/healthz", &[], b"").0, 200);
+    assert!(p.inbox().is_empty());
+    slow.write_all(rest).unwrap();
+    assert_eq!(response(&mut slow).0, 202);
+    second.set_read_timeout(Some(LIMIT)).unwrap();
+    assert_eq!(response(&mut second).0, 202);
+    assert_eq!(p.inbox(), ["slow1.json", "slow2.json"]);
 }
