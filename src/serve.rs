@@ -98,6 +98,7 @@ impl Server {
                 get(readyz).layer(ConcurrencyLimitLayer::new(READYZ_CONCURRENT)),
             )
             .route("/healthz", get(healthz))
+            .fallback(not_found)
             .with_state(shared);
         let listener = TcpListener::bind(listen)
             .await
@@ -248,6 +249,17 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
         .fold(false, |ok, t| ok | constant_time_eq(given, t))
 }
 
+async fn not_found(uri: axum::http::Uri) -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!(
+            "no {} here; autod serves POST /events, GET /healthz, GET /readyz",
+            uri.path()
+        ),
+    )
+}
+
 async fn healthz() -> Response {
     (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
 }
@@ -370,6 +382,7 @@ async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         Mode::Structured | Mode::Binary => shared.max_event_bytes,
         Mode::Json | Mode::Batch => shared.max_batch_bytes,
     };
+    let batch_cap = matches!(mode, Mode::Json | Mode::Batch);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -377,7 +390,7 @@ async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     if let Some(len) = declared
         && len > cap
     {
-        return too_large(len, cap);
+        return too_large(len, cap, batch_cap);
     }
     let read = Limited::new(body, usize::try_from(cap).unwrap_or(usize::MAX)).collect();
     let bytes = match tokio::time::timeout(shared.request_timeout, read).await {
@@ -392,7 +405,7 @@ async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             );
         }
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return too_large(cap.saturating_add(1), cap);
+            return too_large(cap.saturating_add(1), cap, batch_cap);
         }
         Ok(Err(e)) => {
             return problem(
@@ -414,8 +427,17 @@ async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     }
 }
 
-fn too_large(size: u64, cap: u64) -> Response {
-    let v = crate::event::too_large(size, cap);
+/// `413`; `batch_cap`: the cap was `[serve] max_batch_bytes`, so the hint
+/// names that key.
+fn too_large(size: u64, cap: u64, batch_cap: bool) -> Response {
+    let mut v = crate::event::too_large(size, cap);
+    if batch_cap {
+        v.keyword = "maxBatchBytes".into();
+        v.message = v
+            .message
+            .replace("event is", "the body is")
+            .replace("[validation] max_event_bytes", "[serve] max_batch_bytes");
+    }
     (
         StatusCode::PAYLOAD_TOO_LARGE,
         Json(json!({"errors": [error_entry(None, &v)]})),
@@ -439,7 +461,11 @@ fn split(
             if mode == Mode::Json && first != Some(&b'[') {
                 // One event: the intake's own size check and JSON errors.
                 if bytes.len() as u64 > max_event_bytes {
-                    return Err(Box::new(too_large(bytes.len() as u64, max_event_bytes)));
+                    return Err(Box::new(too_large(
+                        bytes.len() as u64,
+                        max_event_bytes,
+                        false,
+                    )));
                 }
                 return Ok(vec![bytes.to_vec()]);
             }

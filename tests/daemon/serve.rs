@@ -204,7 +204,12 @@ fn status_codes() {
     let (status, _) = serve.request("POST", "/events", &[], b"{}");
     assert_eq!(status, 415);
     // Unknown path, wrong method.
-    assert_eq!(serve.request("GET", "/nope", &[], b"").0, 404);
+    let (status, body) = serve.request("GET", "/nope", &[], b"");
+    assert_eq!(
+        (status, &body["error"]),
+        (404, &json!("not-found")),
+        "{body}"
+    );
     assert_eq!(serve.request("GET", "/events", &[], b"").0, 405);
     // Health.
     assert_eq!(serve.request("GET", "/healthz", &[], b"").0, 200);
@@ -339,7 +344,11 @@ fn an_oversized_body_is_refused_without_being_read() {
     let chunk = format!("{:x}\r\n{}\r\n", 5000, "x".repeat(5000));
     s.write_all(chunk.as_bytes()).unwrap();
     // ...and never the final chunk: the answer comes anyway.
-    assert_eq!(response(&mut s).0, 413);
+    let (status, body) = response(&mut s);
+    assert_eq!(status, 413);
+    assert_eq!(body["errors"][0]["keyword"], "maxBatchBytes");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("[serve] max_batch_bytes"), "{message}");
     // One event over max_event_bytes, under the batch cap.
     let big = event_with_padding(2000);
     assert_eq!(serve.post(JSON, &big).0, 413);
