@@ -392,6 +392,8 @@ async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     {
         return too_large(len, cap, batch_cap);
     }
+    // Past the concurrency cap's permit: `-v` shows which requests hold one.
+    tracing::debug!("serve: POST /events: reading the body (at most {cap} bytes)");
     let read = Limited::new(body, usize::try_from(cap).unwrap_or(usize::MAX)).collect();
     let bytes = match tokio::time::timeout(shared.request_timeout, read).await {
         Err(_) => {

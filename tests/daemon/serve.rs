@@ -475,7 +475,8 @@ fn sigterm_stops_it_cleanly() {
 #[test]
 fn a_request_in_flight_at_sigterm_finishes_and_new_ones_are_refused() {
     let p = project();
-    let mut serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    // `-v`: the server says when it reads a request's body.
+    let mut serve = Serve::start(&p, &["--listen", "127.0.0.1:0", "-v"]);
     let body = event("job.due", "late1").to_string();
     let (first, rest) = body.as_bytes().split_at(10);
     let mut s = serve.connect();
@@ -486,8 +487,9 @@ fn a_request_in_flight_at_sigterm_finishes_and_new_ones_are_refused() {
     )
     .unwrap();
     s.write_all(first).unwrap();
-    // A request on its own connection proves the first one's headers were read.
-    assert_eq!(serve.request("GET", "/healthz", &[], b"").0, 200);
+    wait_until(LIMIT, "the request to be in flight", || {
+        serve.stderr().contains("POST /events: reading the body")
+    });
     let pid = Pid::from_raw(i32::try_from(serve.child.id()).unwrap()).unwrap();
     kill_process(pid, Signal::TERM).unwrap();
     wait_until(LIMIT, "new connections to be refused", || {
@@ -631,7 +633,14 @@ fn requests_past_max_concurrent_wait_for_a_slot() {
         on = ["job.due"]
         "#,
     );
-    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    // `-v`: the server says when a request holds a slot (it reads its body).
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0", "-v"]);
+    let holding = || {
+        serve
+            .stderr()
+            .matches("POST /events: reading the body")
+            .count()
+    };
     let body = event("job.due", "slow1").to_string();
     let (first, rest) = body.as_bytes().split_at(10);
     let mut slow = serve.connect();
@@ -642,8 +651,11 @@ fn requests_past_max_concurrent_wait_for_a_slot() {
     )
     .unwrap();
     slow.write_all(first).unwrap();
-    // The slow request holds the one slot; a second one waits (300 ms
-    // without an answer is the evidence).
+    wait_until(LIMIT, "the slow request to hold the slot", || {
+        holding() == 1
+    });
+    // A second one waits (300 ms without an answer, and not reading its body,
+    // is the evidence).
     let mut second = serve.connect();
     let body2 = event("job.due", "slow2").to_string();
     write!(
@@ -664,6 +676,7 @@ fn requests_past_max_concurrent_wait_for_a_slot() {
         )),
         "the second request was answered while the slot was held: {waited:?}"
     );
+    assert_eq!(holding(), 1, "{}", serve.stderr());
     // Liveness is not behind the cap.
     assert_eq!(serve.request("GET", "/healthz", &[], b"").0, 200);
     assert!(p.inbox().is_empty());
