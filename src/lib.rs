@@ -22,6 +22,10 @@
 //! - **Record** (`engine.rs` using `state/` and `log.rs`): success writes a done
 //!   marker so the pair never runs again for that eventId; failure writes a dead
 //!   letter that `autod retry` (and the daemon) pick up with backoff.
+//! - **HTTP** (`serve.rs`, `autod serve` or `[serve]` in `autod run`): a
+//!   request's events go through the same [`intake::Intake`] as `autod send`
+//!   and are answered `202` only once fsynced in the inbox; the daemon delivers
+//!   them from there, so the server runs nothing itself.
 //! - **Archive** (`state/archive.rs`): every accepted event is also kept, by
 //!   the UTC day of its `ts`, so that `autod replay` (`commands/replay.rs`) can
 //!   send it down the same path again, revalidated, under its own eventId.
