@@ -166,16 +166,8 @@ pub fn dead_notice(
     let name = format!("{}\n{}\ndead", event.id(), record.handler);
     let mut obj = Map::new();
     obj.insert("eventType".into(), event_type.into());
-    obj.insert(
-        "eventId".into(),
-        uuid::Uuid::new_v5(&CHILD_NAMESPACE, name.as_bytes())
-            .to_string()
-            .into(),
-    );
-    obj.insert("source".into(), "autod".into());
-    obj.insert("causationId".into(), event.id().into());
-    obj.insert("correlationId".into(), event.correlation_id().into());
-    obj.insert(DEPTH_FIELD.into(), (depth(event) + 1).into());
+    let id = uuid::Uuid::new_v5(&CHILD_NAMESPACE, name.as_bytes()).to_string();
+    stamp(&mut obj, event, id, "autod".to_owned(), depth(event) + 1);
     obj.insert(
         "payload".into(),
         serde_json::json!({
@@ -237,19 +229,19 @@ fn child(
             "a follow-up is an autod event (eventType, payload), not a CloudEvent".to_owned(),
         );
     }
-    let set = |obj: &mut Map<String, Value>, k: &str, v: Value| {
-        obj.insert(k.to_owned(), v);
-    };
-    set(
-        &mut obj,
-        "eventId",
-        child_id(parent.id(), handler, line).into(),
-    );
-    set(&mut obj, "source", format!("handler:{handler}").into());
-    set(&mut obj, "causationId", parent.id().into());
-    set(&mut obj, "correlationId", parent.correlation_id().into());
-    set(&mut obj, DEPTH_FIELD, depth.into());
+    let id = child_id(parent.id(), handler, line);
+    stamp(&mut obj, parent, id, format!("handler:{handler}"), depth);
     Ok(obj)
+}
+
+/// The fields autod owns on an event it accepts because of `parent` (a
+/// follow-up, an `on_dead` notice), replacing whatever was written there.
+fn stamp(obj: &mut Map<String, Value>, parent: &Event, id: String, source: String, depth: u64) {
+    obj.insert("eventId".into(), id.into());
+    obj.insert("source".into(), source.into());
+    obj.insert("causationId".into(), parent.id().into());
+    obj.insert("correlationId".into(), parent.correlation_id().into());
+    obj.insert(DEPTH_FIELD.into(), depth.into());
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -128,6 +128,14 @@ impl PairOutcome {
     }
 }
 
+/// Every follow-up the pairs of one event emitted, for the caller to deliver.
+pub fn follow_ups_of(outcomes: &[PairOutcome]) -> Vec<chain::FollowUp> {
+    outcomes
+        .iter()
+        .flat_map(|o| o.follow_ups.iter().cloned())
+        .collect()
+}
+
 /// The handlers of `outcomes` whose outcome autod could not write, joined for
 /// a message; `None` when every outcome was written.
 pub fn unrecorded(outcomes: &[PairOutcome]) -> Option<String> {
@@ -288,7 +296,7 @@ impl Engine {
             let outcomes = self
                 .deliver(Arc::clone(&event), child.handlers.clone(), Mode::Requested)
                 .await;
-            queue.extend(outcomes.iter().flat_map(|o| o.follow_ups.iter().cloned()));
+            queue.extend(follow_ups_of(&outcomes));
             if outcomes.iter().all(PairOutcome::recorded)
                 && let Err(e) = self.state.processing_forget(event.id())
             {

@@ -160,10 +160,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &DispatchArgs) -> Result<Cod
                     if force { Mode::Forced } else { Mode::Requested },
                 )
                 .await;
-            let children: Vec<_> = outcomes
-                .iter()
-                .flat_map(|o| o.follow_ups.iter().cloned())
-                .collect();
+            let children = crate::engine::follow_ups_of(&outcomes);
             let _ = tx.send((label, event, outcomes));
             // The whole chain runs in this invocation, and its outcomes count
             // in the exit code like the root's (SPEC 8).

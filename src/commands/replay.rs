@@ -391,10 +391,7 @@ fn deliver(
                         }
                         let event = Arc::new(c.event);
                         let outcomes = engine.deliver(Arc::clone(&event), c.handlers, mode).await;
-                        let children: Vec<_> = outcomes
-                            .iter()
-                            .flat_map(|o| o.follow_ups.iter().cloned())
-                            .collect();
+                        let children = crate::engine::follow_ups_of(&outcomes);
                         let _ = tx.send((event, outcomes, false));
                         engine
                             .deliver_follow_ups(children, |child, outcomes| {

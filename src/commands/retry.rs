@@ -153,25 +153,18 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
         }
         results
     });
-    let mut ok = 0;
-    let mut failed = 0;
+    let mut tally = Tally {
+        ok: 0,
+        failed: 0,
+        code,
+    };
     let mut json_runs = Vec::new();
     for (record, result) in results {
         match result {
             Ok((outcome, chained)) => {
                 let mut follow_ups = Vec::new();
                 for (child, outcomes) in chained {
-                    for o in &outcomes {
-                        if o.unrecorded {
-                            code = code.worst(Code::Usage);
-                        }
-                        if o.failed() {
-                            failed += 1;
-                            code = code.worst(Code::Failed);
-                        } else {
-                            ok += 1;
-                        }
-                    }
+                    outcomes.iter().for_each(|o| tally.add(o));
                     follow_ups.push(json!({"eventId": child.event.id(), "eventType": child.event.event_type(), "runs": outcomes}));
                 }
                 if outcome.unrecorded {
@@ -180,20 +173,14 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
                         record.handler,
                         record.event_id
                     );
-                    code = code.worst(Code::Usage);
                 }
-                if outcome.failed() {
-                    failed += 1;
-                    code = code.worst(Code::Failed);
-                } else {
-                    ok += 1;
-                }
+                tally.add(&outcome);
                 json_runs.push(json!({"eventId": record.event_id, "outcome": outcome, "followUps": follow_ups}));
             }
             Err(msg) => {
                 tracing::error!("{} {}: {msg}", record.handler, record.event_id);
-                failed += 1;
-                code = code.worst(Code::Failed);
+                tally.failed += 1;
+                tally.code = tally.code.worst(Code::Failed);
                 json_runs.push(
                     json!({"eventId": record.event_id, "handler": record.handler, "error": msg}),
                 );
@@ -202,21 +189,12 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
     }
     let mut json_recovered = Vec::new();
     for (event, outcomes) in recovered {
-        for o in &outcomes {
-            if o.unrecorded {
-                code = code.worst(Code::Usage);
-            }
-            if o.failed() {
-                failed += 1;
-                code = code.worst(Code::Failed);
-            } else {
-                ok += 1;
-            }
-        }
+        outcomes.iter().for_each(|o| tally.add(o));
         json_recovered.push(
             json!({"eventId": event.id(), "eventType": event.event_type(), "runs": outcomes}),
         );
     }
+    let Tally { ok, failed, code } = tally;
     tracing::info!("retried {}: {ok} ok, {failed} failed", ok + failed);
     if g.json {
         output::json(
@@ -290,10 +268,7 @@ async fn finish_left_over(
                 crate::engine::Mode::Automatic,
             )
             .await;
-        let children: Vec<_> = outcomes
-            .iter()
-            .flat_map(|o| o.follow_ups.iter().cloned())
-            .collect();
+        let children = crate::engine::follow_ups_of(&outcomes);
         if outcomes.iter().all(crate::engine::PairOutcome::recorded)
             && let Err(e) = project.state.processing_done(&claimed)
         {
@@ -307,4 +282,26 @@ async fn finish_left_over(
             .await;
     }
     out
+}
+
+/// The pairs a retry ran, and the exit code they make: one count for the
+/// retried pairs, their chains' and the left-over events' alike.
+struct Tally {
+    ok: usize,
+    failed: usize,
+    code: Code,
+}
+
+impl Tally {
+    fn add(&mut self, o: &crate::engine::PairOutcome) {
+        if o.unrecorded {
+            self.code = self.code.worst(Code::Usage);
+        }
+        if o.failed() {
+            self.failed += 1;
+            self.code = self.code.worst(Code::Failed);
+        } else {
+            self.ok += 1;
+        }
+    }
 }
