@@ -7,6 +7,7 @@
 
 mod chaining;
 mod helper;
+mod http;
 
 mod clock;
 mod crash;

@@ -3,16 +3,16 @@
 //! for), and requests are written by hand on a `TcpStream`, so the malformed
 //! and oversized cases are exactly what is sent.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::Stdio;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::{Value, json};
 
 use crate::helper::{LIMIT, Project, event, wait_until};
+use crate::http::{Client, JSON, Serve, response, serve_command};
 
 fn project() -> Project {
     Project::new()
@@ -25,134 +25,6 @@ fn project() -> Project {
         )
         .handler("worker", r#"echo "$AUTOD_EVENT_ID" >> ran.txt"#)
 }
-
-/// A running `autod serve`; SIGKILLed on drop.
-struct Serve {
-    child: Child,
-    port: u16,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Serve {
-    fn start(p: &Project, args: &[&str]) -> Serve {
-        Serve::start_with_env(p, args, &[])
-    }
-
-    fn start_with_env(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Serve {
-        let mut child = command(p, args, env)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("autod serve starts");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let all = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("autod serve: listening on http://") {
-                    let _ = tx.send(addr.to_owned());
-                }
-                all.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let addr = rx.recv_timeout(LIMIT).unwrap_or_else(|_| {
-            panic!(
-                "autod serve printed no readiness line; stderr:\n{}",
-                stderr.lock().unwrap()
-            )
-        });
-        let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
-        Serve {
-            child,
-            port,
-            stderr,
-        }
-    }
-
-    fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(LIMIT)).unwrap();
-        s
-    }
-
-    /// One request (`Connection: close`), the status and the body as JSON.
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, Value) {
-        let mut s = self.connect();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        response(&mut s)
-    }
-
-    fn post(&self, content_type: &str, body: &Value) -> (u16, Value) {
-        self.request(
-            "POST",
-            "/events",
-            &[("Content-Type", content_type)],
-            body.to_string().as_bytes(),
-        )
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- stderr of autod serve ---\n{}", self.stderr());
-        }
-    }
-}
-
-fn command(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autod"));
-    cmd.arg("serve")
-        .args(args)
-        .arg("--root")
-        .arg(p.root())
-        .current_dir(p.root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    for var in ["AUTOD_ROOT", "AUTOD_LOG", "AUTOD_LOG_FORMAT"] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied());
-    cmd
-}
-
-/// Reads a whole response (the server closes after it); status and JSON body.
-fn response(s: &mut TcpStream) -> (u16, Value) {
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the response");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"))
-    };
-    (status, body)
-}
-
-const JSON: &str = "application/json";
 
 #[test]
 fn an_event_is_accepted_into_the_inbox_and_the_daemon_runs_it() {
@@ -408,7 +280,7 @@ fn a_token_is_required_when_set() {
 #[test]
 fn beyond_loopback_without_a_token_refuses_to_start() {
     let p = project();
-    let out = command(&p, &["--listen", "0.0.0.0:0"], &[])
+    let out = serve_command(&p, &["--listen", "0.0.0.0:0"], &[])
         .stderr(Stdio::piped())
         .output()
         .unwrap();
@@ -425,7 +297,7 @@ fn beyond_loopback_without_a_token_refuses_to_start() {
         listen = "0.0.0.0:8080"
         "#,
     );
-    let out = command(&p, &[], &[])
+    let out = serve_command(&p, &[], &[])
         .stderr(Stdio::piped())
         .output()
         .unwrap();
@@ -541,40 +413,14 @@ fn autod_run_serves_when_serve_is_configured() {
         "#,
     );
     let mut daemon = p.start(&[]);
-    let port: u16 = daemon
-        .stderr()
-        .lines()
-        .find_map(|l| l.strip_prefix("autod serve: listening on http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no readiness line:\n{}", daemon.stderr()))
-        .parse()
-        .unwrap();
-    let serve = Served { port };
+    let serve = Client::of_daemon(&daemon);
+    let port = serve.port;
     let (status, _) = serve.post(JSON, &event("job.due", "d1"));
     assert_eq!(status, 202);
     wait_until(LIMIT, "d1 to run", || p.lines("ran.txt") == ["d1"]);
     daemon.terminate();
     assert!(daemon.wait(LIMIT).success(), "{}", daemon.stderr());
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
-}
-
-/// A server started by someone else (`autod run`): requests only.
-struct Served {
-    port: u16,
-}
-
-impl Served {
-    fn post(&self, content_type: &str, body: &Value) -> (u16, Value) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(LIMIT)).unwrap();
-        let body = body.to_string();
-        write!(
-            s,
-            "POST /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        response(&mut s)
-    }
 }
 
 #[test]
