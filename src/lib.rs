@@ -60,6 +60,7 @@ pub mod intake;
 pub mod limits;
 pub mod lint;
 pub mod log;
+pub mod metrics;
 mod output;
 pub mod project;
 pub mod retry;
