@@ -245,17 +245,51 @@ pub fn consumer_in_process() {
     REGISTRY.consumer.store(true, Ordering::SeqCst);
 }
 
-/// An event accepted by `door`; `event_type` is already bounded (the
-/// eventType, or [`UNKNOWN_TYPE`]).
-pub fn event_accepted(event_type: &str, door: Door, event_id: &str) {
+fn event_accepted(event_type: &str, door: Door) {
     bump(
         &mut lock(&REGISTRY.counts).accepted,
         &[event_type, door.as_str()],
     );
-    if door != Door::Inbox && REGISTRY.consumer.load(Ordering::SeqCst) {
-        let mut ids = lock(&REGISTRY.counted_at_door);
-        if ids.len() < MAX_PENDING_IDS {
-            ids.insert(event_id.to_owned());
+}
+
+/// An event a door is about to write to the inbox; made before the write,
+/// since the consumer may take the file the moment it is there. Counted as
+/// accepted by [`Queueing::queued`]; dropped without it, it is forgotten.
+pub struct Queueing {
+    event_type: String,
+    door: Door,
+    event_id: Option<String>,
+}
+
+impl Queueing {
+    /// `event_type` is already bounded (the eventType, or [`UNKNOWN_TYPE`]).
+    pub fn new(event_type: &str, door: Door, event_id: &str) -> Queueing {
+        let mut remembered = None;
+        if REGISTRY.consumer.load(Ordering::SeqCst) {
+            let mut ids = lock(&REGISTRY.counted_at_door);
+            if ids.len() < MAX_PENDING_IDS && ids.insert(event_id.to_owned()) {
+                remembered = Some(event_id.to_owned());
+            }
+        }
+        Queueing {
+            event_type: event_type.to_owned(),
+            door,
+            event_id: remembered,
+        }
+    }
+
+    /// The event is in the inbox.
+    pub fn queued(mut self) {
+        event_accepted(&self.event_type, self.door);
+        // Left in the set, for the consumer to find.
+        self.event_id = None;
+    }
+}
+
+impl Drop for Queueing {
+    fn drop(&mut self) {
+        if let Some(id) = &self.event_id {
+            lock(&REGISTRY.counted_at_door).remove(id);
         }
     }
 }
@@ -266,7 +300,7 @@ pub fn event_delivered(event_type: &str, event_id: &str) {
     if lock(&REGISTRY.counted_at_door).remove(event_id) {
         return;
     }
-    event_accepted(event_type, Door::Inbox, event_id);
+    event_accepted(event_type, Door::Inbox);
 }
 
 /// An event refused, for `reason` (see [`reason`]).

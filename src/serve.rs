@@ -660,6 +660,8 @@ fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
     }
     let mut ids = Vec::with_capacity(admitted.len());
     for (a, (event_type, _)) in admitted.iter().zip(&tally) {
+        let counted =
+            crate::metrics::Queueing::new(event_type, crate::metrics::Door::Http, a.event.id());
         if let Err(e) = shared.state.inbox_put(&a.event) {
             tracing::error!("serve: {} not queued: {e:#}", a.event.id());
             // Those before it are queued; the inbox is idempotent by eventId,
@@ -676,7 +678,7 @@ fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
             );
         }
         tracing::debug!("serve: queued {}", a.event.id());
-        crate::metrics::event_accepted(event_type, crate::metrics::Door::Http, a.event.id());
+        counted.queued();
         ids.push(Value::String(a.event.id().to_owned()));
     }
     (StatusCode::ACCEPTED, Json(json!({"eventIds": ids}))).into_response()
