@@ -256,9 +256,10 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
     let admitted = match admitted {
         Ok(a) => {
             let intake = generation.intake.lock().expect("intake lock");
-            let label = intake.metric_type(Some(a.event.event_type()));
-            crate::metrics::event_delivered(label, a.event.id());
-            drop(intake);
+            crate::metrics::event_delivered(
+                intake.metric_type(Some(a.event.event_type())),
+                a.event.id(),
+            );
             a
         }
         Err(invalid) => {
