@@ -513,3 +513,46 @@ fn parser_reads_escaped_label_values() {
     assert_eq!(s.labels["le"], "+Inf");
     assert_eq!(s.value, 3.0);
 }
+
+#[test]
+fn a_running_handler_is_in_flight_and_its_event_in_processing() {
+    let p = Project::new()
+        .open_schema("job.due")
+        .config(
+            r#"
+            [serve]
+            listen = "127.0.0.1:0"
+            [handlers.slow]
+            on = ["job.due"]
+            "#,
+        )
+        // Runs until the test lets it finish: the state in between is the point.
+        .handler(
+            "slow",
+            "touch started; while [ ! -e release ]; do sleep 0.02; done",
+        );
+    let daemon = p.start(&[]);
+    let client = Client::of_daemon(&daemon);
+    assert_eq!(client.post(JSON, &event("job.due", "r1")).0, 202);
+    wait_until(LIMIT, "the handler to start", || p.exists("started"));
+    let m = scrape(&client);
+    assert_eq!(
+        m.get("autod_runs_in_flight", &[("handler", "slow")]),
+        Some(1.0)
+    );
+    assert_eq!(m.get("autod_processing_events", &[]), Some(1.0));
+    assert_eq!(m.get("autod_inbox_events", &[]), Some(0.0));
+    assert!(m.all("autod_runs_total").is_empty(), "not finished yet");
+    p.write("release", "");
+    settled(&p, 1, 0);
+    let m = scrape(&client);
+    assert_eq!(
+        m.get("autod_runs_in_flight", &[("handler", "slow")]),
+        Some(0.0)
+    );
+    assert_eq!(m.get("autod_processing_events", &[]), Some(0.0));
+    assert_eq!(
+        m.get("autod_runs_total", &[("handler", "slow"), ("result", "ok")]),
+        Some(1.0)
+    );
+}
