@@ -26,6 +26,9 @@
 //!   request's events go through the same [`intake::Intake`] as `autod send`
 //!   and are answered `202` only once fsynced in the inbox; the daemon delivers
 //!   them from there, so the server runs nothing itself.
+//! - **Metrics** (`metrics.rs`, `GET /metrics`): counted beside the decisions
+//!   (the run-log write, the handler process, the doors), never deciding
+//!   anything; on-disk gauges are counted from `state/` when scraped.
 //! - **Archive** (`state/archive.rs`): every accepted event is also kept, by
 //!   the UTC day of its `ts`, so that `autod replay` (`commands/replay.rs`) can
 //!   send it down the same path again, revalidated, under its own eventId.
@@ -60,6 +63,7 @@ pub mod intake;
 pub mod limits;
 pub mod lint;
 pub mod log;
+pub mod metrics;
 mod output;
 pub mod project;
 pub mod retry;
