@@ -5,10 +5,12 @@
 //! A failed fsync fails the operation (the "fsyncgate" lesson: the kernel may have
 //! dropped the dirty pages, so retrying the fsync proves nothing).
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, PoisonError};
 
 /// Files under `.autod/` are private: events can hold anything.
 pub const FILE_MODE: u32 = 0o600;
@@ -314,14 +316,128 @@ pub fn create_dir(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Makes every entry change made in `dir` before this call durable.
+///
+/// Concurrent callers share one fsync (group commit): a folder's fsyncs
+/// are serialised by the kernel, so N writers each syncing the inbox took N
+/// fsyncs one after another (the HTTP intake topped out at one request per
+/// folder fsync). A caller waits for an fsync that *started* after it was
+/// called, so what it changed is covered, exactly as its own fsync would.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    let group = {
+        let mut groups = DIR_SYNCS.lock().unwrap_or_else(PoisonError::into_inner);
+        groups.entry(dir.to_path_buf()).or_default().clone()
+    };
+    group.sync(|| File::open(dir)?.sync_all())
+}
+
+/// One [`DirSync`] per folder path (a different spelling of the same folder
+/// only batches less). Folders are few: the state layout's, and one per
+/// archive day.
+static DIR_SYNCS: LazyLock<Mutex<HashMap<PathBuf, Arc<DirSync>>>> = LazyLock::new(Default::default);
+
+/// Group commit for one folder's fsync.
+#[derive(Default)]
+struct DirSync {
+    state: Mutex<SyncRound>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct SyncRound {
+    /// fsyncs begun so far; the one in progress, if any, is number `started`.
+    started: u64,
+    /// The number of the last finished fsync, and how it went (the OS error
+    /// code, or `None`: success).
+    finished: u64,
+    outcome: Option<(io::ErrorKind, Option<i32>, String)>,
+    running: bool,
+}
+
+impl DirSync {
+    fn sync(&self, fsync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        let mut round = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // The one in progress may have begun before this caller's change.
+        let needed = round.started + 1;
+        let mut fsync = Some(fsync);
+        loop {
+            if round.finished >= needed {
+                return match &round.outcome {
+                    None => Ok(()),
+                    Some((_, Some(code), _)) => Err(io::Error::from_raw_os_error(*code)),
+                    Some((kind, None, message)) => Err(io::Error::new(*kind, message.clone())),
+                };
+            }
+            if round.running {
+                round = self
+                    .done
+                    .wait(round)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            round.running = true;
+            round.started += 1;
+            let number = round.started;
+            drop(round);
+            let result = fsync.take().map_or(Ok(()), |f| f());
+            round = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            round.running = false;
+            round.finished = number;
+            round.outcome = result
+                .as_ref()
+                .err()
+                .map(|e| (e.kind(), e.raw_os_error(), e.to_string()));
+            self.done.notify_all();
+            return result;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_shared_folder_fsync_starts_after_every_change_it_covers() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let group = DirSync::default();
+        let changes = AtomicU64::new(0);
+        // What the fsync in progress covers: the changes made before it began.
+        let covered = AtomicU64::new(0);
+        let rounds = AtomicU64::new(0);
+        let start = std::sync::Barrier::new(16);
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    start.wait();
+                    for _ in 0..20 {
+                        let mine = changes.fetch_add(1, Ordering::SeqCst) + 1;
+                        group
+                            .sync(|| {
+                                rounds.fetch_add(1, Ordering::SeqCst);
+                                covered.fetch_max(changes.load(Ordering::SeqCst), Ordering::SeqCst);
+                                std::thread::sleep(std::time::Duration::from_millis(1));
+                                Ok(())
+                            })
+                            .unwrap();
+                        assert!(covered.load(Ordering::SeqCst) >= mine);
+                    }
+                });
+            }
+        });
+        assert!(rounds.load(Ordering::SeqCst) <= 320);
+    }
+
+    #[test]
+    fn a_failed_shared_fsync_fails_its_callers() {
+        let group = DirSync::default();
+        let e = group
+            .sync(|| Err(io::Error::from_raw_os_error(28)))
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(28));
+        group.sync(|| Ok(())).unwrap();
+    }
 
     #[test]
     fn write_replaces_and_is_private() {
