@@ -25,7 +25,10 @@
 //! - **HTTP** (`serve.rs`, `autod serve` or `[serve]` in `autod run`): a
 //!   request's events go through the same [`intake::Intake`] as `autod send`
 //!   and are answered `202` only once fsynced in the inbox; the daemon delivers
-//!   them from there, so the server runs nothing itself.
+//!   them from there, so the server runs nothing itself. A webhook
+//!   (`POST /hooks/<name>`, `hooks.rs`) is checked against its signature
+//!   (`signature.rs`) over the raw body, made into an event by its templates
+//!   (`template.rs`), and admitted the same way.
 //! - **Archive** (`state/archive.rs`): every accepted event is also kept, by
 //!   the UTC day of its `ts`, so that `autod replay` (`commands/replay.rs`) can
 //!   send it down the same path again, revalidated, under its own eventId.
