@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -226,24 +226,14 @@ fn checked_id(t: &Template, key: &str, what: &str, value: &str) -> Result<(), Un
 
 /// The body as the payload (see the module's doc).
 fn payload(scheme: Option<Scheme>, headers: &HeaderMap, body: &[u8]) -> Result<Value, Unusable> {
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+    let media = crate::media::media_type(headers);
     match media.as_deref() {
-        Some(m) if m == "application/json" || m.ends_with("+json") => serde_json::from_slice(body)
-            .map_err(|e| Unusable {
-                kind: "body",
-                message: format!("the body is not valid JSON, as its Content-Type {m} says: {e}"),
-            }),
+        Some(m) if crate::media::is_json(m) => serde_json::from_slice(body).map_err(|e| Unusable {
+            kind: "body",
+            message: format!("the body is not valid JSON, as its Content-Type {m} says: {e}"),
+        }),
         Some("application/x-www-form-urlencoded") => {
-            let fields = crate::urlencoded::form(body).ok_or_else(|| Unusable {
+            let fields = crate::media::form(body).ok_or_else(|| Unusable {
                 kind: "body",
                 message: "the form body has a broken `%` escape or is not UTF-8".into(),
             })?;

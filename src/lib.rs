@@ -64,6 +64,7 @@ pub mod intake;
 pub mod limits;
 pub mod lint;
 pub mod log;
+mod media;
 mod output;
 pub mod project;
 pub mod retry;
@@ -75,7 +76,6 @@ pub mod signature;
 pub mod state;
 pub mod template;
 pub mod time;
-mod urlencoded;
 pub mod zone;
 
 use clap::Parser;

@@ -1,8 +1,27 @@
-//! Percent-encoding, decoded: CloudEvents binary-mode header values
-//! (src/serve.rs) and `application/x-www-form-urlencoded` webhook bodies
-//! (src/hooks.rs). Decoding only; autod never writes either.
+//! What a request body is, for `/events` (src/serve.rs) and `/hooks/*`
+//! (src/hooks.rs): its media type, and percent-encoded text decoded
+//! (CloudEvents binary-mode header values, `application/x-www-form-urlencoded`
+//! bodies). Reading only; autod never writes either encoding.
 
+use axum::http::{HeaderMap, header};
 use serde_json::{Map, Value};
+
+/// The media type, lowercased, without parameters (`; charset=utf-8`).
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// `application/json` and the `+json` types (`application/cloudevents+json`, …).
+pub fn is_json(m: &str) -> bool {
+    m == "application/json" || m.ends_with("+json")
+}
 
 /// `%XX` sequences decoded, UTF-8 underneath; `None` for a broken `%` or
 /// bytes that are not UTF-8.
@@ -55,6 +74,18 @@ pub fn form(body: &[u8]) -> Option<Map<String, Value>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn media_types_lose_parameters_and_case() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            "Application/JSON; charset=utf-8".parse().unwrap(),
+        );
+        assert_eq!(media_type(&h).as_deref(), Some("application/json"));
+        assert!(is_json("application/json") && is_json("application/cloudevents+json"));
+        assert!(!is_json("text/plain"));
+    }
 
     #[test]
     fn ce_headers_are_percent_decoded() {
