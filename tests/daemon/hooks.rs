@@ -649,3 +649,52 @@ fn the_server_refuses_to_start_without_its_secrets_or_with_an_unsigned_hook_beyo
         "{stderr}"
     );
 }
+
+/// `signature = "hmac-sha256"`: a plain HMAC of the body, hex or `sha256=hex`,
+/// in the header the hook names.
+#[test]
+fn a_generic_hmac_hook_checks_its_own_header() {
+    let p = Project::new()
+        .open_schema("shop.order")
+        .config(
+            r#"
+            [webhooks.shop]
+            event_type = "shop.order"
+            event_id = "order-{body.id}"
+            signature = "hmac-sha256"
+            signature_header = "X-Shop-Hmac"
+            secret_env = "SHOP_SECRET"
+
+            [handlers.worker]
+            on = ["shop.*"]
+            "#,
+        )
+        .handler("worker", "true");
+    let serve = Serve::start_with_env(&p, &["--listen", "127.0.0.1:0"], &[("SHOP_SECRET", "sh0p")]);
+    let body = r#"{"id":41}"#;
+    let hex = hmac_hex(b"sh0p", body.as_bytes());
+    let post = |header: &str, value: &str| {
+        serve.request(
+            "POST",
+            "/hooks/shop",
+            &[("Content-Type", JSON), (header, value)],
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(
+        post("X-Shop-Hmac", &hex),
+        (202, json!({"eventIds": ["order-41"]}))
+    );
+    assert_eq!(post("x-shop-hmac", &format!("sha256={hex}")).0, 202);
+    let (status, answer) = post("X-Signature", &hex);
+    assert_eq!(status, 401);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("no X-Shop-Hmac header"),
+        "{answer}"
+    );
+    assert_eq!(post("X-Shop-Hmac", &hex[..40]).0, 401);
+    assert_eq!(p.inbox(), ["order-41.json"]);
+}
