@@ -26,6 +26,12 @@ fn a_signed_routed_hook_is_clean() {
     );
     let run = p.lint(&["--strict"]);
     // PATH is set, but it is no whsec_ secret: the one finding.
+    let rules: Vec<String> = run
+        .findings()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rules, ["webhook-secret"], "{}", run.stdout);
     let w = run.finding("webhook-secret");
     assert!(
         w["message"]
