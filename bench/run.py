@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 AUTOD = ROOT / "target" / "release" / "autod"
 RESULTS = {}
-ALL = ["oneshot", "batch", "daemon", "validation", "memory", "lint", "chain"]
+ALL = ["oneshot", "batch", "daemon", "validation", "memory", "lint", "chain", "serve"]
 
 
 # Every benchmark's folder is removed only when the whole run ends. On ext4
@@ -147,10 +148,10 @@ def bench_batch(quick: bool):
 
 
 class Daemon:
-    def __init__(self, root: Path, env=None):
+    def __init__(self, root: Path, env=None, jobs: list[str] = ["--jobs", "2"]):
         self.root = root
         self.err = open(root / "daemon.err", "w")
-        self.proc = subprocess.Popen([str(AUTOD), "--root", str(root), "run", "--jobs", "2"],
+        self.proc = subprocess.Popen([str(AUTOD), "--root", str(root), "run", *jobs],
                                      stderr=self.err, stdout=subprocess.DEVNULL, env=env)
         deadline = time.time() + 10
         while not (root / ".autod" / "daemon.json").exists():
@@ -391,6 +392,130 @@ def bench_chain(quick: bool):
     }
 
 
+LOAD = ROOT / "bench" / "http-load" / "target" / "release" / "http-load"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str):
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}) before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def http_load(port: int, path: str, body: str, requests: int, prefix: str, out: Path) -> dict:
+    r = sh([str(LOAD), "--port", str(port), "--path", path, "--clients", "16", "--requests", str(requests),
+            "--body", body, "--prefix", prefix, "--out", str(out)], capture_output=True, text=True)
+    res = json.loads(r.stdout)
+    if res["ok"] != requests:
+        raise RuntimeError(f"only {res['ok']} of {requests} requests were accepted: {res}")
+    return res
+
+
+def start_latencies(sent: Path, stamps: Path) -> tuple[float, float]:
+    """p50 and p99, in ms, from sending a request to its handler's start."""
+    at = {}
+    for line in open(sent):
+        rid, ns, _status, _lat = line.split()
+        at[rid] = int(ns)
+    lat = sorted((int(ns) - at[rid]) / 1e6 for rid, ns in (l.split() for l in open(stamps)))
+    if len(lat) != len(at):
+        raise RuntimeError(f"{len(lat)} handler starts for {len(at)} requests")
+    return statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def bench_serve(quick: bool, stamp: Path):
+    """autod serve against adnanh/webhook (Debian's `webhook`), on the same
+    handler (bench/stamp.c: records its start, drains stdin, like `cat`)."""
+    if shutil.which("webhook") is None:
+        sh(["apt-get", "install", "-y", "-q", "webhook"], stdout=subprocess.DEVNULL)
+    if not LOAD.exists():
+        sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT / "bench" / "http-load")
+    count = 400 if quick else 4000
+    body = json.dumps(event(0)).replace('"ev-0"', '"{id}"')
+    results = {}
+    with workdir() as d:
+        d = Path(d)
+        stamps, sent = d / "stamps.txt", d / "sent.txt"
+        # The same request as autod gets; the id reaches the handler as
+        # AUTOD_EVENT_ID, the variable stamp.c records.
+        (d / "hooks.json").write_text(json.dumps([{
+            "id": "bench", "execute-command": str(stamp),
+            "pass-environment-to-command": [{"source": "header", "name": "X-Id", "envname": "AUTOD_EVENT_ID"}],
+        }]))
+        port = free_port()
+        with open(d / "webhook.err", "w") as err:
+            proc = subprocess.Popen(["webhook", "-hooks", str(d / "hooks.json"), "-ip", "127.0.0.1",
+                                     "-port", str(port)], env=dict(os.environ, STAMP_FILE=str(stamps)),
+                                    stdout=err, stderr=err)
+            try:
+                wait_port(port, proc, "webhook")
+                res = http_load(port, "/hooks/bench", body, count, "w", sent)
+                wait_for_lines(stamps, count, 120)
+                results["webhook"] = (res, start_latencies(sent, stamps))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    with workdir() as d:
+        d = Path(d)
+        port = free_port()
+        p = project(d, "#!/bin/sh\nexit 1\n",
+                    f'command = ["{stamp}"]\n\n[serve]\nlisten = "127.0.0.1:{port}"\n')
+        stamps, sent = p / "stamps.txt", p / "sent.txt"
+        # The daemon's default --jobs: what a user gets.
+        daemon = Daemon(p, dict(os.environ, STAMP_FILE=str(stamps)), jobs=[])
+        try:
+            wait_port(port, daemon.proc, "autod run")
+            res = http_load(port, "/events", body, count, "a", sent)
+            wait_for_lines(stamps, count, 300)
+            results["autod"] = (res, start_latencies(sent, stamps))
+        finally:
+            daemon.stop()
+    with workdir() as d:
+        d = Path(d)
+        port = free_port()
+        p = project(d, "#!/bin/sh\nexit 1\n", f'\n[serve]\nlisten = "127.0.0.1:{port}"\n')
+        with open(p / "serve.err", "w") as err:
+            proc = subprocess.Popen([str(AUTOD), "--root", str(p), "serve"], stdout=err, stderr=err)
+            try:
+                wait_port(port, proc, "autod serve")
+                results["intake"] = http_load(port, "/events", body, count, "i", p / "sent.txt")
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    (w, (w50, w99)), (a, (a50, a99)) = results["webhook"], results["autod"]
+    intake = results["intake"]
+    RESULTS["serve"] = {
+        "title": f"8. HTTP intake: {count} POSTs from 16 keep-alive clients, autod run with [serve] against adnanh/webhook {webhook_version()}",
+        "rows": [
+            ("webhook: requests/s", f"{w['rps']:.0f}"),
+            ("autod: requests/s (validated, fsynced, logged)", f"{a['rps']:.0f}"),
+            ("autod / webhook", f"{a['rps'] / w['rps']:.2f}×"),
+            ("webhook: request → handler start, p50 / p99", f"{w50:.2f} / {w99:.2f} ms"),
+            ("autod: request → handler start, p50 / p99", f"{a50:.2f} / {a99:.2f} ms"),
+            ("webhook: request → response, p50 / p99", f"{w['p50_ms']:.2f} / {w['p99_ms']:.2f} ms"),
+            ("autod: request → response (202 after fsync), p50 / p99", f"{a['p50_ms']:.2f} / {a['p99_ms']:.2f} ms"),
+            ("autod serve, no handler: accepted events/s", f"{intake['rps']:.0f}"),
+        ],
+        "target": "autod at least as many requests/s as webhook on the same handler",
+        "reached": a["rps"] >= w["rps"], "runs": count,
+    }
+
+
+def webhook_version() -> str:
+    out = subprocess.run(["webhook", "-version"], capture_output=True, text=True).stdout
+    return out.strip().removeprefix("webhook version ")
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -452,8 +577,8 @@ def main():
 def run(args, stamp: Path):
     for name in args.which:
         print(f"==> {name}", file=sys.stderr, flush=True)
-        if name == "daemon":
-            bench_daemon(args.quick, stamp)
+        if name in ("daemon", "serve"):
+            globals()[f"bench_{name}"](args.quick, stamp)
         else:
             globals()[f"bench_{name}"](args.quick)
         r = RESULTS[name]

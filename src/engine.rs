@@ -453,7 +453,10 @@ impl Engine {
 
         let output = match self.spec(event, &handler, attempt) {
             Ok(spec) => match self.start_recorded(&lock, spec, event, handler_name) {
-                Ok(running) => running.finish().await,
+                Ok(running) => {
+                    let _in_flight = crate::metrics::run_started(handler_name);
+                    running.finish().await
+                }
                 Err(failed) => failed,
             },
             Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),

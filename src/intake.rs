@@ -63,6 +63,26 @@ impl Intake {
         self.route(event, None)
     }
 
+    /// Whether the project knows `event_type` (a schema file or a route):
+    /// only such a type is a metrics label, so a sender cannot make series.
+    pub fn knows(&self, event_type: &str) -> bool {
+        crate::event::valid_id(event_type)
+            && (!route::routes(&self.handlers, event_type).is_empty()
+                || self
+                    .schemas
+                    .dir()
+                    .join(format!("{event_type}.json"))
+                    .is_file())
+    }
+
+    /// `event_type` as a metrics label: itself if known, else `(unknown)`.
+    pub fn metric_type<'a>(&self, event_type: Option<&'a str>) -> &'a str {
+        match event_type {
+            Some(t) if self.knows(t) => t,
+            _ => crate::metrics::UNKNOWN_TYPE,
+        }
+    }
+
     fn route(&self, event: Event, only: Option<&str>) -> Result<Admitted, Invalid> {
         let mut handlers: Vec<String> = route::routes(&self.handlers, event.event_type())
             .iter()

@@ -29,6 +29,9 @@
 //!   (`POST /hooks/<name>`, `hooks.rs`) is checked against its signature
 //!   (`signature.rs`) over the raw body, made into an event by its templates
 //!   (`template.rs`), and admitted the same way.
+//! - **Metrics** (`metrics.rs`, `GET /metrics`): counted beside the decisions
+//!   (the run-log write, the handler process, the doors), never deciding
+//!   anything; on-disk gauges are counted from `state/` when scraped.
 //! - **Archive** (`state/archive.rs`): every accepted event is also kept, by
 //!   the UTC day of its `ts`, so that `autod replay` (`commands/replay.rs`) can
 //!   send it down the same path again, revalidated, under its own eventId.
@@ -65,6 +68,7 @@ pub mod limits;
 pub mod lint;
 pub mod log;
 mod media;
+pub mod metrics;
 mod output;
 pub mod project;
 pub mod retry;

@@ -149,6 +149,7 @@ impl RunLog {
     /// written is reported but does not undo the run it describes.
     pub fn record(&self, line: &RunLine) {
         announce(line);
+        crate::metrics::run_recorded(line);
         if let Err(e) = self.append(line) {
             tracing::error!("cannot write the run log {}: {e}", self.path().display());
         }

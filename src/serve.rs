@@ -1,4 +1,5 @@
-//! The HTTP intake (SPEC 11): `POST /events`, `GET /healthz`, `GET /readyz`.
+//! The HTTP intake (SPEC 11): `POST /events`, `GET /healthz`, `GET /readyz`,
+//! `GET /metrics` (see `metrics.rs`).
 //!
 //! Every event goes through the same [`Intake`] as `autod send`, and is
 //! answered `202` only once it is fsynced in the inbox
@@ -110,7 +111,15 @@ impl Server {
                 get(readyz).layer(ConcurrencyLimitLayer::new(READYZ_CONCURRENT)),
             )
             .route("/healthz", get(healthz))
+            .route(
+                "/metrics",
+                get(metrics).layer(ConcurrencyLimitLayer::new(
+                    crate::metrics::CONCURRENT_SCRAPES,
+                )),
+            )
             .fallback(not_found)
+            // Last, so that it wraps every route above and the fallback.
+            .layer(axum::middleware::from_fn(crate::metrics::track_http))
             .with_state(shared);
         let listener = TcpListener::bind(listen)
             .await
@@ -250,7 +259,7 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         StatusCode::NOT_FOUND,
         "not-found",
         format!(
-            "no {} here; autod serves POST /events, POST /hooks/<name>, GET /healthz, GET /readyz",
+            "no {} here; autod serves POST /events, POST /hooks/<name>, GET /healthz, GET /readyz, GET /metrics",
             uri.path()
         ),
     )
@@ -272,6 +281,25 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
             "not-ready",
             format!(".autod/ is not writable: {e:#}"),
         ),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// The Prometheus exposition. Behind the token when one is set: eventTypes
+/// and handler names are the project's business (Prometheus sends one with
+/// `authorization: credentials_file`).
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !authorized(&shared, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "unauthorized", "message": "a valid `Authorization: Bearer <token>` header is required"})),
+        )
+            .into_response();
+    }
+    let state = shared.state.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::render(&state)).await {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }
@@ -474,6 +502,11 @@ async fn hook(
         Ok(event) => event,
         Err(e) => {
             tracing::info!("serve: POST {path}: refused: {}", e.message);
+            // No event was made, so its eventType is not known: a body that
+            // does not parse is `json`, a template that cannot be filled in
+            // (the eventType, eventId or key) `envelope`.
+            let reason = if e.kind == "body" { "json" } else { "envelope" };
+            crate::metrics::event_rejected(crate::metrics::UNKNOWN_TYPE, reason);
             return problem(StatusCode::BAD_REQUEST, e.kind, e.message);
         }
     };
@@ -491,6 +524,7 @@ async fn admit(shared: Arc<Shared>, inputs: Vec<Vec<u8>>) -> Response {
 /// `413`; `batch_cap`: the cap was `[serve] max_batch_bytes`, so the hint
 /// names that key.
 fn too_large(size: u64, cap: u64, batch_cap: bool) -> Response {
+    crate::metrics::event_rejected(crate::metrics::UNKNOWN_TYPE, "too_large");
     let mut v = crate::event::too_large(size, cap);
     if batch_cap {
         v.keyword = "maxBatchBytes".into();
@@ -513,7 +547,11 @@ fn split(
     bytes: &Bytes,
     max_event_bytes: u64,
 ) -> Result<Vec<Vec<u8>>, Box<Response>> {
-    let whole = |v: Violation| Box::new(bad_request(vec![error_entry(None, &v)]));
+    let whole = |v: Violation| {
+        let reason = crate::metrics::violation_reason(Some(&v));
+        crate::metrics::event_rejected(crate::metrics::UNKNOWN_TYPE, reason);
+        Box::new(bad_request(vec![error_entry(None, &v)]))
+    };
     match mode {
         Mode::Structured => Ok(vec![bytes.to_vec()]),
         Mode::Binary => binary_event(headers, bytes).map(|b| vec![b]).map_err(whole),
@@ -540,6 +578,7 @@ fn split(
                 )));
             };
             if items.len() > MAX_BATCH_EVENTS {
+                crate::metrics::event_rejected(crate::metrics::UNKNOWN_TYPE, "too_large");
                 return Err(Box::new(problem(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "batch-too-long",
@@ -615,19 +654,34 @@ fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
     let mut admitted = Vec::with_capacity(inputs.len());
     let mut errors = Vec::new();
     let mut broken = Vec::new();
+    // For /metrics: each event's eventType label, and why it was refused
+    // (`None`: valid, so refused only with its batch, or accepted).
+    let mut tally: Vec<(String, Option<&'static str>)> = Vec::with_capacity(inputs.len());
     {
         let mut intake = shared
             .intake
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (i, bytes) in inputs.iter().enumerate() {
-            match intake.admit(bytes, None) {
+            let admit = intake.admit(bytes, None);
+            let claimed = match &admit {
+                Ok(a) => Some(a.event.event_type().to_owned()),
+                Err(_) => crate::intake::claimed(bytes).1,
+            };
+            let reason = admit.as_ref().err().map(crate::metrics::reason);
+            tally.push((intake.metric_type(claimed.as_deref()).to_owned(), reason));
+            match admit {
                 Ok(a) => admitted.push(a),
                 Err(Invalid::Rejected(violations)) => {
                     errors.extend(violations.iter().map(|v| error_entry(Some(i), v)));
                 }
                 Err(schema @ Invalid::Schema(_)) => broken.push(schema.to_string()),
             }
+        }
+    }
+    if !broken.is_empty() || !errors.is_empty() {
+        for (event_type, reason) in &tally {
+            crate::metrics::event_rejected(event_type, reason.unwrap_or("batch"));
         }
     }
     if !broken.is_empty() {
@@ -653,7 +707,9 @@ fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
         return bad_request(errors);
     }
     let mut ids = Vec::with_capacity(admitted.len());
-    for a in &admitted {
+    for (a, (event_type, _)) in admitted.iter().zip(&tally) {
+        let counted =
+            crate::metrics::Queueing::new(event_type, crate::metrics::Door::Http, a.event.id());
         if let Err(e) = shared.state.inbox_put(&a.event) {
             tracing::error!("serve: {} not queued: {e:#}", a.event.id());
             // Those before it are queued; the inbox is idempotent by eventId,
@@ -670,6 +726,7 @@ fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
             );
         }
         tracing::debug!("serve: queued {}", a.event.id());
+        counted.queued();
         ids.push(Value::String(a.event.id().to_owned()));
     }
     (StatusCode::ACCEPTED, Json(json!({"eventIds": ids}))).into_response()

@@ -254,7 +254,14 @@ fn deliver(daemon: &Arc<Daemon>, chains: &KeyChains, claimed: Claimed) {
         .expect("intake lock")
         .admit(&bytes, None);
     let admitted = match admitted {
-        Ok(a) => a,
+        Ok(a) => {
+            let intake = generation.intake.lock().expect("intake lock");
+            crate::metrics::event_delivered(
+                intake.metric_type(Some(a.event.event_type())),
+                a.event.id(),
+            );
+            a
+        }
         Err(invalid) => {
             let (event_id, event_type) = intake::claimed(&bytes);
             if let Some(reason) = intake::project_fault(&invalid) {
@@ -357,6 +364,13 @@ fn reject(
     for v in violations {
         tracing::error!("{origin}: rejected {v}");
     }
+    let label = generation
+        .intake
+        .lock()
+        .expect("intake lock")
+        .metric_type(event_type.as_deref())
+        .to_owned();
+    crate::metrics::event_rejected(&label, crate::metrics::violation_reason(violations.first()));
     let mut line = RunLine::new(&event_id, "-", RunResult::Rejected);
     line.event_type = event_type;
     line.input = Some(origin.to_owned());

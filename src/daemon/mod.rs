@@ -210,6 +210,7 @@ pub fn run(project: Project, options: Options) -> Result<Code> {
 }
 
 async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Result<Code> {
+    crate::metrics::consumer_in_process();
     let (stopping, _) = flag::channel(false);
     let (killing, _) = flag::channel(false);
     // `[serve]`: the HTTP intake, bound before the announcement (a port in
@@ -462,6 +463,13 @@ fn submit_about(
             }
         },
         Err(invalid) => {
+            let label = g
+                .intake
+                .lock()
+                .expect("intake lock")
+                .metric_type(event_type.as_deref())
+                .to_owned();
+            crate::metrics::event_rejected(&label, crate::metrics::reason(&invalid));
             let violations = crate::intake::refusal_violations(&invalid);
             let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
             let about = file.map(|f| format!(" {f}:")).unwrap_or_default();

@@ -15,6 +15,7 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod census;
 pub mod daemon_lock;
 pub mod dead;
 pub mod inbox;

@@ -698,3 +698,31 @@ fn a_generic_hmac_hook_checks_its_own_header() {
     assert_eq!(post("X-Shop-Hmac", &hex[..40]).0, 401);
     assert_eq!(p.inbox(), ["order-41.json"]);
 }
+
+/// A hook's events are counted with `/events`' (`intake="http"`), its
+/// refusals under its route pattern, never its raw path.
+#[test]
+fn hook_requests_are_in_the_metrics() {
+    let p = project();
+    let serve = serve(&p);
+    let body = push_body("me/site");
+    assert_eq!(
+        github(&serve, "m-1", &body, Some(&gh_sig(GH_SECRET, &body))).0,
+        202
+    );
+    assert_eq!(github(&serve, "m-2", &body, None).0, 401);
+    let stripe_body = json!({"id": "evt_m"}).to_string();
+    let signed = stripe_sig(STRIPE_SECRET, now(), &stripe_body);
+    assert_eq!(stripe(&serve, &stripe_body, Some(&signed)).0, 400);
+    let (status, text) = serve.request_text("GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    for line in [
+        r#"autod_events_accepted_total{event_type="github.push",intake="http"} 1"#,
+        r#"autod_events_rejected_total{event_type="(unknown)",reason="envelope"} 1"#,
+        r#"autod_http_requests_total{route="/hooks/{name}",status="202"} 1"#,
+        r#"autod_http_requests_total{route="/hooks/{name}",status="401"} 1"#,
+        r#"autod_http_requests_total{route="/hooks/{name}",status="400"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+}

@@ -17,6 +17,7 @@ mod idle;
 mod inbox;
 mod keys;
 mod lock;
+mod metrics;
 mod outcomes;
 mod reload;
 mod replay;
