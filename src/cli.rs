@@ -91,11 +91,12 @@ Examples:
   autod run --jobs 4 --grace 1m")]
     Run(RunArgs),
 
-    /// The HTTP intake: POST /events queues events in the inbox for `autod run`
+    /// The HTTP intake: POST /events and POST /hooks/<name> queue events in the inbox for `autod run`
     #[command(after_help = "\
 Listens on [serve] listen in autod.toml (default 127.0.0.1:8080), or --listen. Beyond
-loopback a bearer token is required ([serve] token_env / token_file). Answers 202 with
-the eventIds once every event is fsynced in .autod/inbox/; `autod run` delivers them.
+loopback a bearer token is required ([serve] token_env / token_file) for /events, and
+every [webhooks.<name>] must check a signature. Answers 202 with the eventIds once every
+event is fsynced in .autod/inbox/; `autod run` delivers them.
 Prints `autod serve: listening on http://ADDR` on stderr once it accepts connections.
 SIGINT/SIGTERM stop accepting and let requests in flight finish (--grace).
 

@@ -15,6 +15,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::route::Pattern;
 
+mod webhooks;
+pub use webhooks::{Webhook, unsigned_beyond_loopback};
+
 pub const FILE_NAME: &str = "autod.toml";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -123,6 +126,8 @@ struct RawConfig {
     schedules: Vec<ScheduleConfig>,
     #[serde(default)]
     watches: Vec<WatchConfig>,
+    #[serde(default)]
+    webhooks: BTreeMap<String, webhooks::RawWebhook>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +261,38 @@ fn default_serve_concurrency() -> usize {
 }
 fn default_request_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
+}
+
+/// The secrets of a `<table>.<kind>_env` / `<table>.<kind>_file` pair, in
+/// that order: read when a server starts, never written anywhere. A file is
+/// relative to the root, `~` expanded, and trimmed.
+pub fn read_secrets(
+    root: &Path,
+    table: &str,
+    kind: &str,
+    env: &OneOrMany,
+    file: &OneOrMany,
+) -> Result<Vec<String>, String> {
+    let mut secrets = Vec::new();
+    for var in &env.0 {
+        let value = std::env::var(var).map_err(|_| {
+            format!("{table}.{kind}_env: environment variable {var} is not set (or not UTF-8); export it where autod starts")
+        })?;
+        secrets.push(value);
+    }
+    for f in &file.0 {
+        let path = root.join(expand_home(f));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{table}.{kind}_file: cannot read {}: {e}", path.display()))?;
+        secrets.push(text.trim().to_owned());
+    }
+    if let Some(i) = secrets.iter().position(String::is_empty) {
+        return Err(format!(
+            "{table}: {kind} {} is empty; an empty {kind} would let anyone in",
+            i + 1
+        ));
+    }
+    Ok(secrets)
 }
 
 impl ServeConfig {
@@ -510,6 +547,8 @@ pub struct Config {
     pub handlers: Vec<Handler>,
     pub schedules: Vec<ScheduleConfig>,
     pub watches: Vec<WatchConfig>,
+    /// `[webhooks.<name>]`, sorted by name.
+    pub webhooks: Vec<Webhook>,
 }
 
 impl Config {
@@ -804,6 +843,7 @@ impl Config {
                 });
             }
         }
+        let webhooks = webhooks::check(text, raw.webhooks, raw.serve.as_ref(), &mut problems);
         let config = Config {
             path,
             validation: raw.validation,
@@ -817,6 +857,7 @@ impl Config {
             handlers,
             schedules: raw.schedules,
             watches: raw.watches,
+            webhooks,
         };
         (config, problems)
     }

@@ -25,7 +25,10 @@
 //! - **HTTP** (`serve.rs`, `autod serve` or `[serve]` in `autod run`): a
 //!   request's events go through the same [`intake::Intake`] as `autod send`
 //!   and are answered `202` only once fsynced in the inbox; the daemon delivers
-//!   them from there, so the server runs nothing itself.
+//!   them from there, so the server runs nothing itself. A webhook
+//!   (`POST /hooks/<name>`, `hooks.rs`) is checked against its signature
+//!   (`signature.rs`) over the raw body, made into an event by its templates
+//!   (`template.rs`), and admitted the same way.
 //! - **Metrics** (`metrics.rs`, `GET /metrics`): counted beside the decisions
 //!   (the run-log write, the handler process, the doors), never deciding
 //!   anything; on-disk gauges are counted from `state/` when scraped.
@@ -59,10 +62,12 @@ mod diagnostics;
 pub mod engine;
 pub mod event;
 pub mod exit;
+pub mod hooks;
 pub mod intake;
 pub mod limits;
 pub mod lint;
 pub mod log;
+mod media;
 pub mod metrics;
 mod output;
 pub mod project;
@@ -71,7 +76,9 @@ pub mod route;
 pub mod runner;
 pub mod schema;
 pub mod serve;
+pub mod signature;
 pub mod state;
+pub mod template;
 pub mod time;
 pub mod zone;
 

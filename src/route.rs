@@ -84,6 +84,39 @@ impl Pattern {
         self.tokens.iter().all(|t| matches!(t, Token::Char(_)))
     }
 
+    /// Whether some eventType that starts with `prefix` matches: for a
+    /// webhook's `event_type` template, of which only the fixed start is known.
+    pub fn matches_some_starting_with(&self, prefix: &str) -> bool {
+        // The token positions the prefix so far can have reached; a star may
+        // always match nothing, so it is stepped over as well as stayed on.
+        let n = self.tokens.len();
+        let close = |set: &mut Vec<bool>| {
+            for i in 0..n {
+                if set[i] && matches!(self.tokens[i], Token::Star | Token::DoubleStar) {
+                    set[i + 1] = true;
+                }
+            }
+        };
+        let mut at = vec![false; n + 1];
+        at[0] = true;
+        close(&mut at);
+        for c in prefix.bytes() {
+            let mut next = vec![false; n + 1];
+            for i in (0..n).filter(|&i| at[i]) {
+                match self.tokens[i] {
+                    Token::Char(t) if t == c => next[i + 1] = true,
+                    Token::Char(_) => {}
+                    Token::Star if c == b'.' => {}
+                    Token::Star | Token::DoubleStar => next[i] = true,
+                }
+            }
+            close(&mut next);
+            at = next;
+        }
+        // Whatever tokens are left, some text matches them.
+        at.iter().any(|r| *r)
+    }
+
     pub fn matches(&self, event_type: &str) -> bool {
         // reachable[j]: the tokens consumed so far can match the first j bytes.
         let text = event_type.as_bytes();
@@ -195,6 +228,25 @@ mod tests {
             Pattern::parse("a.***"),
             Err(PatternError::TooManyStars(_))
         ));
+    }
+
+    #[test]
+    fn prefixes() {
+        let p = |pat: &str, prefix: &str| {
+            Pattern::parse(pat)
+                .unwrap()
+                .matches_some_starting_with(prefix)
+        };
+        assert!(p("github.*", "github."));
+        assert!(p("github.push", "github."));
+        assert!(p("**", "github."));
+        assert!(p("*.push", "github."));
+        assert!(p("git*", "github"));
+        assert!(!p("git*", "github.")); // `*` stops at a dot
+        assert!(!p("stripe.*", "github."));
+        assert!(!p("github.push", "github.pull"));
+        assert!(!p("*", "github."));
+        assert!(p("github.**", ""));
     }
 
     #[test]

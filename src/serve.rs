@@ -29,9 +29,11 @@ use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::config::{Config, ServeConfig};
 use crate::event::Violation;
+use crate::hooks::Hooks;
 use crate::intake::Intake;
 use crate::schema::Invalid;
 use crate::state::StateDir;
@@ -51,6 +53,10 @@ struct Shared {
     max_event_bytes: u64,
     max_batch_bytes: u64,
     request_timeout: Duration,
+    /// `[webhooks.*]`: `POST /hooks/<name>`.
+    hooks: Hooks,
+    /// `[serve] max_concurrent`, shared by `/events` and `/hooks/*`.
+    slots: Arc<Semaphore>,
 }
 
 /// A bound, not yet serving, HTTP intake.
@@ -76,6 +82,8 @@ impl Server {
         let tokens = read_tokens(root, cfg)?;
         let intake = Intake::new(root, config)?;
         let max_event_bytes = config.validation.max_event_bytes;
+        let hooks = Hooks::load(root, &config.webhooks, listen).map_err(anyhow::Error::msg)?;
+        let slots = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
         let shared = Arc::new(Shared {
             intake: Mutex::new(intake),
             state: state.clone(),
@@ -83,17 +91,21 @@ impl Server {
             max_event_bytes,
             max_batch_bytes: cfg.batch_bytes(max_event_bytes),
             request_timeout: cfg.request_timeout.0,
+            hooks,
+            slots: slots.clone(),
         });
         let schemas = watch_schemas(root, &shared);
-        // The cap is per route: `/events` (the work: validation and fsyncs)
-        // has max_concurrent; `/readyz` (one fsynced probe) a few of its own,
-        // and `/healthz` none, so a full intake still answers its probes.
-        use tower::limit::ConcurrencyLimitLayer;
+        // The caps: `/events` and `/hooks/*` (the work: validation and
+        // fsyncs) share max_concurrent (a hook takes its slot in `hook`,
+        // after its own cap); `/readyz` (one fsynced probe) has a few of its
+        // own, and `/healthz` none, so a full intake still answers its probes.
+        use tower::limit::{ConcurrencyLimitLayer, GlobalConcurrencyLimitLayer};
         let router = Router::new()
             .route(
                 "/events",
-                post(events).layer(ConcurrencyLimitLayer::new(cfg.max_concurrent.max(1))),
+                post(events).layer(GlobalConcurrencyLimitLayer::with_semaphore(slots)),
             )
+            .route("/hooks/{name}", post(hook))
             .route(
                 "/readyz",
                 get(readyz).layer(ConcurrencyLimitLayer::new(READYZ_CONCURRENT)),
@@ -209,25 +221,9 @@ fn watch_schemas(root: &Path, shared: &Arc<Shared>) -> Option<notify::Recommende
 
 /// The bearer tokens of `token_env` and `token_file`, in that order.
 fn read_tokens(root: &Path, cfg: &ServeConfig) -> Result<Vec<Vec<u8>>> {
-    let mut tokens = Vec::new();
-    for var in &cfg.token_env.0 {
-        let value = std::env::var(var).with_context(|| {
-            format!("serve.token_env: environment variable {var} is not set (or not UTF-8)")
-        })?;
-        tokens.push(value);
-    }
-    for file in &cfg.token_file.0 {
-        let path = root.join(crate::config::expand_home(file));
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("serve.token_file: cannot read {}", path.display()))?;
-        tokens.push(text.trim().to_owned());
-    }
-    if let Some(i) = tokens.iter().position(String::is_empty) {
-        anyhow::bail!(
-            "serve: token {} is empty; an empty token would let anyone in",
-            i + 1
-        );
-    }
+    let tokens =
+        crate::config::read_secrets(root, "serve", "token", &cfg.token_env, &cfg.token_file)
+            .map_err(anyhow::Error::msg)?;
     Ok(tokens.into_iter().map(String::into_bytes).collect())
 }
 
@@ -263,7 +259,7 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         StatusCode::NOT_FOUND,
         "not-found",
         format!(
-            "no {} here; autod serves POST /events, GET /healthz, GET /readyz, GET /metrics",
+            "no {} here; autod serves POST /events, POST /hooks/<name>, GET /healthz, GET /readyz, GET /metrics",
             uri.path()
         ),
     )
@@ -349,22 +345,6 @@ enum Mode {
     Binary,
 }
 
-/// The media type, lowercased, without parameters (`; charset=utf-8`).
-fn media_type(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(
-        v.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase(),
-    )
-}
-
-fn is_json_media(m: &str) -> bool {
-    m == "application/json" || m.ends_with("+json")
-}
-
 async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     if !authorized(&shared, &headers) {
         return (
@@ -374,11 +354,11 @@ async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         )
             .into_response();
     }
-    let media = media_type(&headers);
+    let media = crate::media::media_type(&headers);
     let mode = if headers.contains_key("ce-specversion") {
         match media.as_deref() {
             None => Mode::Binary,
-            Some(m) if is_json_media(m) => Mode::Binary,
+            Some(m) if crate::media::is_json(m) => Mode::Binary,
             Some(m) => {
                 return problem(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -411,6 +391,27 @@ async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         Mode::Json | Mode::Batch => shared.max_batch_bytes,
     };
     let batch_cap = matches!(mode, Mode::Json | Mode::Batch);
+    let bytes = match read_body(&shared, &headers, body, cap, batch_cap, "/events").await {
+        Ok(bytes) => bytes,
+        Err(resp) => return *resp,
+    };
+    let inputs = match split(mode, &headers, &bytes, shared.max_event_bytes) {
+        Ok(inputs) => inputs,
+        Err(resp) => return *resp,
+    };
+    admit(shared, inputs).await
+}
+
+/// The body, refused from its `Content-Length` before any of it is read if
+/// that is over `cap`, read through [`Limited`] within `request_timeout`.
+async fn read_body(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+    cap: u64,
+    batch_cap: bool,
+    path: &str,
+) -> Result<Bytes, Box<Response>> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -418,40 +419,103 @@ async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     if let Some(len) = declared
         && len > cap
     {
-        return too_large(len, cap, batch_cap);
+        return Err(Box::new(too_large(len, cap, batch_cap)));
     }
     // Past the concurrency cap's permit: `-v` shows which requests hold one.
-    tracing::debug!("serve: POST /events: reading the body (at most {cap} bytes)");
+    tracing::debug!("serve: POST {path}: reading the body (at most {cap} bytes)");
     let read = Limited::new(body, usize::try_from(cap).unwrap_or(usize::MAX)).collect();
     let bytes = match tokio::time::timeout(shared.request_timeout, read).await {
-        Err(_) => {
-            return problem(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                format!(
-                    "the body did not arrive within {}",
-                    crate::config::duration_text(shared.request_timeout)
-                ),
-            );
-        }
+        Err(_) => Err(problem(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the body did not arrive within {}",
+                crate::config::duration_text(shared.request_timeout)
+            ),
+        )),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return too_large(cap.saturating_add(1), cap, batch_cap);
+            Err(too_large(cap.saturating_add(1), cap, batch_cap))
         }
-        Ok(Err(e)) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "body",
-                format!("the body could not be read: {e}"),
-            );
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => Err(problem(
+            StatusCode::BAD_REQUEST,
+            "body",
+            format!("the body could not be read: {e}"),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
     };
-    let inputs = match split(mode, &headers, &bytes, shared.max_event_bytes) {
-        Ok(inputs) => inputs,
+    bytes.map_err(Box::new)
+}
+
+/// `POST /hooks/<name>`: the HTTP order of a hook's checks (src/hooks.rs
+/// holds the checks): unknown hook, the hook's own cap, then a slot of
+/// max_concurrent, the size cap, the signature over the raw body, the event,
+/// and the same admission as `/events`.
+async fn hook(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(hook) = shared.hooks.get(&name) else {
+        let names = shared.hooks.names();
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            if names.is_empty() {
+                format!("no webhook {name:?}: autod.toml has no [webhooks.<name>] table")
+            } else {
+                format!("no webhook {name:?}; autod.toml has {}", names.join(", "))
+            },
+        );
+    };
+    // The hook's cap first: requests waiting on it hold none of the slots
+    // that other hooks and /events need.
+    let _hook_slot = hook.slot().await;
+    // Never closed, so acquiring only waits.
+    let _slot = shared.slots.clone().acquire_owned().await.ok();
+    let path = format!("/hooks/{name}");
+    let bytes = match read_body(
+        &shared,
+        &headers,
+        body,
+        shared.max_event_bytes,
+        false,
+        &path,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
         Err(resp) => return *resp,
     };
-    let work = shared.clone();
-    match tokio::task::spawn_blocking(move || admit_all(&work, inputs)).await {
+    if let Err(reason) = hook.authenticate(&headers, &bytes) {
+        // The hook and the reason only: never the secret, the signature or the body.
+        tracing::warn!("serve: POST {path}: refused: {reason}");
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(
+                json!({"error": "unauthorized", "message": format!("webhook {name:?}: {reason}")}),
+            ),
+        )
+            .into_response();
+    }
+    let event = match hook.event(&headers, &bytes) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::info!("serve: POST {path}: refused: {}", e.message);
+            // No event was made, so its eventType is not known: a body that
+            // does not parse is `json`, a template that cannot be filled in
+            // (the eventType, eventId or key) `envelope`.
+            let reason = if e.kind == "body" { "json" } else { "envelope" };
+            crate::metrics::event_rejected(crate::metrics::UNKNOWN_TYPE, reason);
+            return problem(StatusCode::BAD_REQUEST, e.kind, e.message);
+        }
+    };
+    admit(shared, vec![event]).await
+}
+
+/// [`admit_all`] off the async threads: validation and fsyncs block.
+async fn admit(shared: Arc<Shared>, inputs: Vec<Vec<u8>>) -> Response {
+    match tokio::task::spawn_blocking(move || admit_all(&shared, inputs)).await {
         Ok(resp) => resp,
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
@@ -555,7 +619,9 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Violation> 
                 format!("header {name}: in binary mode the data is the body, not a header"),
             ));
         }
-        let value = percent_decode(value.as_bytes()).ok_or_else(|| {
+        // The CloudEvents HTTP binding percent-encodes what is not printable
+        // ASCII (and `%` itself), UTF-8 underneath.
+        let value = crate::media::percent_decode(value.as_bytes()).ok_or_else(|| {
             Violation::new(
                 format!("/{attribute}"),
                 "cloudevents",
@@ -581,24 +647,6 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Violation> 
         ce.insert("data".into(), data);
     }
     Ok(serde_json::to_vec(&Value::Object(ce)).unwrap_or_default())
-}
-
-/// A `ce-*` header value: the CloudEvents HTTP binding percent-encodes what
-/// is not printable ASCII (and `%` itself), UTF-8 underneath.
-fn percent_decode(raw: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            let hex = std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(raw[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Validates every event, then (only if all pass) writes each to the inbox.
@@ -694,28 +742,6 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(constant_time_eq(b"", b""));
-    }
-
-    #[test]
-    fn ce_headers_are_percent_decoded() {
-        assert_eq!(percent_decode(b"a%20b%25").as_deref(), Some("a b%"));
-        assert_eq!(
-            percent_decode("caf%C3%A9".as_bytes()).as_deref(),
-            Some("café")
-        );
-        assert_eq!(percent_decode(b"bad%2"), None);
-        assert_eq!(percent_decode(b"bad%zz"), None);
-        assert_eq!(percent_decode(b"%FF"), None);
-    }
-
-    #[test]
-    fn media_types_lose_parameters_and_case() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONTENT_TYPE,
-            "Application/JSON; charset=utf-8".parse().unwrap(),
-        );
-        assert_eq!(media_type(&h).as_deref(), Some("application/json"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - `fixtures.rs`: fixtures/<type>/ validate, fixtures/invalid/<type>/ are rejected;
 //! - `project.rs`: autod.toml, handler commands, routes, schedules, watches;
 //! - `watches.rs`: each watch's eventType schema accepts the watch payload;
+//! - `webhooks.rs`: `[serve]` and `[webhooks.*]` secrets, routes and types;
 //! - `handlers_doc.rs`: HANDLERS.md matches `autod handlers doc`;
 //! - `compat.rs`: `--against REV`, breaking schema changes since a git revision.
 
@@ -25,6 +26,7 @@ mod refs;
 mod report;
 mod schemas;
 mod watches;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 
@@ -148,6 +150,7 @@ pub fn lint(root: &Path, options: &Options) -> Result<Vec<Finding>, String> {
     if let Some(config) = &config {
         project::check_routes(&mut lint, root, config, &known);
         watches::check(&mut lint, root, config, &known);
+        webhooks::check(&mut lint, root, config, &known);
         notify::check(&mut lint, root, config, &known);
         handlers_doc::check(&mut lint, root, config);
     }

@@ -12,6 +12,7 @@ mod http;
 mod clock;
 mod crash;
 mod example;
+mod hooks;
 mod idle;
 mod inbox;
 mod keys;

@@ -14,3 +14,4 @@ mod scale;
 mod schemas;
 mod validation;
 mod watches;
+mod webhooks;
