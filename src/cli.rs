@@ -204,6 +204,17 @@ Examples:
   autod trace root-1 --json | jq '.roots[0].runs'")]
     Trace(TraceArgs),
 
+    /// The NATS JetStream queue of [queue] backend = "nats": create it, or see how it is doing
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  autod queue init               create or update the stream, consumers and buckets (idempotent)
+  autod queue status             stream depth, lag and dead letters per handler
+  autod queue status --json | jq '.handlers[] | {handler, lag}'"
+    )]
+    Queue(QueueCommand),
+
     /// Inbox depth, in-flight runs, dead letters, last failures, daemon pid
     #[command(after_help = "\
 Examples:
@@ -404,6 +415,19 @@ Example:
         #[arg(value_name = "NAME")]
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Create or update the events stream, a consumer per handler, the dead-letter stream and the done-marker bucket
+    #[command(after_help = "\
+Safe to run again: what exists is updated to match autod.toml, what matches is left alone,
+and the consumer of a handler removed from autod.toml is deleted (its interest would keep
+every matching message in the stream for ever). Run it after changing a handler's `on` or
+`concurrency`.")]
+    Init,
+    /// Stream depth, each handler's lag (pending + unacked), redeliveries and dead letters
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

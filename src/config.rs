@@ -15,7 +15,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::route::Pattern;
 
+mod queue;
 mod webhooks;
+pub use queue::{DEFAULT_STREAM, NatsAuth, NatsConfig, QueueConfig};
 pub use webhooks::{Webhook, unsigned_beyond_loopback};
 
 pub const FILE_NAME: &str = "autod.toml";
@@ -128,6 +130,8 @@ struct RawConfig {
     watches: Vec<WatchConfig>,
     #[serde(default)]
     webhooks: BTreeMap<String, webhooks::RawWebhook>,
+    #[serde(default)]
+    queue: Option<queue::RawQueue>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -549,6 +553,8 @@ pub struct Config {
     pub watches: Vec<WatchConfig>,
     /// `[webhooks.<name>]`, sorted by name.
     pub webhooks: Vec<Webhook>,
+    /// `[queue]`: the folder (default) or NATS JetStream (SPEC 10).
+    pub queue: QueueConfig,
 }
 
 impl Config {
@@ -844,6 +850,7 @@ impl Config {
             }
         }
         let webhooks = webhooks::check(text, raw.webhooks, raw.serve.as_ref(), &mut problems);
+        let queue = queue::check(root, text, raw.queue, &mut problems);
         let config = Config {
             path,
             validation: raw.validation,
@@ -858,6 +865,7 @@ impl Config {
             schedules: raw.schedules,
             watches: raw.watches,
             webhooks,
+            queue,
         };
         (config, problems)
     }

@@ -25,8 +25,10 @@ pub fn json() -> bool {
 pub fn init(g: &GlobalArgs) {
     let level = match (g.quiet, g.verbose) {
         (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
+        // The NATS client's own lines (each connect, each event) are its
+        // diagnostics, not the user's: one step quieter than autod's.
+        (false, 0) => "info,async_nats=warn",
+        (false, 1) => "debug,async_nats=info",
         (false, _) => "trace",
     };
     // AUTOD_LOG takes a full tracing filter, for debugging autod itself.

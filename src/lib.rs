@@ -71,6 +71,7 @@ mod media;
 pub mod metrics;
 mod output;
 pub mod project;
+pub mod queue;
 pub mod retry;
 pub mod route;
 pub mod runner;

@@ -7,6 +7,7 @@ mod dead;
 mod dispatch;
 mod lint;
 mod logs;
+mod queue;
 mod rejected;
 mod replay;
 mod retry;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Dead(cmd) => dead::run(&open(g)?, g, cmd),
         Command::Rejected(cmd) => rejected::run(&open(g)?, g, cmd),
         Command::Log(args) => logs::run(&open(g)?, g, args),
+        Command::Queue(cmd) => queue::run(&open(g)?, g, cmd),
         Command::Status => status::run(&open(g)?, g),
         Command::Trace(args) => trace::run(&open(g)?, g, args),
         Command::Schedules(args) => schedules::run(&open(g)?, g, args),

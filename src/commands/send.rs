@@ -1,4 +1,5 @@
-//! `autod send FILE... | -`: validate, queue in the inbox, print the eventIds.
+//! `autod send FILE... | -`: validate, hand over to the queue (the inbox, or
+//! the NATS stream of `[queue]`), print the eventIds.
 
 use anyhow::Result;
 use serde_json::json;
@@ -8,11 +9,20 @@ use crate::exit::Code;
 use crate::intake::{self, InputError, Intake};
 use crate::output;
 use crate::project::Project;
+use crate::queue::{Queue, Receipt};
 use crate::schema::Invalid;
 
 pub fn run(project: &Project, g: &GlobalArgs, args: &SendArgs) -> Result<Code> {
     let max_bytes = project.config.validation.max_event_bytes;
     let mut intake = Intake::new(&project.root, &project.config)?;
+    // Before any input is read: a queue that is down takes nothing, and says so once.
+    let queue = match Queue::open(project) {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::error!("nothing sent: {e}");
+            return Ok(Code::Failed);
+        }
+    };
     let mut code = Code::Success;
     let mut queued = 0usize;
     for input in intake::read_inputs(&args.files, max_bytes)? {
@@ -33,8 +43,8 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &SendArgs) -> Result<Code> {
             Ok(a) => {
                 // A valid event autod could not store (disk full, read-only) is
                 // autod's failure, not a usage error: exit 1, and go on.
-                let path = match project.state.inbox_put(&a.event) {
-                    Ok(p) => p,
+                let receipt = match queue.put(&a.event) {
+                    Ok(r) => r,
                     Err(e) => {
                         tracing::error!("{}: not queued: {e}", input.label);
                         code = code.worst(Code::Failed);
@@ -42,11 +52,30 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &SendArgs) -> Result<Code> {
                     }
                 };
                 queued += 1;
-                tracing::debug!("{}: queued as {}", input.label, path.display());
+                let mut line = json!({"input": input.label, "eventId": a.event.id(), "eventType": a.event.event_type(), "status": "queued"});
+                match &receipt {
+                    Receipt::Folder(path) => {
+                        tracing::debug!("{}: queued as {}", input.label, path.display());
+                    }
+                    Receipt::Nats(ack) => {
+                        tracing::debug!(
+                            "{}: stored in stream {} as message {}{}",
+                            input.label,
+                            ack.stream,
+                            ack.sequence,
+                            if ack.duplicate {
+                                " (a duplicate: sent before)"
+                            } else {
+                                ""
+                            }
+                        );
+                        line["stream"] = json!(ack.stream);
+                        line["sequence"] = json!(ack.sequence);
+                        line["duplicate"] = json!(ack.duplicate);
+                    }
+                }
                 if g.json {
-                    output::json(
-                        &json!({"input": input.label, "eventId": a.event.id(), "eventType": a.event.event_type(), "status": "queued"}),
-                    );
+                    output::json(&line);
                 } else {
                     output::line(a.event.id());
                 }
@@ -60,7 +89,9 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &SendArgs) -> Result<Code> {
             }
         }
     }
-    warn_if_no_daemon(project, queued);
+    if queue.is_local() {
+        warn_if_no_daemon(project, queued);
+    }
     Ok(code)
 }
 
