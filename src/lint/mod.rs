@@ -12,6 +12,7 @@
 //! - `project.rs`: autod.toml, handler commands, routes, schedules, watches;
 //! - `watches.rs`: each watch's eventType schema accepts the watch payload;
 //! - `webhooks.rs`: `[serve]` and `[webhooks.*]` secrets, routes and types;
+//! - `queue.rs`: `[queue]` credentials that cannot be read here;
 //! - `handlers_doc.rs`: HANDLERS.md matches `autod handlers doc`;
 //! - `compat.rs`: `--against REV`, breaking schema changes since a git revision.
 
@@ -22,6 +23,7 @@ mod locate;
 mod notify;
 mod patterns;
 mod project;
+mod queue;
 mod refs;
 mod report;
 mod schemas;
@@ -152,6 +154,7 @@ pub fn lint(root: &Path, options: &Options) -> Result<Vec<Finding>, String> {
         watches::check(&mut lint, root, config, &known);
         webhooks::check(&mut lint, root, config, &known);
         notify::check(&mut lint, root, config, &known);
+        queue::check(&mut lint, root, config);
         handlers_doc::check(&mut lint, root, config);
     }
     if let Some(rev) = &options.against {

@@ -45,10 +45,12 @@ pub enum Queue {
     Folder(StateDir),
     /// A connection and the one-thread runtime that drives it: the commands
     /// that produce are synchronous, and a publish waits for its ack anyway.
-    Nats {
-        runtime: tokio::runtime::Runtime,
-        connection: nats::Connection,
-    },
+    Nats(Box<Nats>),
+}
+
+pub struct Nats {
+    runtime: tokio::runtime::Runtime,
+    connection: nats::Connection,
 }
 
 impl Queue {
@@ -63,10 +65,10 @@ impl Queue {
                     .build()
                     .map_err(QueueError::Runtime)?;
                 let connection = runtime.block_on(nats::Connection::open(config))?;
-                Ok(Queue::Nats {
+                Ok(Queue::Nats(Box::new(Nats {
                     runtime,
                     connection,
-                })
+                })))
             }
         }
     }
@@ -77,10 +79,9 @@ impl Queue {
     pub fn put(&self, event: &Event) -> Result<Receipt, QueueError> {
         match self {
             Queue::Folder(state) => Ok(Receipt::Folder(folder::put(state, event)?)),
-            Queue::Nats {
-                runtime,
-                connection,
-            } => Ok(Receipt::Nats(runtime.block_on(connection.publish(event))?)),
+            Queue::Nats(n) => Ok(Receipt::Nats(
+                n.runtime.block_on(n.connection.publish(event))?,
+            )),
         }
     }
 

@@ -34,7 +34,7 @@ pub fn all(stream: &str) -> String {
 /// published on, and no two of them overlap (NATS refuses a consumer whose
 /// filters overlap).
 pub fn filters(stream: &str, patterns: &[Pattern]) -> Vec<String> {
-    let mut filters: Vec<Vec<String>> = patterns.iter().map(|p| filter_tokens(p)).collect();
+    let mut filters: Vec<Vec<String>> = patterns.iter().map(filter_tokens).collect();
     // Until no two collide: drop one the other covers, else replace both by
     // one that covers both. Each step removes a filter, so this ends.
     'again: loop {

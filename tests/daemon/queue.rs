@@ -1,0 +1,241 @@
+//! `[queue] backend = "nats"` (SPEC 10) against a real nats-server: `autod
+//! queue init|status` and `autod send` publishing. Each test starts its own
+//! server (see `nats.rs`); without one they are skipped, loudly.
+
+use serde_json::Value;
+
+use crate::helper::{Project, event};
+use crate::nats::NatsServer;
+
+fn project(nats: &NatsServer, handlers: &str) -> Project {
+    Project::new()
+        .open_schema("job.due")
+        .open_schema("job.other")
+        .config(&format!(
+            "{handlers}\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\n",
+            nats.url()
+        ))
+        .handler("worker", r#"echo "$AUTOD_EVENT_ID" >> worker.txt"#)
+        .handler("audit", r#"echo "$AUTOD_EVENT_ID" >> audit.txt"#)
+}
+
+const TWO_HANDLERS: &str = r#"
+[handlers.worker]
+on = ["job.due"]
+concurrency = 2
+
+[handlers.audit]
+on = ["job.*"]
+"#;
+
+fn json_of(out: &assert_cmd::assert::Assert) -> Value {
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn stderr_of(out: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+}
+
+fn consumer<'a>(report: &'a Value, handler: &str) -> &'a Value {
+    report["consumers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["handler"] == handler))
+        .unwrap_or_else(|| panic!("no consumer {handler} in {report}"))
+}
+
+fn status(p: &Project) -> Value {
+    json_of(&p.autod(["queue", "status", "--json"]).assert().success())
+}
+
+#[test]
+fn queue_init_is_idempotent_and_updates_a_changed_consumer() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let p = project(&nats, TWO_HANDLERS);
+    let first = json_of(&p.autod(["queue", "init", "--json"]).assert().success());
+    assert_eq!(first["stream"]["action"], "created", "{first}");
+    assert_eq!(first["stream"]["retention"], "interest");
+    assert_eq!(first["deadStream"]["action"], "created");
+    assert_eq!(first["doneBucket"]["action"], "created");
+    assert_eq!(consumer(&first, "worker")["action"], "created");
+    assert_eq!(
+        consumer(&first, "worker")["filterSubjects"],
+        serde_json::json!(["AUTOD.job.due"])
+    );
+    assert_eq!(consumer(&first, "worker")["maxAckPending"], 2);
+    assert_eq!(
+        consumer(&first, "audit")["filterSubjects"],
+        serde_json::json!(["AUTOD.job.*"])
+    );
+
+    let again = json_of(&p.autod(["queue", "init", "--json"]).assert().success());
+    for what in ["stream", "deadStream", "doneBucket"] {
+        assert_eq!(again[what]["action"], "unchanged", "{what}: {again}");
+    }
+    for h in ["worker", "audit"] {
+        assert_eq!(consumer(&again, h)["action"], "unchanged", "{again}");
+    }
+
+    // A handler's `on` and concurrency change, another goes: its consumer
+    // is updated in place, the other's removed (its interest would pin messages).
+    p.set_config(&format!(
+        "[handlers.worker]\non = [\"job.due\", \"report.**\"]\nconcurrency = 1\n\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\n",
+        nats.url()
+    ));
+    let changed = json_of(&p.autod(["queue", "init", "--json"]).assert().success());
+    let worker = consumer(&changed, "worker");
+    assert_eq!(worker["action"], "updated", "{changed}");
+    assert_eq!(
+        worker["filterSubjects"],
+        serde_json::json!(["AUTOD.job.due", "AUTOD.report.>"])
+    );
+    assert_eq!(worker["maxAckPending"], 1);
+    assert_eq!(consumer(&changed, "audit")["action"], "removed");
+    let st = status(&p);
+    assert_eq!(st["handlers"].as_array().unwrap().len(), 1, "{st}");
+    assert_eq!(st["handlers"][0]["maxAckPending"], 1);
+    assert_eq!(st["stream"]["consumers"], 1);
+}
+
+#[test]
+fn send_publishes_and_the_same_event_id_twice_is_one_message() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let p = project(&nats, TWO_HANDLERS);
+    p.autod(["queue", "init"]).assert().success();
+    p.write("e1.json", event("job.due", "e1").to_string());
+    p.write("e2.json", event("job.other", "e2").to_string());
+
+    let first = json_of(&p.autod(["send", "--json", "e1.json"]).assert().success());
+    assert_eq!(first["status"], "queued", "{first}");
+    assert_eq!(first["stream"], "AUTOD");
+    assert_eq!(first["duplicate"], false);
+    // The same eventId again, as a retrying producer would: success, and the
+    // server's dedupe keeps one message.
+    let again = json_of(&p.autod(["send", "--json", "e1.json"]).assert().success());
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["sequence"], first["sequence"]);
+    let out = p.autod(["send", "e2.json"]).assert().success();
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout).trim(),
+        "e2"
+    );
+
+    let st = status(&p);
+    assert_eq!(st["stream"]["messages"], 2, "{st}");
+    let lag = |h: &str| {
+        st["handlers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["handler"] == h)
+            .map(|x| x["lag"].clone())
+            .unwrap()
+    };
+    // worker takes job.due only; audit takes job.* (both).
+    assert_eq!(lag("worker"), 1, "{st}");
+    assert_eq!(lag("audit"), 2, "{st}");
+    // Nothing went to the folder queue.
+    assert!(p.inbox().is_empty(), "{:?}", p.inbox());
+}
+
+#[test]
+fn send_with_the_server_down_exits_1_and_says_what_to_check() {
+    let Some(mut nats) = NatsServer::start() else {
+        return;
+    };
+    let p = project(&nats, TWO_HANDLERS);
+    nats.stop();
+    p.write("e1.json", event("job.due", "e1").to_string());
+    let out = p.autod(["send", "e1.json"]).assert().code(1);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("cannot connect to NATS at nats://127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("check [queue] url"), "{stderr}");
+    assert!(out.get_output().stdout.is_empty());
+    assert!(p.inbox().is_empty() && p.names(".autod/inbox/tmp").is_empty());
+    let out = p.autod(["queue", "status"]).assert().code(1);
+    assert!(stderr_of(&out).contains("cannot connect to NATS"));
+}
+
+#[test]
+fn a_missing_stream_is_an_error_naming_queue_init() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let p = project(&nats, TWO_HANDLERS);
+    p.write("e1.json", event("job.due", "e1").to_string());
+    let out = p.autod(["send", "e1.json"]).assert().code(1);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("stream AUTOD does not exist") && stderr.contains("run `autod queue init`"),
+        "{stderr}"
+    );
+    assert!(out.get_output().stdout.is_empty());
+    let out = p.autod(["queue", "status"]).assert().code(1);
+    assert!(stderr_of(&out).contains("`autod queue init`"));
+    // Once initialised, the same send goes through.
+    p.autod(["queue", "init"]).assert().success();
+    p.autod(["send", "e1.json"]).assert().success();
+    assert_eq!(status(&p)["stream"]["messages"], 1);
+}
+
+/// No server needed: the config is refused before anything connects.
+#[test]
+fn a_plain_token_in_autod_toml_is_refused_and_lint_says_so() {
+    let p = Project::new().open_schema("job.due").config(
+        r#"
+        [handlers.worker]
+        on = ["job.due"]
+
+        [queue]
+        backend = "nats"
+        url = "nats://127.0.0.1:4222"
+        token = "s3cret"
+        "#,
+    );
+    p.write("e1.json", event("job.due", "e1").to_string());
+    let out = p.autod(["send", "e1.json"]).assert().code(2);
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("autod.toml:8: queue.token"), "{stderr}");
+    assert!(stderr.contains("token_env"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    let out = p.autod(["lint"]).assert().code(1);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("autod.toml:8: error: queue.token"),
+        "{stdout}"
+    );
+
+    // Named instead of written: lint warns when the file is not there.
+    p.set_config(
+        r#"
+        [handlers.worker]
+        on = ["job.due"]
+
+        [queue]
+        backend = "nats"
+        url = "nats://127.0.0.1:4222"
+        creds_file = "secrets/autod.creds"
+        "#,
+    );
+    let out = p.autod(["lint"]).assert();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("warning: queue.creds_file: cannot read")
+            && stdout.contains("[queue-credentials]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn queue_commands_on_the_folder_backend_say_how_to_switch() {
+    let p = Project::new();
+    let out = p.autod(["queue", "init"]).assert().code(2);
+    assert!(stderr_of(&out).contains("backend = \"nats\""));
+}
