@@ -7,7 +7,8 @@
 //!   removed once every pair has an outcome; `processing/` is recovered at start;
 //! - `watch.rs`: folder changes become events, written to the inbox;
 //! - `schedule.rs`: cron fires become events, written to the inbox;
-//! - `retry.rs`: dead letters in state `waiting` are retried when due.
+//! - `retry.rs`: dead letters in state `waiting` are retried when due;
+//! - `queue.rs`: with `[queue] backend = "nats"`, each handler's JetStream consumer.
 //!
 //! Beside them, `archive.rs` applies the archive's retention at start and daily.
 //!
@@ -22,6 +23,7 @@
 
 mod archive;
 mod inbox;
+mod queue;
 mod recovery;
 mod retry;
 pub(crate) mod schedule;
@@ -256,6 +258,14 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     let _dead_watcher = retry::watch_dead(&daemon)?;
     let _schema_watcher = inbox::watch_schemas(&daemon);
     let inbox_task = tokio::spawn(inbox::run(Arc::clone(&daemon)));
+    // With `[queue] backend = "nats"` the stream is pulled too; watches,
+    // schedules and follow-ups still come in through the inbox.
+    let _queue_task = match &daemon.generation().config.queue {
+        crate::config::QueueConfig::Nats(c) => {
+            Some(tokio::spawn(queue::run(Arc::clone(&daemon), c.clone())))
+        }
+        crate::config::QueueConfig::Folder => None,
+    };
     let retry_task = tokio::spawn(retry::run(Arc::clone(&daemon)));
     let archive_task = tokio::spawn(archive::run(Arc::clone(&daemon)));
     // Before the announcement: once daemon.json exists, every watch is watching.

@@ -239,3 +239,81 @@ fn queue_commands_on_the_folder_backend_say_how_to_switch() {
     let out = p.autod(["queue", "init"]).assert().code(2);
     assert!(stderr_of(&out).contains("backend = \"nats\""));
 }
+
+/// Two roots as two hosts, one server: 200 events fanned out to two
+/// handlers, and every (event, handler) pair runs exactly once in the group.
+#[test]
+fn two_hosts_share_the_work_and_each_pair_runs_once() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let out = shared.path().canonicalize().unwrap();
+    let config = format!(
+        r#"
+        [handlers.worker]
+        on = ["job.due"]
+        env = {{ OUT = "{out}" }}
+
+        [handlers.audit]
+        on = ["job.*"]
+        concurrency = 2
+        env = {{ OUT = "{out}" }}
+
+        [queue]
+        backend = "nats"
+        url = "{url}"
+        "#,
+        out = out.display(),
+        url = nats.url()
+    );
+    let host = || {
+        Project::new()
+            .open_schema("job.due")
+            .config(&config)
+            .handler("worker", r#"echo "$AUTOD_EVENT_ID" >> "$OUT/worker.txt""#)
+            .handler("audit", r#"echo "$AUTOD_EVENT_ID" >> "$OUT/audit.txt""#)
+    };
+    let (a, b) = (host(), host());
+    a.autod(["queue", "init"]).assert().success();
+    let _da = a.start(&[]);
+    let _db = b.start(&[]);
+    let events: String = (0..200)
+        .map(|i| event("job.due", &format!("e{i:03}")).to_string() + "\n")
+        .collect();
+    a.autod(["send", "-"])
+        .write_stdin(events)
+        .assert()
+        .success();
+
+    let lines = |name: &str| -> Vec<String> {
+        std::fs::read_to_string(out.join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    crate::helper::wait_until(crate::helper::LIMIT * 3, "200 runs of each handler", || {
+        lines("worker.txt").len() >= 200 && lines("audit.txt").len() >= 200
+    });
+    // Every message acked: nothing is left to be redelivered and run again.
+    crate::helper::wait_until(crate::helper::LIMIT, "every pair acked", || {
+        let st = status(&a);
+        st["handlers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["lag"] == 0)
+    });
+    let want: Vec<String> = (0..200).map(|i| format!("e{i:03}")).collect();
+    for name in ["worker.txt", "audit.txt"] {
+        let mut ran = lines(name);
+        ran.sort();
+        assert_eq!(ran, want, "{name}: each pair exactly once");
+    }
+    // Both hosts logged their own runs, and no pair is logged ok twice.
+    let ok = |p: &Project| p.logged("ok").len();
+    eprintln!("host a ran {} pairs, host b {}", ok(&a), ok(&b));
+    assert_eq!(ok(&a) + ok(&b), 400, "a ran {}, b ran {}", ok(&a), ok(&b));
+    assert_eq!(status(&a)["done"], 400);
+}
