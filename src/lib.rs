@@ -32,6 +32,11 @@
 //! - **Metrics** (`metrics.rs`, `GET /metrics`): counted beside the decisions
 //!   (the run-log write, the handler process, the doors), never deciding
 //!   anything; on-disk gauges are counted from `state/` when scraped.
+//! - **Queue** (`queue/`): where an accepted event is handed over durably,
+//!   per `[queue]`: the inbox folder (`queue/folder.rs`, the default) or a
+//!   NATS JetStream stream (`queue/nats.rs`, SPEC 10) that `autod run` on
+//!   many hosts pulls from, one durable consumer per handler
+//!   (`daemon/queue.rs`), into the same engine.
 //! - **Archive** (`state/archive.rs`): every accepted event is also kept, by
 //!   the UTC day of its `ts`, so that `autod replay` (`commands/replay.rs`) can
 //!   send it down the same path again, revalidated, under its own eventId.
