@@ -317,3 +317,97 @@ fn two_hosts_share_the_work_and_each_pair_runs_once() {
     assert_eq!(ok(&a) + ok(&b), 400, "a ran {}, b ran {}", ok(&a), ok(&b));
     assert_eq!(status(&a)["done"], 400);
 }
+
+/// Past the server's dedupe window the same event can be published again
+/// (here: under another `Nats-Msg-Id`, as a window that ran out would let
+/// it): the done marker host A stored makes host B skip the pair.
+#[test]
+fn a_pair_done_on_one_host_is_skipped_on_another_after_the_dedupe_window() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let out = shared.path().canonicalize().unwrap();
+    let config = format!(
+        "[handlers.worker]\non = [\"job.due\"]\nenv = {{ OUT = \"{}\" }}\n\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\n",
+        out.display(),
+        nats.url()
+    );
+    let host = || {
+        Project::new()
+            .open_schema("job.due")
+            .config(&config)
+            .handler("worker", r#"echo "$AUTOD_EVENT_ID" >> "$OUT/worker.txt""#)
+    };
+    let (a, b) = (host(), host());
+    a.autod(["queue", "init"]).assert().success();
+    let ran = || std::fs::read_to_string(out.join("worker.txt")).unwrap_or_default();
+    let acked = |p: &Project| status(p)["handlers"][0]["lag"] == 0;
+    {
+        let _da = a.start(&[]);
+        a.write("e1.json", event("job.due", "e1").to_string());
+        a.autod(["send", "e1.json"]).assert().success();
+        crate::helper::wait_until(crate::helper::LIMIT, "host a to run e1", || ran() == "e1\n");
+        crate::helper::wait_until(crate::helper::LIMIT, "host a to ack e1", || acked(&a));
+    }
+    let _db = b.start(&[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", "e1-after-the-window");
+        let body = event("job.due", "e1").to_string();
+        js.publish_with_headers("AUTOD.job.due", headers, body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    crate::helper::wait_until(crate::helper::LIMIT, "host b to ack the second e1", || {
+        let st = status(&b);
+        st["stream"]["lastSeq"] == 2 && st["handlers"][0]["lag"] == 0
+    });
+    assert_eq!(ran(), "e1\n", "e1 ran once across the hosts");
+    assert!(b.logged("ok").is_empty(), "{:?}", b.log());
+}
+
+/// A failed run is nak'ed with the handler's backoff and runs again (by the
+/// redelivery or, on the same host, the local retry pass, whichever comes
+/// first: the pair lock keeps them apart); the run log has both attempts.
+#[test]
+fn a_failure_runs_again_after_its_backoff_and_then_succeeds() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let p = Project::new()
+        .open_schema("job.due")
+        .config(&format!(
+            "[handlers.flaky]\non = [\"job.due\"]\nretry = {{ initial = \"1s\", max = \"1s\" }}\n\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\n",
+            nats.url()
+        ))
+        .handler(
+            "flaky",
+            r#"
+            echo "$AUTOD_EVENT_ID" >> ran.txt
+            [ -e failed-once ] && exit 0
+            touch failed-once
+            exit 1
+            "#,
+        );
+    p.autod(["queue", "init"]).assert().success();
+    let _d = p.start(&[]);
+    p.write("e1.json", event("job.due", "e1").to_string());
+    p.autod(["send", "e1.json"]).assert().success();
+    crate::helper::wait_until(crate::helper::LIMIT, "e1 to fail, then succeed", || {
+        p.results("e1", "flaky").last().map(String::as_str) == Some("ok")
+    });
+    assert_eq!(p.results("e1", "flaky")[0], "failed");
+    crate::helper::wait_until(crate::helper::LIMIT, "e1 to be acked", || {
+        status(&p)["handlers"][0]["lag"] == 0
+    });
+    assert_eq!(status(&p)["done"], 1);
+}
