@@ -117,10 +117,18 @@ fn fire(project: &Project, g: &GlobalArgs, name: &str) -> Result<Code> {
             return Ok(intake::refusal_code(&invalid));
         }
     };
-    if let Err(e) = project.state.inbox_put(&admitted.event) {
-        tracing::error!("cron:{name}: not queued: {e}");
-        return Ok(Code::Failed);
-    }
+    // The queue of `[queue]`: the inbox, or the NATS stream any host pulls from.
+    let queued = crate::queue::Queue::open(project).and_then(|q| {
+        q.put(&admitted.event)?;
+        Ok(q)
+    });
+    let queue = match queued {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::error!("cron:{name}: not queued: {e}");
+            return Ok(Code::Failed);
+        }
+    };
     if g.json {
         output::json(&json!({
             "schedule": name,
@@ -131,7 +139,9 @@ fn fire(project: &Project, g: &GlobalArgs, name: &str) -> Result<Code> {
     } else {
         output::line(admitted.event.id());
     }
-    super::send::warn_if_no_daemon(project, 1);
+    if queue.is_local() {
+        super::send::warn_if_no_daemon(project, 1);
+    }
     Ok(Code::Success)
 }
 

@@ -411,3 +411,24 @@ fn a_failure_runs_again_after_its_backoff_and_then_succeeds() {
     });
     assert_eq!(status(&p)["done"], 1);
 }
+
+/// `autod schedules fire` hands its event to the same queue as `send`.
+#[test]
+fn a_manual_schedule_fire_is_published() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let p = Project::new().open_schema("digest.due").config(&format!(
+        "[handlers.digest]\non = [\"digest.due\"]\n\n[[schedules]]\nname = \"daily\"\ncron = \"0 9 * * *\"\nevent_type = \"digest.due\"\n\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\n",
+        nats.url()
+    ));
+    p.autod(["queue", "init"]).assert().success();
+    let fired = json_of(
+        &p.autod(["schedules", "fire", "daily", "--json"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(fired["status"], "queued", "{fired}");
+    assert_eq!(status(&p)["stream"]["messages"], 1);
+    assert!(p.inbox().is_empty(), "{:?}", p.inbox());
+}
