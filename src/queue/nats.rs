@@ -131,7 +131,8 @@ impl Connection {
             .name(format!("autod {}", host_name()))
             .connection_timeout(CONNECT_TIMEOUT)
             .request_timeout(Some(REQUEST_TIMEOUT))
-            .require_tls(config.tls());
+            .require_tls(config.tls())
+            .event_callback(connection_event(urls.clone()));
         options = match &config.auth {
             NatsAuth::None => options,
             NatsAuth::CredsFile(path) => options.credentials_file(path).await.map_err(|e| {
@@ -267,6 +268,34 @@ impl Connection {
                 NatsError::Server(format!("cannot read stream {name} on {}: {e}", self.urls))
             }
         })
+    }
+}
+
+/// Says when the connection is lost and when it is back: the client
+/// reconnects by itself, with backoff, and a worker waits meanwhile.
+fn connection_event(
+    urls: String,
+) -> impl Fn(async_nats::Event) -> std::future::Ready<()> + Send + Sync + 'static {
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    move |event| {
+        use std::sync::atomic::Ordering;
+        match event {
+            async_nats::Event::Disconnected => {
+                lost.store(true, Ordering::SeqCst);
+                tracing::warn!("queue: lost the connection to NATS at {urls}; reconnecting");
+            }
+            async_nats::Event::Connected if lost.swap(false, Ordering::SeqCst) => {
+                tracing::info!("queue: reconnected to NATS at {urls}");
+            }
+            async_nats::Event::LameDuckMode => {
+                tracing::warn!(
+                    "queue: the NATS server at {urls} is shutting down (lame duck mode)"
+                );
+            }
+            async_nats::Event::ServerError(e) => tracing::warn!("queue: NATS server error: {e}"),
+            _ => {}
+        }
+        std::future::ready(())
     }
 }
 

@@ -432,3 +432,49 @@ fn a_manual_schedule_fire_is_published() {
     assert_eq!(status(&p)["stream"]["messages"], 1);
     assert!(p.inbox().is_empty(), "{:?}", p.inbox());
 }
+
+/// The server killed and started again mid-stream (same store): nothing it
+/// acked is lost, the worker says it lost the connection and got it back,
+/// and every event runs.
+#[test]
+fn the_server_restarted_mid_stream_loses_nothing_and_the_worker_reconnects() {
+    let Some(mut nats) = NatsServer::start() else {
+        return;
+    };
+    let p = project(&nats, "[handlers.worker]\non = [\"job.due\"]\n");
+    p.autod(["queue", "init"]).assert().success();
+    let daemon = p.start(&[]);
+    let batch = |from: usize| -> String {
+        (from..from + 50)
+            .map(|i| event("job.due", &format!("e{i:03}")).to_string() + "\n")
+            .collect()
+    };
+    p.autod(["send", "-"])
+        .write_stdin(batch(0))
+        .assert()
+        .success();
+    nats.restart();
+    p.autod(["send", "-"])
+        .write_stdin(batch(50))
+        .assert()
+        .success();
+    let ran = || {
+        let mut ids = p.lines("worker.txt");
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    crate::helper::wait_until(crate::helper::LIMIT * 2, "all 100 events to run", || {
+        ran().len() == 100
+    });
+    crate::helper::wait_until(
+        crate::helper::LIMIT,
+        "the worker to say it reconnected",
+        || daemon.stderr().contains("reconnected to NATS"),
+    );
+    assert!(
+        daemon.stderr().contains("lost the connection to NATS"),
+        "{}",
+        daemon.stderr()
+    );
+}
