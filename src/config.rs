@@ -17,7 +17,7 @@ use crate::route::Pattern;
 
 mod queue;
 mod webhooks;
-pub use queue::{DEFAULT_STREAM, NatsAuth, NatsConfig, QueueConfig};
+pub use queue::{DEFAULT_ACK_WAIT, DEFAULT_STREAM, NatsAuth, NatsConfig, QueueConfig};
 pub use webhooks::{Webhook, unsigned_beyond_loopback};
 
 pub const FILE_NAME: &str = "autod.toml";

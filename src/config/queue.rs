@@ -10,9 +10,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{OneOrMany, Problem, expand_home, line_of};
+use std::time::Duration;
+
+use super::{HumanDuration, OneOrMany, Problem, expand_home, line_of};
 
 pub const DEFAULT_STREAM: &str = "AUTOD";
+/// How long the server waits for a worker's word on a message before it
+/// gives it to another: a dead host's pair is taken over this soon. A live
+/// worker speaks every third of it (in-progress acks), however long its
+/// handler runs.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+const ACK_WAIT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +29,7 @@ pub(super) struct RawQueue {
     #[serde(default)]
     url: OneOrMany,
     stream: Option<String>,
+    ack_wait: Option<HumanDuration>,
     creds_file: Option<String>,
     nkey_file: Option<String>,
     token_env: Option<String>,
@@ -50,6 +59,8 @@ pub struct NatsConfig {
     /// are named after it, and its subjects start with it.
     pub stream: String,
     pub auth: NatsAuth,
+    /// See [`DEFAULT_ACK_WAIT`]; set on each handler's consumer by `queue init`.
+    pub ack_wait: Duration,
 }
 
 impl NatsConfig {
@@ -115,6 +126,7 @@ pub(super) fn check(
         let set: Vec<&str> = [
             ("url", !raw.url.0.is_empty()),
             ("stream", raw.stream.is_some()),
+            ("ack_wait", raw.ack_wait.is_some()),
             ("creds_file", raw.creds_file.is_some()),
             ("nkey_file", raw.nkey_file.is_some()),
             ("token_env", raw.token_env.is_some()),
@@ -155,6 +167,16 @@ pub(super) fn check(
             ),
         );
     }
+    let ack_wait = raw.ack_wait.map_or(DEFAULT_ACK_WAIT, |d| d.0);
+    if !(ACK_WAIT_RANGE.0..=ACK_WAIT_RANGE.1).contains(&ack_wait) {
+        problem(
+            line("ack_wait"),
+            format!(
+                "queue.ack_wait = \"{}\" is outside 1s..1h: shorter, a busy worker's in-progress acks cannot keep up; longer, a dead host's pairs wait that long",
+                humantime::format_duration(ack_wait)
+            ),
+        );
+    }
     let file = |f: &String| {
         let p = expand_home(f);
         if p.is_absolute() { p } else { root.join(p) }
@@ -189,6 +211,7 @@ pub(super) fn check(
         urls,
         stream,
         auth: auths.pop().map_or(NatsAuth::None, |(_, a)| a),
+        ack_wait,
     })
 }
 
@@ -319,6 +342,10 @@ mod tests {
                 "nkey_file and token_env are all set",
             ),
             ("[queue]\nbakend = \"nats\"\n", "unknown field `bakend`"),
+            (
+                "[queue]\nbackend = \"nats\"\nurl = \"nats://a\"\nack_wait = \"100ms\"\n",
+                ":4: queue.ack_wait = \"100ms\" is outside 1s..1h",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(want), "{want:?} in {err}");

@@ -33,13 +33,16 @@ use super::Daemon;
 use crate::config::NatsConfig;
 use crate::engine::Mode;
 use crate::log::RunResult;
-use crate::queue::nats::{ACK_WAIT, Connection, Names, pair_key};
+use crate::queue::nats::{Connection, Names, pair_key};
 use crate::state::dead::DeadState;
 
 /// How long one pull waits on the server for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// Back-off while the server is unreachable or not set up.
 const UNAVAILABLE_BACKOFF: Duration = Duration::from_secs(2);
+/// An event the project cannot take now (a broken schema) is offered again
+/// this often, so that it runs soon after the fix.
+const HELD_RETRY: Duration = Duration::from_secs(30);
 
 pub async fn run(daemon: Arc<Daemon>, config: NatsConfig) {
     let mut stopping = daemon.stopping();
@@ -139,6 +142,9 @@ async fn pull(
             }
         }
     };
+    // The consumer's, as `queue init` set it: every host keeps its messages
+    // alive by the same clock.
+    let ack_wait = consumer.cached_info().config.ack_wait;
     loop {
         if *stopping.borrow() {
             return;
@@ -195,7 +201,7 @@ async fn pull(
             tokio::spawn(async move {
                 let _guard = guard;
                 let _permit = permit;
-                pair(&daemon, &done, &handler, message).await;
+                pair(&daemon, &done, &handler, message, ack_wait).await;
             });
         }
         // Permits left over (fewer messages than slots) go back with `permits`.
@@ -208,13 +214,14 @@ async fn pair(
     done: &jetstream::kv::Store,
     handler: &str,
     message: jetstream::Message,
+    ack_wait: Duration,
 ) {
     let message = Arc::new(message);
     let keepalive = {
         let m = Arc::clone(&message);
         async move {
             loop {
-                tokio::time::sleep(ACK_WAIT / 3).await;
+                tokio::time::sleep(ack_wait / 3).await;
                 let _ = m.ack_with(AckKind::Progress).await;
             }
         }
@@ -244,9 +251,9 @@ async fn work(
             if let Some(reason) = crate::intake::project_fault(&invalid) {
                 tracing::error!(
                     "{origin}: held for handler {handler}: {reason}; it is delivered again in {}s, and runs once the project is fixed",
-                    ACK_WAIT.as_secs()
+                    HELD_RETRY.as_secs()
                 );
-                let _ = message.ack_with(AckKind::Nak(Some(ACK_WAIT))).await;
+                let _ = message.ack_with(AckKind::Nak(Some(HELD_RETRY))).await;
             } else {
                 tracing::error!(
                     "{origin}: rejected: {invalid}; it was valid when published, so a schema changed; dropped for handler {handler}"
@@ -328,7 +335,7 @@ async fn work(
                 let handler_cfg = generation.engine.handler(handler).cloned();
                 let attempt = outcome.attempt.unwrap_or(1);
                 let delay =
-                    handler_cfg.map_or(ACK_WAIT, |h| crate::retry::delay(&h.retry, attempt));
+                    handler_cfg.map_or(HELD_RETRY, |h| crate::retry::delay(&h.retry, attempt));
                 let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
             }
             Some(_) => {

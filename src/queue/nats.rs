@@ -44,11 +44,6 @@ use crate::event::Event;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a JetStream request (a publish's ack, stream info) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// The server redelivers a message whose worker said nothing for this long. A
-/// running handler keeps its message with in-progress acks well inside it,
-/// so a long run is not redelivered, and a dead worker's pair is taken over
-/// this soon.
-pub const ACK_WAIT: Duration = Duration::from_secs(30);
 /// Within this window the server drops a second publish of one eventId.
 /// Past it, the done markers keep a pair from running twice.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -337,7 +332,11 @@ fn config_json<T: Serialize>(config: &T) -> Value {
 }
 
 /// The consumer a handler gets.
-pub fn consumer_config(stream: &str, handler: &Handler) -> consumer::pull::Config {
+pub fn consumer_config(
+    stream: &str,
+    handler: &Handler,
+    ack_wait: Duration,
+) -> consumer::pull::Config {
     let mut filters = subject::filters(stream, &handler.on);
     let on: Vec<&str> = handler.on.iter().map(|p| p.as_str()).collect();
     let (filter_subject, filter_subjects) = if filters.len() == 1 {
@@ -351,7 +350,7 @@ pub fn consumer_config(stream: &str, handler: &Handler) -> consumer::pull::Confi
         filter_subject,
         filter_subjects,
         ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: ACK_WAIT,
+        ack_wait,
         deliver_policy: consumer::DeliverPolicy::All,
         // See the module doc: autod dead-letters, so the server never stops.
         max_deliver: -1,
@@ -367,6 +366,10 @@ pub fn consumer_config(stream: &str, handler: &Handler) -> consumer::pull::Confi
 /// running it again changes nothing.
 pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError> {
     let version = conn.check_server()?;
+    let ack_wait = match &config.queue {
+        crate::config::QueueConfig::Nats(n) => n.ack_wait,
+        crate::config::QueueConfig::Folder => crate::config::DEFAULT_ACK_WAIT,
+    };
     conn.check_jetstream().await?;
     let names = &conn.names;
     let server_error = |what: &str, e: &dyn std::fmt::Display| {
@@ -442,7 +445,7 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
     let events_stream = conn.stream(&names.stream).await?;
     let mut consumers = Vec::new();
     for handler in &config.handlers {
-        let desired = consumer_config(&names.stream, handler);
+        let desired = consumer_config(&names.stream, handler, ack_wait);
         let before = events_stream
             .consumer_info(&handler.name)
             .await
@@ -461,6 +464,7 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
             "action": action(before, config_json(&info.config)),
             "filterSubjects": filters_of(&info.config),
             "maxAckPending": info.config.max_ack_pending,
+            "ackWaitMs": u64::try_from(info.config.ack_wait.as_millis()).unwrap_or(u64::MAX),
         }));
     }
     // A consumer autod made for a handler that is gone: on an interest stream

@@ -535,3 +535,103 @@ fn concurrency_1_holds_across_two_hosts() {
         b.logged("ok").len()
     );
 }
+
+/// Two hosts whose handler, on host a only, works for `a_work` seconds;
+/// the ack wait is 2s.
+fn two_hosts_with_a_slow_a(
+    nats: &NatsServer,
+    out: &std::path::Path,
+    a_work: &str,
+) -> (Project, Project) {
+    let host = |name: &str| {
+        Project::new()
+            .open_schema("job.due")
+            .config(&format!(
+                "[handlers.slow]\non = [\"job.due\"]\ntimeout = \"10m\"\nenv = {{ OUT = \"{}\", HOST = \"{name}\", WORK = \"{a_work}\" }}\n\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\nack_wait = \"2s\"\n",
+                out.display(),
+                nats.url()
+            ))
+            .handler(
+                "slow",
+                r#"
+                echo "$AUTOD_EVENT_ID $HOST $$" >> "$OUT/started.txt"
+                if [ "$HOST" = a ]; then sleep "$WORK"; fi
+                echo "$AUTOD_EVENT_ID $HOST" >> "$OUT/ran.txt"
+                "#,
+            )
+    };
+    let (a, b) = (host("a"), host("b"));
+    a.autod(["queue", "init"]).assert().success();
+    (a, b)
+}
+
+fn read_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A run longer than the ack wait keeps its message with in-progress acks:
+/// the other host never starts it.
+#[test]
+fn a_long_run_is_not_redelivered_while_it_lives() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let out = shared.path().canonicalize().unwrap();
+    let (a, b) = two_hosts_with_a_slow_a(&nats, &out, "5");
+    let _da = a.start(&[]);
+    a.write("e1.json", event("job.due", "e1").to_string());
+    a.autod(["send", "e1.json"]).assert().success();
+    crate::helper::wait_until(crate::helper::LIMIT, "host a to start e1", || {
+        read_lines(&out.join("started.txt")).len() == 1
+    });
+    let _db = b.start(&[]);
+    crate::helper::wait_until(
+        crate::helper::LIMIT,
+        "host a to finish e1 (5s, the ack wait is 2s)",
+        || read_lines(&out.join("ran.txt")) == ["e1 a"],
+    );
+    crate::helper::wait_until(crate::helper::LIMIT, "e1 to be acked", || {
+        status(&a)["handlers"][0]["lag"] == 0
+    });
+    let started = read_lines(&out.join("started.txt"));
+    assert_eq!(started.len(), 1, "started twice: {started:?}");
+}
+
+/// A host killed mid-run (the daemon and its handler, as a power cut would):
+/// the other host runs the pair once the ack wait is over.
+#[test]
+fn a_pair_whose_host_died_mid_run_is_run_by_the_other_host() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let out = shared.path().canonicalize().unwrap();
+    let (a, b) = two_hosts_with_a_slow_a(&nats, &out, "600");
+    let mut da = a.start(&[]);
+    a.write("e1.json", event("job.due", "e1").to_string());
+    a.autod(["send", "e1.json"]).assert().success();
+    crate::helper::wait_until(crate::helper::LIMIT, "host a to start e1", || {
+        read_lines(&out.join("started.txt")).len() == 1
+    });
+    let _db = b.start(&[]);
+    da.kill();
+    let started = read_lines(&out.join("started.txt"));
+    let pid: i32 = started[0].rsplit(' ').next().unwrap().parse().unwrap();
+    // The handler leads its own process group: that, too, dies with the host.
+    let _ = rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+    crate::helper::wait_until(crate::helper::LIMIT, "host b to run e1", || {
+        read_lines(&out.join("ran.txt")) == ["e1 b"]
+    });
+    crate::helper::wait_until(crate::helper::LIMIT, "e1 to be acked", || {
+        status(&b)["handlers"][0]["lag"] == 0
+    });
+    assert_eq!(b.results("e1", "slow"), ["ok"]);
+}
