@@ -85,6 +85,9 @@ struct Daemon {
     in_flight: Arc<InFlight>,
     /// Claimed events without an outcome yet, and when to try them again.
     recovery: recovery::Recovery,
+    /// (handler, eventId) pairs whose message the NATS worker holds: their
+    /// dead letters are retried by redelivery, not by the retry pass.
+    queue_pairs: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Daemon {
@@ -249,6 +252,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
         retry_wake: Notify::new(),
         in_flight: Arc::default(),
         recovery: recovery::Recovery::default(),
+        queue_pairs: Mutex::default(),
     });
 
     let mut terminate = signal(SignalKind::terminate())?;

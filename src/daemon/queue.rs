@@ -15,8 +15,10 @@
 //!    does (run log, local done marker or dead letter);
 //! 5. success: the done marker is put in the bucket, then the message acked
 //!    (confirmed by the server); failure: nak with the handler's backoff
-//!    delay; given up (exhausted, exit 65): termed, its dead letter local.
-//!    Interrupted by shutdown: nak at once, so another host takes it.
+//!    delay, and the redelivery is the retry (the host's retry pass skips
+//!    the pair's local dead letter, see `Daemon::queue_pairs`); given up
+//!    (exhausted, exit 65): termed, its dead letter local. Interrupted by
+//!    shutdown: nak at once, so another host takes it.
 //!
 //! The consumer's filter may be wider than the handler's patterns (see
 //! `queue/subject.rs`): every event is routed again here, and one the handler
@@ -232,6 +234,16 @@ async fn pair(
     }
 }
 
+/// The pair's message is gone: a dead letter of it (from `autod retry`, say) is
+/// the retry pass's again.
+fn forget(daemon: &Daemon, handler: &str, event_id: &str) {
+    daemon
+        .queue_pairs
+        .lock()
+        .expect("queue pairs lock")
+        .remove(&(handler.to_owned(), event_id.to_owned()));
+}
+
 async fn work(
     daemon: &Arc<Daemon>,
     done: &jetstream::kv::Store,
@@ -291,6 +303,13 @@ async fn work(
             return;
         }
     }
+    // Its retries are the queue's (the redeliveries), not this host's retry
+    // pass over dead letters: that would spend two attempts per backoff.
+    daemon
+        .queue_pairs
+        .lock()
+        .expect("queue pairs lock")
+        .insert((handler.to_owned(), event.id().to_owned()));
     if let Err(e) = daemon.state.archive(&event) {
         tracing::error!(
             "{origin}: cannot start {}: {e}; delivered again once .autod/ is writable",
@@ -323,6 +342,7 @@ async fn work(
                     .await;
                 return;
             }
+            forget(daemon, handler, event.id());
             if let Err(e) = message.double_ack().await {
                 tracing::warn!(
                     "{origin}: ack of {}/{handler} not confirmed ({e}); a redelivery is skipped by its done marker",
@@ -332,14 +352,22 @@ async fn work(
         }
         _ => match outcome.dead {
             Some(DeadState::Waiting) | None => {
+                // The handler's backoff, as its dead letter says; the
+                // redelivery (on any host) is the retry.
                 let handler_cfg = generation.engine.handler(handler).cloned();
                 let attempt = outcome.attempt.unwrap_or(1);
-                let delay =
-                    handler_cfg.map_or(HELD_RETRY, |h| crate::retry::delay(&h.retry, attempt));
-                let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+                let backoff = outcome
+                    .next_attempt_at
+                    .as_deref()
+                    .and_then(crate::time::parse)
+                    .and_then(|due| crate::time::since(crate::time::now(), due))
+                    .or_else(|| handler_cfg.map(|h| crate::retry::delay(&h.retry, attempt)))
+                    .unwrap_or(HELD_RETRY);
+                let _ = message.ack_with(AckKind::Nak(Some(backoff))).await;
             }
             Some(_) => {
                 // Given up: recorded as this host's dead letter.
+                forget(daemon, handler, event.id());
                 let _ = message.ack_with(AckKind::Term).await;
             }
         },

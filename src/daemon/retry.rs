@@ -52,7 +52,13 @@ pub async fn run(daemon: Arc<Daemon>) {
             }
             let pair = (record.handler.clone(), record.event_id.clone());
             seen.insert(pair.clone());
-            if running.lock().expect("running lock").contains(&pair) {
+            if running.lock().expect("running lock").contains(&pair)
+                || daemon
+                    .queue_pairs
+                    .lock()
+                    .expect("queue pairs lock")
+                    .contains(&pair)
+            {
                 continue;
             }
             let due = pulled_in.due(&record, handler.retry.max.0, now);
