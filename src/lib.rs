@@ -67,6 +67,7 @@ pub mod route;
 pub mod runner;
 pub mod schema;
 pub mod serve;
+pub mod serve_limits;
 pub mod state;
 pub mod time;
 pub mod zone;
