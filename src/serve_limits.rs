@@ -192,10 +192,14 @@ impl Conns {
     /// Asks the connection idle the longest to close; `false` if none is idle.
     fn close_longest_idle(&self) -> bool {
         let open = self.lock();
+        // Ties (the same millisecond) go to the one opened first.
         let oldest = open
-            .values()
-            .filter(|c| c.busy.load(Ordering::SeqCst) == 0 && !c.closing.load(Ordering::SeqCst))
-            .min_by_key(|c| c.active_at.load(Ordering::SeqCst));
+            .iter()
+            .filter(|(_, c)| {
+                c.busy.load(Ordering::SeqCst) == 0 && !c.closing.load(Ordering::SeqCst)
+            })
+            .min_by_key(|(id, c)| (c.active_at.load(Ordering::SeqCst), **id))
+            .map(|(_, c)| c);
         let Some(conn) = oldest else {
             return false;
         };
