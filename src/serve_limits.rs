@@ -323,9 +323,15 @@ pub async fn accept_loop(
                 let busy = Busy::enter(&conn, &conns);
                 let response = hyper::service::Service::call(&inner, request);
                 async move {
-                    let response = response.await;
-                    drop(busy);
-                    response
+                    // Busy until hyper has written the body and dropped it.
+                    let response = response.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        use http_body_util::BodyExt;
+                        axum::body::Body::new(body.map_frame(move |frame| {
+                            let _busy = &busy;
+                            frame
+                        }))
+                    }))
                 }
             })
         };
@@ -344,14 +350,21 @@ pub async fn accept_loop(
                         }
                         return;
                     }
+                    // Without a request in progress (idle, or a head still
+                    // arriving, which hyper's graceful shutdown would wait
+                    // for) the connection is dropped; with one, it ends
+                    // after its response.
                     () = conn.close.notified(), if !closing => {
                         tracing::debug!("serve: closing an idle connection to make room");
+                        if conn.busy.load(Ordering::SeqCst) == 0 {
+                            return;
+                        }
                         closing = true;
                         http.as_mut().graceful_shutdown();
                     }
                     changed = stopping.changed() => {
                         let now = *stopping.borrow_and_update();
-                        if changed.is_err() || now == Stop::Now {
+                        if changed.is_err() || now == Stop::Now || conn.busy.load(Ordering::SeqCst) == 0 {
                             return;
                         }
                         if !closing {

@@ -49,6 +49,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 fn assert_memory_bounded(pid: u32, after: &str) {
     let peak = status_kib(pid, "VmHWM");
+    eprintln!("after {after}: the server's peak resident set is {peak} KiB");
     assert!(
         peak < MEMORY_BOUND_KIB,
         "after {after}, the server's peak resident set is {peak} KiB, over {MEMORY_BOUND_KIB} KiB"
@@ -148,8 +149,13 @@ fn past_max_connections_the_longest_idle_connection_closes_for_a_new_one() {
     wait_until(LIMIT, "the request to be in progress", || {
         serve.stderr().contains("POST /events: reading the body")
     });
-    // 19 idle ones fill the cap; each of the next 30 closes the oldest idle.
+    // 19 idle ones fill the cap (the first two mid-head, as a slowloris is);
+    // each of the next 30 closes the oldest idle.
     let mut idle: Vec<TcpStream> = (0..19).map(|_| serve.connect()).collect();
+    for s in &mut idle[..2] {
+        s.write_all(b"POST /events HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .unwrap();
+    }
     for i in 0..30 {
         idle.push(serve.connect());
         let got = wait_closed(&mut idle[i]);
