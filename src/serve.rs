@@ -114,9 +114,8 @@ impl Server {
                 "serve.max_connections = {max_connections} is not below the open-file limit ({limit}): the inbox and handlers may find no descriptor left; raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections"
             );
         }
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listener =
+            serve_limits::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let (rebinds, rebind) = tokio::sync::mpsc::channel(1);
         Ok(Server {
             listener,
@@ -251,7 +250,7 @@ impl Reload {
         if addr == old {
             return;
         }
-        match TcpListener::bind(addr).await {
+        match serve_limits::listen(addr) {
             Ok(listener) => {
                 let bound = listener.local_addr().map_or(addr, |a| a);
                 if self.rebinds.send(listener).await.is_err() {

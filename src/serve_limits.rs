@@ -56,6 +56,24 @@ pub const MAX_HEADERS: usize = 100;
 /// far fewer.
 const MAX_DEFAULT_CONNECTIONS: usize = 10_000;
 
+/// Connections the kernel holds for the accept loop: a burst past it has
+/// its SYNs dropped, and each of those clients waits a second to retry.
+/// Linux caps it at `net.core.somaxconn` (4096 by default since 5.4).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` to listen, with [`LISTEN_BACKLOG`] (tokio's default is 1024).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio do: a restart may bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Raises the soft open-file limit to the hard one (a server holds a
 /// descriptor per connection); the soft limit in force after it.
 ///
