@@ -579,3 +579,34 @@ fn autod_run_finishes_a_request_in_flight_at_sigterm_and_refuses_new_ones() {
     });
     assert_eq!(p.lines("ran.txt"), ["late1"]);
 }
+
+#[test]
+fn sighup_rotates_the_tokens_of_a_standalone_autod_serve() {
+    let p = project(r#"token_file = "token""#);
+    p.write("token", "old-token\n");
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
+    let post = |token: &str, id: &str| {
+        let body = event("job.due", id).to_string();
+        let auth = format!("Bearer {token}");
+        serve
+            .request(
+                "POST",
+                "/events",
+                &[("Content-Type", JSON), ("Authorization", &auth)],
+                body.as_bytes(),
+            )
+            .0
+    };
+    assert_eq!(post("old-token", "a1"), 202);
+    p.write("token", "new-token\n");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(serve.child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, Signal::HUP).unwrap();
+    wait_until(LIMIT, "the reload to be logged", || {
+        serve.stderr().contains("reloaded autod.toml")
+    });
+    assert_eq!(post("old-token", "a2"), 401);
+    assert_eq!(post("new-token", "a3"), 202);
+    // `--listen` stays: the port did not move.
+    assert!(!serve.stderr().contains("moved from"), "{}", serve.stderr());
+    assert_eq!(p.inbox(), ["a1.json", "a3.json"]);
+}
