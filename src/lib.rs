@@ -25,7 +25,9 @@
 //! - **HTTP** (`serve.rs`, `autod serve` or `[serve]` in `autod run`): a
 //!   request's events go through the same [`intake::Intake`] as `autod send`
 //!   and are answered `202` only once fsynced in the inbox; the daemon delivers
-//!   them from there, so the server runs nothing itself.
+//!   them from there, so the server runs nothing itself. `serve_limits.rs`
+//!   keeps clients from holding it: the accept loop and its connection cap,
+//!   the head limits, the bounded wait for a request slot.
 //! - **Archive** (`state/archive.rs`): every accepted event is also kept, by
 //!   the UTC day of its `ts`, so that `autod replay` (`commands/replay.rs`) can
 //!   send it down the same path again, revalidated, under its own eventId.
