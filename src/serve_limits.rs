@@ -145,7 +145,8 @@ pub async fn wait_for_slot(State(slots): State<Slots>, request: Request, next: N
 /// `503` with `Retry-After`: as long as this request waited, at least 1s.
 fn full(waited: Duration) -> Response {
     let after = waited.as_secs().max(1);
-    tracing::info!(
+    // debug, not info: under a flood this is every request.
+    tracing::debug!(
         "serve: every slot stayed busy for {}; answered 503",
         crate::config::duration_text(waited)
     );
