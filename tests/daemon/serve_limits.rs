@@ -207,6 +207,39 @@ fn a_request_past_max_concurrent_waits_queue_timeout_then_is_a_503_with_retry_af
 }
 
 #[test]
+fn a_flood_past_max_concurrent_does_not_queue_for_ever() {
+    let p = project(
+        r#"max_concurrent = 1
+        queue_timeout = "1s""#,
+    );
+    let serve = Serve::start(&p, &["--listen", "127.0.0.1:0", "-v"]);
+    let body = event("job.due", "slow1").to_string();
+    let (first, rest) = body.as_bytes().split_at(10);
+    let mut slow = serve.connect();
+    slow.write_all(head(JSON, body.len()).as_bytes()).unwrap();
+    slow.write_all(first).unwrap();
+    wait_until(LIMIT, "the slow request to hold the slot", || {
+        serve.stderr().contains("POST /events: reading the body")
+    });
+    // 50 at once, while the slot stays held: each is answered (the wait has
+    // a bound), none is queued.
+    let client = Arc::new(Client { port: serve.port });
+    let flood: Vec<_> = (0..50)
+        .map(|i| {
+            let client = Arc::clone(&client);
+            std::thread::spawn(move || client.post(JSON, &event("job.due", &format!("f{i}"))))
+        })
+        .collect();
+    for f in flood {
+        let (status, body) = f.join().unwrap();
+        assert_eq!((status, &body["error"]), (503, &json!("busy")), "{body}");
+    }
+    assert!(p.inbox().is_empty());
+    slow.write_all(rest).unwrap();
+    assert_eq!(response(&mut slow).0, 202);
+}
+
+#[test]
 fn a_head_of_a_megabyte_is_a_431_and_memory_stays_bounded() {
     let p = project("");
     let serve = Serve::start(&p, &["--listen", "127.0.0.1:0"]);
