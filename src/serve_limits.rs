@@ -280,8 +280,12 @@ enum Stop {
 }
 
 /// Serves until `shutdown` completes; then stops accepting (the listener is
-/// closed, so new connections are refused) and lets the requests in flight
-/// finish, for at most `grace`.
+/// closed, so new connections are refused), closes the connections without
+/// a request in progress, and lets the requests in flight finish (a `202`
+/// among them means fsynced), for at most `grace`; then drops the rest.
+///
+/// Picking the connection to close scans the open ones: at 10,000 that is
+/// some microseconds per connection accepted at the cap, and none below it.
 pub async fn accept_loop(
     mut listener: TcpListener,
     mut how: Accepting,
