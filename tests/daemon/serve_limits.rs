@@ -552,14 +552,23 @@ fn sighup_rereads_the_tokens_and_moves_to_a_changed_listen() {
     assert!(daemon.stderr().contains("serve: tokens read again (1)"));
     assert_eq!(post(&client, "old-token", "a3"), 401);
     assert_eq!(post(&client, "new-token", "a4"), 202);
-    // A changed listen: bound, announced, and the old port closed.
-    let port = free_port();
-    p.set_config(&config(port));
-    daemon.signal(Signal::HUP);
-    let moved = format!("autod serve: listening on http://127.0.0.1:{port}");
-    wait_until(LIMIT, "the new address to be announced", || {
-        daemon.stderr().contains(&moved)
-    });
+    // A changed listen: bound, announced, and the old port closed. (A port
+    // found free can be taken before the daemon binds it, by another test's
+    // connection: then another is tried.)
+    let port = (0..5)
+        .find_map(|_| {
+            let port = free_port();
+            p.set_config(&config(port));
+            daemon.signal(Signal::HUP);
+            let moved = format!("autod serve: listening on http://127.0.0.1:{port}");
+            let failed = format!("cannot listen on 127.0.0.1:{port}");
+            wait_until(LIMIT, "the new address to be announced", || {
+                let e = daemon.stderr();
+                e.contains(&moved) || e.contains(&failed)
+            });
+            daemon.stderr().contains(&moved).then_some(port)
+        })
+        .expect("a free port in 5 tries");
     let new = Client { port };
     assert_eq!(post(&new, "new-token", "a5"), 202);
     wait_until(LIMIT, "the old port to close", || {
