@@ -387,6 +387,16 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
         .fold(false, |ok, t| ok | constant_time_eq(given, t))
 }
 
+/// `401` for a missing or wrong bearer token.
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(json!({"error": "unauthorized", "message": "a valid `Authorization: Bearer <token>` header is required"})),
+    )
+        .into_response()
+}
+
 async fn not_found(uri: axum::http::Uri) -> Response {
     problem(
         StatusCode::NOT_FOUND,
@@ -423,12 +433,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 /// `authorization: credentials_file`).
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if !authorized(&shared, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({"error": "unauthorized", "message": "a valid `Authorization: Bearer <token>` header is required"})),
-        )
-            .into_response();
+        return unauthorized();
     }
     let state = shared.state.clone();
     match tokio::task::spawn_blocking(move || crate::metrics::render(&state)).await {
@@ -480,12 +485,7 @@ enum Mode {
 
 async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     if !authorized(&shared, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({"error": "unauthorized", "message": "a valid `Authorization: Bearer <token>` header is required"})),
-        )
-            .into_response();
+        return unauthorized();
     }
     let media = crate::media::media_type(&headers);
     let mode = if headers.contains_key("ce-specversion") {

@@ -95,6 +95,23 @@ fn head(content_type: &str, length: usize) -> String {
     )
 }
 
+/// A POST of event `id` sent but for its body's last bytes, once the server
+/// logs that it is reading that body (so it holds a slot): the connection,
+/// and the bytes that finish the request.
+fn half_sent(client: &Client, stderr: impl Fn() -> String, id: &str) -> (TcpStream, Vec<u8>) {
+    let body = event("job.due", id).to_string();
+    let (first, rest) = body.as_bytes().split_at(10);
+    let mut s = client.connect();
+    s.write_all(head(JSON, body.len()).as_bytes()).unwrap();
+    s.write_all(first).unwrap();
+    wait_until(
+        LIMIT,
+        &format!("the server to be reading {id}'s body"),
+        || stderr().contains("POST /events: reading the body"),
+    );
+    (s, rest.to_vec())
+}
+
 fn no_panic(stderr: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -141,14 +158,7 @@ fn past_max_connections_the_longest_idle_connection_closes_for_a_new_one() {
     );
     let serve = Serve::start(&p, &["--listen", "127.0.0.1:0", "-v"]);
     // A request in progress holds its connection through any number of idle ones.
-    let body = event("job.due", "busy1").to_string();
-    let (first, rest) = body.as_bytes().split_at(10);
-    let mut busy = serve.connect();
-    busy.write_all(head(JSON, body.len()).as_bytes()).unwrap();
-    busy.write_all(first).unwrap();
-    wait_until(LIMIT, "the request to be in progress", || {
-        serve.stderr().contains("POST /events: reading the body")
-    });
+    let (mut busy, rest) = half_sent(&serve, || serve.stderr(), "busy1");
     // 19 idle ones fill the cap (the first two mid-head, as a slowloris is);
     // each of the next 30 closes the oldest idle.
     let mut idle: Vec<TcpStream> = (0..19).map(|_| serve.connect()).collect();
@@ -163,7 +173,7 @@ fn past_max_connections_the_longest_idle_connection_closes_for_a_new_one() {
     }
     let (status, _) = serve.post(JSON, &event("job.due", "real1"));
     assert_eq!(status, 202);
-    busy.write_all(rest).unwrap();
+    busy.write_all(&rest).unwrap();
     assert_eq!(response(&mut busy).0, 202, "the busy connection was kept");
     assert!(open_files(serve.child.id()) <= 20 + 32);
     assert_eq!(p.inbox(), ["busy1.json", "real1.json"]);
@@ -176,14 +186,7 @@ fn a_request_past_max_concurrent_waits_queue_timeout_then_is_a_503_with_retry_af
         queue_timeout = "0s""#,
     );
     let serve = Serve::start(&p, &["--listen", "127.0.0.1:0", "-v"]);
-    let body = event("job.due", "slow1").to_string();
-    let (first, rest) = body.as_bytes().split_at(10);
-    let mut slow = serve.connect();
-    slow.write_all(head(JSON, body.len()).as_bytes()).unwrap();
-    slow.write_all(first).unwrap();
-    wait_until(LIMIT, "the slow request to hold the slot", || {
-        serve.stderr().contains("POST /events: reading the body")
-    });
+    let (mut slow, rest) = half_sent(&serve, || serve.stderr(), "slow1");
     let mut s = serve.connect();
     let flood = event("job.due", "flood1").to_string();
     s.write_all(head(JSON, flood.len()).as_bytes()).unwrap();
@@ -200,7 +203,7 @@ fn a_request_past_max_concurrent_waits_queue_timeout_then_is_a_503_with_retry_af
     assert!(p.inbox().is_empty(), "the 503 queued nothing");
     // Liveness is not behind the cap; the slot's holder finishes.
     assert_eq!(serve.request("GET", "/healthz", &[], b"").0, 200);
-    slow.write_all(rest).unwrap();
+    slow.write_all(&rest).unwrap();
     assert_eq!(response(&mut slow).0, 202);
     assert_eq!(serve.post(JSON, &event("job.due", "after1")).0, 202);
     assert_eq!(p.inbox(), ["after1.json", "slow1.json"]);
@@ -213,14 +216,7 @@ fn a_flood_past_max_concurrent_does_not_queue_for_ever() {
         queue_timeout = "1s""#,
     );
     let serve = Serve::start(&p, &["--listen", "127.0.0.1:0", "-v"]);
-    let body = event("job.due", "slow1").to_string();
-    let (first, rest) = body.as_bytes().split_at(10);
-    let mut slow = serve.connect();
-    slow.write_all(head(JSON, body.len()).as_bytes()).unwrap();
-    slow.write_all(first).unwrap();
-    wait_until(LIMIT, "the slow request to hold the slot", || {
-        serve.stderr().contains("POST /events: reading the body")
-    });
+    let (mut slow, rest) = half_sent(&serve, || serve.stderr(), "slow1");
     // 50 at once, while the slot stays held: each is answered (the wait has
     // a bound), none is queued.
     let client = Arc::new(Client { port: serve.port });
@@ -235,7 +231,7 @@ fn a_flood_past_max_concurrent_does_not_queue_for_ever() {
         assert_eq!((status, &body["error"]), (503, &json!("busy")), "{body}");
     }
     assert!(p.inbox().is_empty());
-    slow.write_all(rest).unwrap();
+    slow.write_all(&rest).unwrap();
     assert_eq!(response(&mut slow).0, 202);
 }
 
@@ -594,19 +590,12 @@ fn autod_run_finishes_a_request_in_flight_at_sigterm_and_refuses_new_ones() {
     let p = project(r#"listen = "127.0.0.1:0""#);
     let mut daemon = p.start(&["-v"]);
     let client = Client::of_daemon(&daemon);
-    let body = event("job.due", "late1").to_string();
-    let (first, rest) = body.as_bytes().split_at(10);
-    let mut s = client.connect();
-    s.write_all(head(JSON, body.len()).as_bytes()).unwrap();
-    s.write_all(first).unwrap();
-    wait_until(LIMIT, "the request to be in flight", || {
-        daemon.stderr().contains("POST /events: reading the body")
-    });
+    let (mut s, rest) = half_sent(&client, || daemon.stderr(), "late1");
     daemon.terminate();
     wait_until(LIMIT, "new connections to be refused", || {
         TcpStream::connect(("127.0.0.1", client.port)).is_err()
     });
-    s.write_all(rest).unwrap();
+    s.write_all(&rest).unwrap();
     assert_eq!(
         response(&mut s),
         (202, json!({"eventIds": ["late1"]})),
