@@ -441,7 +441,10 @@ def bench_serve(quick: bool, stamp: Path):
     if not LOAD.exists():
         sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT / "bench" / "http-load")
     count = 400 if quick else 4000
-    body = json.dumps(event(0)).replace('"ev-0"', '"{id}"')
+    # The same request to both: the payload as the body, its id in X-Id
+    # (autod's hook takes it as the eventId, webhook passes it to the handler).
+    body = json.dumps(event(0)["payload"])
+    hook = '\n[webhooks.bench]\nevent_type = "bench.ev"\nevent_id = "{header.X-Id}"\n'
     results = {}
     with workdir() as d:
         d = Path(d)
@@ -469,13 +472,13 @@ def bench_serve(quick: bool, stamp: Path):
         d = Path(d)
         port = free_port()
         p = project(d, "#!/bin/sh\nexit 1\n",
-                    f'command = ["{stamp}"]\n\n[serve]\nlisten = "127.0.0.1:{port}"\n')
+                    f'command = ["{stamp}"]\n\n[serve]\nlisten = "127.0.0.1:{port}"\n' + hook)
         stamps, sent = p / "stamps.txt", p / "sent.txt"
         # The daemon's default --jobs: what a user gets.
         daemon = Daemon(p, dict(os.environ, STAMP_FILE=str(stamps)), jobs=[])
         try:
             wait_port(port, daemon.proc, "autod run")
-            res = http_load(port, "/events", body, count, "a", sent)
+            res = http_load(port, "/hooks/bench", body, count, "a", sent)
             wait_for_lines(stamps, count, 300)
             results["autod"] = (res, start_latencies(sent, stamps))
         finally:
@@ -483,12 +486,12 @@ def bench_serve(quick: bool, stamp: Path):
     with workdir() as d:
         d = Path(d)
         port = free_port()
-        p = project(d, "#!/bin/sh\nexit 1\n", f'\n[serve]\nlisten = "127.0.0.1:{port}"\n')
+        p = project(d, "#!/bin/sh\nexit 1\n", f'\n[serve]\nlisten = "127.0.0.1:{port}"\n' + hook)
         with open(p / "serve.err", "w") as err:
             proc = subprocess.Popen([str(AUTOD), "--root", str(p), "serve"], stdout=err, stderr=err)
             try:
                 wait_port(port, proc, "autod serve")
-                results["intake"] = http_load(port, "/events", body, count, "i", p / "sent.txt")
+                results["intake"] = http_load(port, "/hooks/bench", body, count, "i", p / "sent.txt")
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)

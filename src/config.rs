@@ -27,6 +27,8 @@ const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_EVENT_BYTES: u64 = 1024 * 1024;
 /// `[serve] request_timeout`: past an hour a client holds a slot for nothing.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+/// `[serve] max_connections`: each is an open file; past this, a typo.
+const MAX_SERVE_CONNECTIONS: usize = 1_000_000;
 const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 const DEFAULT_LOG_KEEP: u32 = 5;
 
@@ -228,9 +230,17 @@ pub struct ServeConfig {
     pub token_file: OneOrMany,
     /// The largest body of a batch request; default 16 × max_event_bytes.
     pub max_batch_bytes: Option<u64>,
-    /// Requests handled at once; more wait in the accept queue.
+    /// `POST /events` requests handled at once; more wait for a slot, for
+    /// at most `queue_timeout`.
     #[serde(default = "default_serve_concurrency")]
     pub max_concurrent: usize,
+    /// How long a request past `max_concurrent` waits for a slot before it
+    /// is answered `503` with `Retry-After`; `0s`: not at all.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: HumanDuration,
+    /// Connections open at once; default: half the open-file limit, at most
+    /// 10,000 ([`crate::serve_limits::default_max_connections`]).
+    pub max_connections: Option<usize>,
     /// How long one request may take, body read included.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: HumanDuration,
@@ -265,6 +275,9 @@ fn default_serve_concurrency() -> usize {
 }
 fn default_request_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
+}
+fn default_queue_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
 }
 
 /// The secrets of a `<table>.<kind>_env` / `<table>.<kind>_file` pair, in
@@ -334,6 +347,8 @@ impl Default for ServeConfig {
             token_file: OneOrMany::default(),
             max_batch_bytes: None,
             max_concurrent: default_serve_concurrency(),
+            queue_timeout: default_queue_timeout(),
+            max_connections: None,
             request_timeout: default_request_timeout(),
         }
     }
@@ -842,6 +857,29 @@ impl Config {
                     message: "serve.max_concurrent must be at least 1".into(),
                 });
             }
+            if let Some(message) = too_long(
+                "serve.queue_timeout",
+                serve.queue_timeout.0,
+                MAX_REQUEST_TIMEOUT,
+            ) {
+                problems.push(Problem {
+                    line: line("queue_timeout"),
+                    message,
+                });
+            }
+            match serve.max_connections {
+                Some(0) => problems.push(Problem {
+                    line: line("max_connections"),
+                    message: "serve.max_connections must be at least 1".into(),
+                }),
+                Some(n) if n > MAX_SERVE_CONNECTIONS => problems.push(Problem {
+                    line: line("max_connections"),
+                    message: format!(
+                        "serve.max_connections = {n} is over the {MAX_SERVE_CONNECTIONS} it may be at most (each holds an open file)"
+                    ),
+                }),
+                _ => {}
+            }
             if serve.max_batch_bytes == Some(0) {
                 problems.push(Problem {
                     line: line("max_batch_bytes"),
@@ -1186,6 +1224,24 @@ mod tests {
             .to_string();
         assert!(
             err.contains(":2: serve.request_timeout") && err.contains(":3: serve.max_concurrent"),
+            "{err}"
+        );
+        let serve = parse("[serve]\n").unwrap().serve.unwrap();
+        assert_eq!(serve.queue_timeout.0, Duration::from_secs(5));
+        assert_eq!(serve.max_connections, None);
+        let serve = parse("[serve]\nqueue_timeout = \"0s\"\nmax_connections = 10\n")
+            .unwrap()
+            .serve
+            .unwrap();
+        assert_eq!(
+            (serve.queue_timeout.0, serve.max_connections),
+            (Duration::ZERO, Some(10))
+        );
+        let err = parse("[serve]\nqueue_timeout = \"2h\"\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2: serve.queue_timeout") && err.contains(":3: serve.max_connections"),
             "{err}"
         );
     }

@@ -260,6 +260,7 @@ fn payload(scheme: Option<Scheme>, headers: &HeaderMap, body: &[u8]) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::test_headers as headers;
     use serde_json::json;
 
     fn hook(toml: &str) -> Hook {
@@ -274,17 +275,6 @@ mod tests {
             keys: Vec::new(),
             slots: None,
         }
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
     }
 
     fn event(h: &Hook, headers: &HeaderMap, body: &[u8]) -> Value {

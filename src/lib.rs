@@ -28,7 +28,9 @@
 //!   them from there, so the server runs nothing itself. A webhook
 //!   (`POST /hooks/<name>`, `hooks.rs`) is checked against its signature
 //!   (`signature.rs`) over the raw body, made into an event by its templates
-//!   (`template.rs`), and admitted the same way.
+//!   (`template.rs`), and admitted the same way. `serve_limits.rs`
+//!   keeps clients from holding it: the accept loop and its connection cap,
+//!   the head limits, the bounded wait for a request slot.
 //! - **Metrics** (`metrics.rs`, `GET /metrics`): counted beside the decisions
 //!   (the run-log write, the handler process, the doors), never deciding
 //!   anything; on-disk gauges are counted from `state/` when scraped.
@@ -82,6 +84,7 @@ pub mod route;
 pub mod runner;
 pub mod schema;
 pub mod serve;
+pub mod serve_limits;
 pub mod signature;
 pub mod state;
 pub mod template;

@@ -70,6 +70,19 @@ pub fn form(body: &[u8]) -> Option<Map<String, Value>> {
     Some(fields)
 }
 
+/// A header map from `(name, value)` pairs, for unit tests.
+#[cfg(test)]
+pub fn test_headers(pairs: &[(&str, &str)]) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,14 +8,14 @@
 //!
 //! Bounds on a client: the body is read through [`Limited`] (and refused
 //! from its `Content-Length` before any of it is read), the body read has
-//! `[serve] request_timeout`, headers must arrive within hyper's
-//! `header_read_timeout` (the same duration), and at most `[serve]
-//! max_concurrent` requests are handled at once.
+//! `[serve] request_timeout`, and a batch is split without building it
+//! first. The connection and head limits, and the bounded wait for one of
+//! `[serve] max_concurrent` slots, are `serve_limits.rs`'s.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -26,16 +26,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::config::{Config, ServeConfig};
 use crate::event::Violation;
 use crate::hooks::Hooks;
 use crate::intake::Intake;
 use crate::schema::Invalid;
+use crate::serve_limits::{self, Slots};
 use crate::state::StateDir;
 
 /// Events in one batch request at most: each is fsynced before the answer, so
@@ -49,14 +48,17 @@ const READYZ_CONCURRENT: usize = 4;
 struct Shared {
     intake: Mutex<Intake>,
     state: StateDir,
-    tokens: Vec<Vec<u8>>,
+    /// Replaced by a reload ([`Reload::apply`]): a rotated-out token stops
+    /// working at once, on connections kept alive too.
+    tokens: RwLock<Vec<Vec<u8>>>,
     max_event_bytes: u64,
     max_batch_bytes: u64,
     request_timeout: Duration,
     /// `[webhooks.*]`: `POST /hooks/<name>`.
-    hooks: Hooks,
+    /// Replaced whole by a reload (secrets rotated, hooks added).
+    hooks: std::sync::RwLock<Arc<Hooks>>,
     /// `[serve] max_concurrent`, shared by `/events` and `/hooks/*`.
-    slots: Arc<Semaphore>,
+    slots: Slots,
 }
 
 /// A bound, not yet serving, HTTP intake.
@@ -64,6 +66,9 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
+    max_connections: usize,
+    reload: Arc<Reload>,
+    rebind: tokio::sync::mpsc::Receiver<TcpListener>,
     /// Kept for as long as the server runs.
     _schemas: Option<notify::RecommendedWatcher>,
 }
@@ -79,11 +84,11 @@ impl Server {
     ) -> Result<Server> {
         let cfg = config.serve.clone().unwrap_or_default();
         let cfg = &cfg;
-        let tokens = read_tokens(root, cfg)?;
+        let tokens = RwLock::new(read_tokens(root, cfg)?);
         let intake = Intake::new(root, config)?;
         let max_event_bytes = config.validation.max_event_bytes;
         let hooks = Hooks::load(root, &config.webhooks, listen).map_err(anyhow::Error::msg)?;
-        let slots = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
+        let slots = Slots::new(cfg.max_concurrent, cfg.queue_timeout.0);
         let shared = Arc::new(Shared {
             intake: Mutex::new(intake),
             state: state.clone(),
@@ -91,7 +96,7 @@ impl Server {
             max_event_bytes,
             max_batch_bytes: cfg.batch_bytes(max_event_bytes),
             request_timeout: cfg.request_timeout.0,
-            hooks,
+            hooks: std::sync::RwLock::new(Arc::new(hooks)),
             slots: slots.clone(),
         });
         let schemas = watch_schemas(root, &shared);
@@ -99,37 +104,62 @@ impl Server {
         // fsyncs) share max_concurrent (a hook takes its slot in `hook`,
         // after its own cap); `/readyz` (one fsynced probe) has a few of its
         // own, and `/healthz` none, so a full intake still answers its probes.
-        use tower::limit::{ConcurrencyLimitLayer, GlobalConcurrencyLimitLayer};
+        // Past a cap a request waits queue_timeout at most, then is a 503.
+        let capped =
+            |slots: Slots| axum::middleware::from_fn_with_state(slots, serve_limits::wait_for_slot);
         let router = Router::new()
-            .route(
-                "/events",
-                post(events).layer(GlobalConcurrencyLimitLayer::with_semaphore(slots)),
-            )
+            .route("/events", post(events).layer(capped(slots)))
             .route("/hooks/{name}", post(hook))
             .route(
                 "/readyz",
-                get(readyz).layer(ConcurrencyLimitLayer::new(READYZ_CONCURRENT)),
+                get(readyz).layer(capped(Slots::new(READYZ_CONCURRENT, cfg.queue_timeout.0))),
             )
             .route("/healthz", get(healthz))
             .route(
                 "/metrics",
-                get(metrics).layer(ConcurrencyLimitLayer::new(
+                get(metrics).layer(capped(Slots::new(
                     crate::metrics::CONCURRENT_SCRAPES,
-                )),
+                    cfg.queue_timeout.0,
+                ))),
             )
             .fallback(not_found)
             // Last, so that it wraps every route above and the fallback.
             .layer(axum::middleware::from_fn(crate::metrics::track_http))
-            .with_state(shared);
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+            .with_state(Arc::clone(&shared));
+        let open_files = serve_limits::raise_open_file_limit();
+        let max_connections = cfg
+            .max_connections
+            .unwrap_or_else(|| serve_limits::default_max_connections(open_files));
+        if let Some(limit) = open_files
+            && max_connections as u64 >= limit
+        {
+            tracing::warn!(
+                "serve.max_connections = {max_connections} is not below the open-file limit ({limit}): the inbox and handlers may find no descriptor left; raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections"
+            );
+        }
+        let listener =
+            serve_limits::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
+        let (rebinds, rebind) = tokio::sync::mpsc::channel(1);
         Ok(Server {
             listener,
             router,
             header_timeout: cfg.request_timeout.0,
+            max_connections,
+            reload: Arc::new(Reload {
+                shared: Arc::downgrade(&shared),
+                rebinds,
+                start: cfg.clone(),
+                listen: Mutex::new(listen),
+                max_event_bytes,
+            }),
+            rebind,
             _schemas: schemas,
         })
+    }
+
+    /// What a SIGHUP of `autod run` uses to bring the server to a new config.
+    pub fn reload(&self) -> Arc<Reload> {
+        Arc::clone(&self.reload)
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr> {
@@ -140,42 +170,142 @@ impl Server {
     /// connections are refused) and lets the requests in flight finish, for
     /// at most `grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (stream, _peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and the like: back off instead of spinning.
-                        tracing::warn!("serve: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(self.header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!("serve: connection ended: {e}");
-                }
-            });
-        }
-        drop(self.listener);
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let accepting = serve_limits::Accepting {
+            router: self.router,
+            header_timeout: self.header_timeout,
+            max_connections: self.max_connections,
+            rebind: self.rebind,
+        };
+        serve_limits::accept_loop(self.listener, accepting, shutdown, grace).await;
+    }
+}
+
+/// A running server's side of a config reload (SIGHUP in `autod run`).
+///
+/// Taken from the new config: the tokens (read again, so a `token_file`
+/// rewritten in place rotates without a restart), the intake's routes and
+/// envelope, and `listen` (the new address is bound first; if that fails
+/// the old one is kept). Every other `[serve]` key, and `max_event_bytes`,
+/// keep their start values until the next start, and a warning says so.
+pub struct Reload {
+    shared: std::sync::Weak<Shared>,
+    rebinds: tokio::sync::mpsc::Sender<TcpListener>,
+    start: ServeConfig,
+    /// The address `listen` named when last bound (port 0 stays 0).
+    listen: Mutex<SocketAddr>,
+    max_event_bytes: u64,
+}
+
+impl Reload {
+    /// Brings the server to `config`; what cannot be taken is logged and
+    /// the old value kept, so a reload never stops the server.
+    pub async fn apply(&self, root: &Path, config: &Config) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let Some(cfg) = &config.serve else {
             tracing::warn!(
-                "serve: requests still in flight after {}; closing them",
-                crate::config::duration_text(grace)
+                "SIGHUP: [serve] is gone from autod.toml; the server keeps running until the next start"
             );
+            return;
+        };
+        match read_tokens(root, cfg) {
+            Ok(tokens) => {
+                let n = tokens.len();
+                *shared
+                    .tokens
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = tokens;
+                tracing::info!("SIGHUP: serve: tokens read again ({n})");
+            }
+            Err(e) => tracing::error!("SIGHUP: serve: kept the old tokens: {e:#}"),
+        }
+        match Intake::new(root, config) {
+            Ok(intake) => {
+                *shared
+                    .intake
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = intake;
+            }
+            Err(e) => tracing::error!("SIGHUP: serve: kept the old routes: {e:#}"),
+        }
+        self.rebind(cfg).await;
+        let listen = *self
+            .listen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match Hooks::load(root, &config.webhooks, listen) {
+            Ok(hooks) => {
+                let n = hooks.names().len();
+                *shared
+                    .hooks
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(hooks);
+                tracing::info!("SIGHUP: serve: webhooks and their secrets read again ({n})");
+            }
+            Err(e) => tracing::error!("SIGHUP: serve: kept the old webhooks: {e}"),
+        }
+        let start = &self.start;
+        let changed: Vec<&str> = [
+            (
+                "max_batch_bytes",
+                cfg.max_batch_bytes != start.max_batch_bytes,
+            ),
+            ("max_concurrent", cfg.max_concurrent != start.max_concurrent),
+            ("queue_timeout", cfg.queue_timeout != start.queue_timeout),
+            (
+                "max_connections",
+                cfg.max_connections != start.max_connections,
+            ),
+            (
+                "request_timeout",
+                cfg.request_timeout != start.request_timeout,
+            ),
+            (
+                "[validation] max_event_bytes",
+                config.validation.max_event_bytes != self.max_event_bytes,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
+        if !changed.is_empty() {
+            tracing::warn!(
+                "SIGHUP: serve: {} changed; the server keeps its start value until the next start",
+                changed.join(", ")
+            );
+        }
+    }
+
+    async fn rebind(&self, cfg: &ServeConfig) {
+        let Ok(addr) = cfg.check_listen(&cfg.listen) else {
+            return; // the config did not load then
+        };
+        let old = *self
+            .listen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if addr == old {
+            return;
+        }
+        match serve_limits::listen(addr) {
+            Ok(listener) => {
+                let bound = listener.local_addr().map_or(addr, |a| a);
+                if self.rebinds.send(listener).await.is_err() {
+                    return; // stopping
+                }
+                *self
+                    .listen
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = addr;
+                tracing::info!(
+                    "SIGHUP: serve: moved from {old} to {bound}; connections open on {old} finish there"
+                );
+                eprintln!("autod serve: listening on http://{bound}");
+            }
+            Err(e) => tracing::error!(
+                "SIGHUP: serve: cannot listen on {addr} ({e}); still listening on {old}"
+            ),
         }
     }
 }
@@ -237,7 +367,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
-    if shared.tokens.is_empty() {
+    let tokens = shared
+        .tokens
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if tokens.is_empty() {
         return true;
     }
     // The scheme is case-insensitive (RFC 9110 11.1); the token is not.
@@ -248,10 +382,19 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
         return false;
     };
     // Every token is compared, so which one matched does not show in the time.
-    shared
-        .tokens
+    tokens
         .iter()
         .fold(false, |ok, t| ok | constant_time_eq(given, t))
+}
+
+/// `401` for a missing or wrong bearer token.
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(json!({"error": "unauthorized", "message": "a valid `Authorization: Bearer <token>` header is required"})),
+    )
+        .into_response()
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
@@ -290,12 +433,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 /// `authorization: credentials_file`).
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if !authorized(&shared, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({"error": "unauthorized", "message": "a valid `Authorization: Bearer <token>` header is required"})),
-        )
-            .into_response();
+        return unauthorized();
     }
     let state = shared.state.clone();
     match tokio::task::spawn_blocking(move || crate::metrics::render(&state)).await {
@@ -347,12 +485,7 @@ enum Mode {
 
 async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     if !authorized(&shared, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({"error": "unauthorized", "message": "a valid `Authorization: Bearer <token>` header is required"})),
-        )
-            .into_response();
+        return unauthorized();
     }
     let media = crate::media::media_type(&headers);
     let mode = if headers.contains_key("ce-specversion") {
@@ -456,8 +589,14 @@ async fn hook(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(hook) = shared.hooks.get(&name) else {
-        let names = shared.hooks.names();
+    let hooks = Arc::clone(
+        &shared
+            .hooks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let Some(hook) = hooks.get(&name) else {
+        let names = hooks.names();
         return problem(
             StatusCode::NOT_FOUND,
             "not-found",
@@ -470,9 +609,14 @@ async fn hook(
     };
     // The hook's cap first: requests waiting on it hold none of the slots
     // that other hooks and /events need.
-    let _hook_slot = hook.slot().await;
-    // Never closed, so acquiring only waits.
-    let _slot = shared.slots.clone().acquire_owned().await.ok();
+    let wait = shared.slots.wait();
+    let Ok(_hook_slot) = tokio::time::timeout(wait, hook.slot()).await else {
+        return serve_limits::full(wait, &format!("[webhooks.{name}] concurrency"));
+    };
+    let _slot = match shared.slots.take().await {
+        Ok(slot) => slot,
+        Err(busy) => return busy,
+    };
     let path = format!("/hooks/{name}");
     let bytes = match read_body(
         &shared,
@@ -568,26 +712,33 @@ fn split(
                 }
                 return Ok(vec![bytes.to_vec()]);
             }
-            let value: Value = serde_json::from_slice(bytes)
-                .map_err(|e| whole(Violation::new("", "json", format!("not valid JSON: {e}"))))?;
-            let Value::Array(items) = value else {
-                return Err(whole(Violation::new(
-                    "",
-                    "type",
-                    "a batch is a JSON array of events",
-                )));
+            use serve_limits::BatchRefused;
+            let items = match serve_limits::batch_items(bytes, MAX_BATCH_EVENTS) {
+                Ok(items) => items,
+                Err(BatchRefused::Json(e)) => {
+                    return Err(whole(Violation::new(
+                        "",
+                        "json",
+                        format!("not valid JSON: {e}"),
+                    )));
+                }
+                Err(BatchRefused::NotArray) => {
+                    return Err(whole(Violation::new(
+                        "",
+                        "type",
+                        "a batch is a JSON array of events",
+                    )));
+                }
+                Err(BatchRefused::TooLong) => {
+                    return Err(Box::new(problem(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "batch-too-long",
+                        format!(
+                            "the batch has more than the {MAX_BATCH_EVENTS} events a request may carry (each is fsynced before the answer); split it"
+                        ),
+                    )));
+                }
             };
-            if items.len() > MAX_BATCH_EVENTS {
-                crate::metrics::event_rejected(crate::metrics::UNKNOWN_TYPE, "too_large");
-                return Err(Box::new(problem(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "batch-too-long",
-                    format!(
-                        "the batch has {} events, over the {MAX_BATCH_EVENTS} a request may carry (each is fsynced before the answer); split it",
-                        items.len()
-                    ),
-                )));
-            }
             if items.is_empty() {
                 return Err(whole(Violation::new(
                     "",
@@ -595,10 +746,7 @@ fn split(
                     "the batch is empty; send at least one event",
                 )));
             }
-            Ok(items
-                .iter()
-                .map(|item| serde_json::to_vec(item).unwrap_or_default())
-                .collect())
+            Ok(items.into_iter().map(<[u8]>::to_vec).collect())
         }
     }
 }

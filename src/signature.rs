@@ -263,19 +263,9 @@ pub fn sign_hex(key: &[u8], message: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::test_headers as headers;
 
     const NOW: i64 = 1_614_265_330;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
-    }
 
     fn check(scheme: Scheme, keys: &[Vec<u8>]) -> Check<'_> {
         Check {

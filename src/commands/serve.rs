@@ -1,10 +1,12 @@
 //! `autod serve`: the HTTP intake on its own (SPEC 11); `autod run` delivers
-//! what it queues.
+//! what it queues. SIGHUP reloads autod.toml into it as `autod run` does
+//! ([`crate::serve::Reload`]); a `--listen` given stays.
 
 use anyhow::Result;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::ServeArgs;
+use crate::config::{Config, ServeConfig};
 use crate::exit::Code;
 use crate::project::Project;
 use crate::serve::Server;
@@ -21,6 +23,7 @@ pub fn run(project: &Project, args: &ServeArgs) -> Result<Code> {
     rt.block_on(async {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
         let server = Server::bind(&project.root, &project.config, &project.state, addr).await?;
         // The one line a supervisor (or a test) waits for: the real address,
         // so `--listen 127.0.0.1:0` tells which port it got.
@@ -31,10 +34,29 @@ pub fn run(project: &Project, args: &ServeArgs) -> Result<Code> {
                 project.root.display()
             );
         }
+        let reload = server.reload();
+        let root = project.root.clone();
+        let pinned = args.listen.clone();
         let shutdown = async move {
-            let name = tokio::select! {
-                _ = terminate.recv() => "SIGTERM",
-                _ = interrupt.recv() => "SIGINT",
+            let name = loop {
+                tokio::select! {
+                    _ = terminate.recv() => break "SIGTERM",
+                    _ = interrupt.recv() => break "SIGINT",
+                    _ = hangup.recv() => match Config::load(&root) {
+                        Ok(mut config) => {
+                            // Standalone, [serve] is optional; `--listen` wins over it.
+                            let cfg = config.serve.get_or_insert_with(ServeConfig::default);
+                            if let Some(listen) = &pinned {
+                                cfg.listen.clone_from(listen);
+                            }
+                            reload.apply(&root, &config).await;
+                            tracing::info!("SIGHUP: reloaded autod.toml");
+                        }
+                        Err(e) => tracing::error!(
+                            "SIGHUP: kept the old config; the new one is invalid: {e:#}"
+                        ),
+                    },
+                }
             };
             tracing::info!("{name}: no new connections; finishing requests in flight");
         };

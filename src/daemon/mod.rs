@@ -219,8 +219,8 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     let (stopping, _) = flag::channel(false);
     let (killing, _) = flag::channel(false);
     // `[serve]`: the HTTP intake, bound before the announcement (a port in
-    // use is a start failure, exit 2). Its config is the start's: a SIGHUP
-    // does not rebind or re-read tokens (yet).
+    // use is a start failure, exit 2). A SIGHUP re-reads its tokens and
+    // routes and moves it to a changed `listen` (`serve::Reload`).
     let server = match &project.config.serve {
         Some(cfg) => {
             let addr = cfg.check_listen(&cfg.listen).map_err(anyhow::Error::msg)?;
@@ -279,9 +279,11 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
         tracing::info!("removed {swept} temp files left by writers that were killed mid-write");
     }
     let (serve_stop, serve_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut serve_reload = None;
     let serve_task = match server {
         Some(server) => {
             let addr = server.local_addr()?;
+            serve_reload = Some(server.reload());
             let shutdown = async move {
                 let _ = serve_stopped.await;
             };
@@ -311,6 +313,11 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
             _ = hangup.recv() => {
                 match Config::load(&daemon.root).map_err(anyhow::Error::from).and_then(|c| daemon.build(c)) {
                     Ok(generation) => {
+                        if let Some(reload) = &serve_reload {
+                            reload.apply(&daemon.root, &generation.config).await;
+                        } else if generation.config.serve.is_some() {
+                            tracing::warn!("SIGHUP: [serve] is new in autod.toml; the server starts at the next start");
+                        }
                         sources.retire(&generation.config).await;
                         *daemon.current.write().expect("generation lock") = Arc::new(generation);
                         sources.start_missing(&daemon);

@@ -11,6 +11,8 @@
 //!   the hook's `event_type` can make (judged from its fixed start), so
 //!   every delivery would be refused as unroutable.
 //! - `webhook-type` (warning): a fixed `event_type` with no schema.
+//! - `webhook-serve` (warning): hooks but no `[serve]` table, so `autod run`
+//!   would not listen for them (only a standalone `autod serve` would).
 
 use std::path::Path;
 
@@ -30,6 +32,19 @@ pub fn check(lint: &mut Lint, root: &Path, config: &Config, known: &Known) {
             )
             .at(line, None);
         }
+    }
+    if config.serve.is_none()
+        && let Some(first) = config.webhooks.first()
+    {
+        lint.warning(
+            &path,
+            "webhook-serve",
+            format!(
+                "[webhooks.{}] is configured but there is no [serve] table, so `autod run` does not listen for webhooks; add `[serve]` (listen defaults to 127.0.0.1:8080), or run `autod serve` beside it",
+                first.name
+            ),
+        )
+        .at(config::line_of(&text, &format!("[webhooks.{}]", first.name)), None);
     }
     for hook in &config.webhooks {
         let line = config::line_of(&text, &format!("[webhooks.{}]", hook.name));

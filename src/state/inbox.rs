@@ -85,7 +85,11 @@ impl StateDir {
             return Ok(target);
         }
         let placed = atomic::place_new(&tmp_dir, &target, &event.to_json()).at(&target)?;
-        if !placed && !handed_over(&target) {
+        // Not placed: the name was taken. By the same event sent at once
+        // (several HTTP requests, or `autod send`s): then it is a file, or
+        // gone already, claimed into processing/ and perhaps delivered.
+        let not_a_file = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_file());
+        if !placed && not_a_file(&target) {
             // A symlink or a folder of that name: the daemon would never read it.
             return Err(std::io::Error::other(
                 "something that is not an event file has this name; remove it and send again",

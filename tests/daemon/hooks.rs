@@ -310,8 +310,12 @@ fn standard(serve: &Serve, id: &str, ts: i64, body: &str, signature: Option<&str
 }
 
 fn std_sig(id: &str, ts: i64, body: &str) -> String {
+    std_sig_by(STD_SECRET, id, ts, body)
+}
+
+fn std_sig_by(secret: &str, id: &str, ts: i64, body: &str) -> String {
     let key = base64::engine::general_purpose::STANDARD
-        .decode(STD_SECRET.strip_prefix("whsec_").unwrap())
+        .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();
     format!(
         "v1,{}",
@@ -725,4 +729,46 @@ fn hook_requests_are_in_the_metrics() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
+}
+
+#[test]
+fn sighup_reads_the_hooks_and_their_secrets_again() {
+    let p = project();
+    let serve = serve(&p);
+    let body = json!({"type": "user.created"}).to_string();
+    let t = now();
+    let (status, _) = standard(&serve, "r1", t, &body, Some(&std_sig("r1", t, &body)));
+    assert_eq!(status, 202);
+    assert_eq!(serve.request("POST", "/hooks/plain", &[], b"{}").0, 404);
+    // The secret file rotated in place, and a hook added, then SIGHUP.
+    let rotated = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(b"a rotated key of 24 bytes")
+    );
+    p.write("secrets/std", format!("{rotated}\n"));
+    let config = p.read("autod.toml");
+    p.set_config(&format!(
+        "{config}\n[webhooks.plain]\nevent_type = \"std.user.created\"\n"
+    ));
+    let pid = rustix::process::Pid::from_raw(i32::try_from(serve.child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    wait_until(LIMIT, "the webhooks to be read again", || {
+        serve
+            .stderr()
+            .contains("webhooks and their secrets read again")
+    });
+    let (old, _) = standard(&serve, "r2", t, &body, Some(&std_sig("r2", t, &body)));
+    assert_eq!(old, 401, "the old secret no longer signs");
+    let sig = std_sig_by(&rotated, "r3", t, &body);
+    assert_eq!(standard(&serve, "r3", t, &body, Some(&sig)).0, 202);
+    let (status, body) = serve.request("POST", "/hooks/plain", &[("Content-Type", JSON)], b"{}");
+    assert_eq!(status, 202, "{body}");
+    let mut inbox = p.inbox();
+    inbox.retain(|name| name != "r1.json" && name != "r3.json");
+    assert_eq!(
+        inbox.len(),
+        1,
+        "r1, r3 and the plain hook's event: {:?}",
+        p.inbox()
+    );
 }

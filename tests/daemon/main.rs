@@ -27,6 +27,7 @@ mod retries;
 mod schedules;
 mod send;
 mod serve;
+mod serve_limits;
 mod signals;
 mod status;
 mod watches;

@@ -475,6 +475,7 @@ fn requests_past_max_concurrent_wait_for_a_slot() {
         r#"
         [serve]
         max_concurrent = 1
+        queue_timeout = "1m"
         [handlers.worker]
         on = ["job.due"]
         "#,

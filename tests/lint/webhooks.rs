@@ -203,3 +203,25 @@ fn a_fixed_event_type_without_a_schema_is_a_warning() {
         "{f}"
     );
 }
+
+#[test]
+fn hooks_without_a_serve_table_are_a_warning() {
+    let p = with_hook("");
+    let f = assert_warning(&p, "webhook-serve", "autod.toml");
+    assert_eq!(f["line"], 6, "{f}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("[webhooks.ci] is configured but there is no [serve] table"),
+        "{f}"
+    );
+    let served = with_hook("\n[serve]\n");
+    let rules: Vec<String> = served
+        .lint(&[])
+        .findings()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!rules.contains(&"webhook-serve".to_owned()), "{rules:?}");
+}
