@@ -421,16 +421,19 @@ def http_load(port: int, path: str, body: str, requests: int, prefix: str, out: 
     return res
 
 
-def start_latencies(sent: Path, stamps: Path) -> tuple[float, float]:
-    """p50 and p99, in ms, from sending a request to its handler's start."""
+def start_latencies(sent: Path, stamps: Path) -> tuple[float, float, float]:
+    """p50 and p99, in ms, from sending a request to its handler's start, and
+    handler starts per second from the first request to the last start."""
     at = {}
     for line in open(sent):
         rid, ns, _status, _lat = line.split()
         at[rid] = int(ns)
-    lat = sorted((int(ns) - at[rid]) / 1e6 for rid, ns in (l.split() for l in open(stamps)))
+    starts = [(rid, int(ns)) for rid, ns in (l.split() for l in open(stamps))]
+    lat = sorted((ns - at[rid]) / 1e6 for rid, ns in starts)
     if len(lat) != len(at):
         raise RuntimeError(f"{len(lat)} handler starts for {len(at)} requests")
-    return statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    span = (max(ns for _, ns in starts) - min(at.values())) / 1e9
+    return statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))], len(lat) / span
 
 
 def bench_serve(quick: bool, stamp: Path):
@@ -495,7 +498,7 @@ def bench_serve(quick: bool, stamp: Path):
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
-    (w, (w50, w99)), (a, (a50, a99)) = results["webhook"], results["autod"]
+    (w, (w50, w99, w_eps)), (a, (a50, a99, a_eps)) = results["webhook"], results["autod"]
     intake = results["intake"]
     RESULTS["serve"] = {
         "title": f"8. HTTP intake: {count} POSTs from 16 keep-alive clients, autod run with [serve] against adnanh/webhook {webhook_version()}",
@@ -503,6 +506,8 @@ def bench_serve(quick: bool, stamp: Path):
             ("webhook: requests/s", f"{w['rps']:.0f}"),
             ("autod: requests/s (validated, fsynced, logged)", f"{a['rps']:.0f}"),
             ("autod / webhook", f"{a['rps'] / w['rps']:.2f}×"),
+            ("webhook: handler starts/s, first request to last start", f"{w_eps:.0f}"),
+            ("autod: handler starts/s, first request to last start", f"{a_eps:.0f}"),
             ("webhook: request → handler start, p50 / p99", f"{w50:.2f} / {w99:.2f} ms"),
             ("autod: request → handler start, p50 / p99", f"{a50:.2f} / {a99:.2f} ms"),
             ("webhook: request → response, p50 / p99", f"{w['p50_ms']:.2f} / {w['p99_ms']:.2f} ms"),

@@ -1118,6 +1118,22 @@ fn check_unique<'a>(
     }
 }
 
+/// The line of `key = …` inside the table that starts at line `table`
+/// (`[queue]`, `[webhooks.x]`): for errors that name a key of that table.
+fn key_line(text: &str, table: Option<usize>, key: &str) -> Option<usize> {
+    let start = table?;
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map(|(i, _)| i + 1)
+}
+
 /// The 1-based line on which `needle` first appears, to point at a table.
 pub(crate) fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines()

@@ -92,7 +92,7 @@ pub(super) fn check(
         return QueueConfig::Folder;
     };
     let table = line_of(text, "[queue]");
-    let line = |key: &str| key_line(text, table, key).or(table);
+    let line = |key: &str| super::key_line(text, table, key).or(table);
     let mut problem =
         |line: Option<usize>, message: String| problems.push(Problem { line, message });
     for (key, value) in [
@@ -243,21 +243,6 @@ fn valid_stream_name(s: &str) -> bool {
     (1..=32).contains(&s.len())
         && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
-}
-
-/// The line of `key = …` inside the table that starts at `table`.
-fn key_line(text: &str, table: Option<usize>, key: &str) -> Option<usize> {
-    let start = table?;
-    text.lines()
-        .enumerate()
-        .skip(start)
-        .take_while(|(_, l)| !l.trim_start().starts_with('['))
-        .find(|(_, l)| {
-            l.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
-        })
-        .map(|(i, _)| i + 1)
 }
 
 #[cfg(test)]

@@ -66,22 +66,6 @@ impl Webhook {
     }
 }
 
-/// The line of `key = …` inside the table that starts at `table`, else the table's.
-fn key_line(text: &str, table: Option<usize>, key: &str) -> Option<usize> {
-    let start = table?;
-    text.lines()
-        .enumerate()
-        .skip(start)
-        .take_while(|(_, l)| !l.trim_start().starts_with('['))
-        .find(|(_, l)| {
-            l.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
-        })
-        .map(|(i, _)| i + 1)
-        .or(table)
-}
-
 pub(super) fn check(
     text: &str,
     raw: BTreeMap<String, RawWebhook>,
@@ -94,7 +78,7 @@ pub(super) fn check(
             .or_else(|| line_of(text, &format!("[webhooks.\"{name}\"]")));
         let mut problem = |key: &str, message: String| {
             problems.push(Problem {
-                line: key_line(text, table, key),
+                line: super::key_line(text, table, key).or(table),
                 message: format!("webhook {name:?}: {message}"),
             });
         };

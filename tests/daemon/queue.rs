@@ -247,8 +247,7 @@ fn two_hosts_share_the_work_and_each_pair_runs_once() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let shared = tempfile::tempdir().unwrap();
-    let out = shared.path().canonicalize().unwrap();
+    let (_shared, out) = shared_out();
     let config = format!(
         r#"
         [handlers.worker]
@@ -326,12 +325,14 @@ fn a_pair_done_on_one_host_is_skipped_on_another_after_the_dedupe_window() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let shared = tempfile::tempdir().unwrap();
-    let out = shared.path().canonicalize().unwrap();
-    let config = format!(
-        "[handlers.worker]\non = [\"job.due\"]\nenv = {{ OUT = \"{}\" }}\n\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\n",
-        out.display(),
-        nats.url()
+    let (_shared, out) = shared_out();
+    let config = on_nats(
+        &nats,
+        &format!(
+            "[handlers.worker]\non = [\"job.due\"]\nenv = {{ OUT = \"{}\" }}\n",
+            out.display()
+        ),
+        "",
     );
     let host = || {
         Project::new()
@@ -488,12 +489,14 @@ fn concurrency_1_holds_across_two_hosts() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let shared = tempfile::tempdir().unwrap();
-    let out = shared.path().canonicalize().unwrap();
-    let config = format!(
-        "[handlers.single]\non = [\"job.due\"]\nconcurrency = 1\nenv = {{ OUT = \"{}\" }}\n\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\n",
-        out.display(),
-        nats.url()
+    let (_shared, out) = shared_out();
+    let config = on_nats(
+        &nats,
+        &format!(
+            "[handlers.single]\non = [\"job.due\"]\nconcurrency = 1\nenv = {{ OUT = \"{}\" }}\n",
+            out.display()
+        ),
+        "",
     );
     // `mkdir` is atomic: a second run while one is inside says so. The
     // sleep is the handler's work, long enough for an overlap to show.
@@ -548,10 +551,13 @@ fn two_hosts_with_a_slow_a(
     let host = |name: &str| {
         Project::new()
             .open_schema("job.due")
-            .config(&format!(
-                "[handlers.slow]\non = [\"job.due\"]\ntimeout = \"10m\"\nenv = {{ OUT = \"{}\", HOST = \"{name}\", WORK = \"{a_work}\" }}\n\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\nack_wait = \"2s\"\n",
-                out.display(),
-                nats.url()
+            .config(&on_nats(
+                nats,
+                &format!(
+                    "[handlers.slow]\non = [\"job.due\"]\ntimeout = \"10m\"\nenv = {{ OUT = \"{}\", HOST = \"{name}\", WORK = \"{a_work}\" }}\n",
+                    out.display()
+                ),
+                "ack_wait = \"2s\"\n",
             ))
             .handler(
                 "slow",
@@ -565,6 +571,22 @@ fn two_hosts_with_a_slow_a(
     let (a, b) = (host("a"), host("b"));
     a.autod(["queue", "init"]).assert().success();
     (a, b)
+}
+
+/// The folder every host's handlers write to (their `$OUT`): the hosts are
+/// two roots on this machine, so what each ran is seen in one place.
+fn shared_out() -> (tempfile::TempDir, std::path::PathBuf) {
+    let shared = tempfile::tempdir().unwrap();
+    let out = shared.path().canonicalize().unwrap();
+    (shared, out)
+}
+
+/// `handlers` (TOML) and a `[queue]` table on `nats`, with `queue_extra` keys.
+fn on_nats(nats: &NatsServer, handlers: &str, queue_extra: &str) -> String {
+    format!(
+        "{handlers}\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\n{queue_extra}",
+        nats.url()
+    )
 }
 
 fn read_lines(path: &std::path::Path) -> Vec<String> {
@@ -582,8 +604,7 @@ fn a_long_run_is_not_redelivered_while_it_lives() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let shared = tempfile::tempdir().unwrap();
-    let out = shared.path().canonicalize().unwrap();
+    let (_shared, out) = shared_out();
     let (a, b) = two_hosts_with_a_slow_a(&nats, &out, "5");
     let _da = a.start(&[]);
     a.write("e1.json", event("job.due", "e1").to_string());
@@ -611,8 +632,7 @@ fn a_pair_whose_host_died_mid_run_is_run_by_the_other_host() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let shared = tempfile::tempdir().unwrap();
-    let out = shared.path().canonicalize().unwrap();
+    let (_shared, out) = shared_out();
     let (a, b) = two_hosts_with_a_slow_a(&nats, &out, "600");
     let mut da = a.start(&[]);
     a.write("e1.json", event("job.due", "e1").to_string());
