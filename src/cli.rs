@@ -98,7 +98,8 @@ loopback a bearer token is required ([serve] token_env / token_file) for /events
 every [webhooks.<name>] must check a signature. Answers 202 with the eventIds once every
 event is fsynced in .autod/inbox/; `autod run` delivers them.
 Prints `autod serve: listening on http://ADDR` on stderr once it accepts connections.
-SIGINT/SIGTERM stop accepting and let requests in flight finish (--grace).
+SIGINT/SIGTERM stop accepting and let requests in flight finish (--grace). SIGHUP reads
+the tokens, [webhooks.*] and their secrets again, and moves to a changed [serve] listen.
 
 Examples:
   autod serve
