@@ -452,7 +452,7 @@ fn an_orphan_that_cannot_be_attributed_is_reported_not_claimed() {
             r#"
             [handlers.a]
             on = ["job.due"]
-            timeout = "1s"
+            timeout = "2s"
             kill_grace = "1s"
             [handlers.b]
             on = ["job.due"]
@@ -462,14 +462,18 @@ fn an_orphan_that_cannot_be_attributed_is_reported_not_claimed() {
             kill_grace = "1s"
             "#,
         )
+        // The orphan must be younger than b's handler to be b's to take
+        // (nothing older than a run is attributed to it), so a makes it only
+        // once b has started: on a loaded machine b's spawn can trail a's.
         .handler(
             "a",
             r#"
+            while [ ! -e b.started ]; do sleep 0.01; done
             env -i setsid sh -c 'sleep 60 & echo $! > esc.pid' &
             sleep 60
             "#,
         )
-        .handler("b", "sleep 60")
+        .handler("b", "touch b.started; sleep 60")
         .event("e.json", event("job.due", "ev-1", json!({})));
     let out = p.autod(["dispatch", "--jobs", "2", "e.json"]).run();
     let escaped = Pids(pids(&p, "esc.pid"));
