@@ -1,13 +1,14 @@
 //! `[queue] backend = "nats"` (SPEC 10) against a real nats-server: `autod
 //! queue init|status` and `autod send` publishing. Each test starts its own
-//! server (see `nats.rs`); without one they are skipped, loudly.
+//! server (see `nats.rs`); without one they are skipped, loudly. The helpers
+//! are shared with the other NATS test files (`queue_*.rs`).
 
 use serde_json::Value;
 
 use crate::helper::{Project, event};
 use crate::nats::NatsServer;
 
-fn project(nats: &NatsServer, handlers: &str) -> Project {
+pub(crate) fn project(nats: &NatsServer, handlers: &str) -> Project {
     Project::new()
         .open_schema("job.due")
         .open_schema("job.other")
@@ -19,7 +20,7 @@ fn project(nats: &NatsServer, handlers: &str) -> Project {
         .handler("audit", r#"echo "$AUTOD_EVENT_ID" >> audit.txt"#)
 }
 
-const TWO_HANDLERS: &str = r#"
+pub(crate) const TWO_HANDLERS: &str = r#"
 [handlers.worker]
 on = ["job.due"]
 concurrency = 2
@@ -28,23 +29,23 @@ concurrency = 2
 on = ["job.*"]
 "#;
 
-fn json_of(out: &assert_cmd::assert::Assert) -> Value {
+pub(crate) fn json_of(out: &assert_cmd::assert::Assert) -> Value {
     let stdout = String::from_utf8_lossy(&out.get_output().stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
-fn stderr_of(out: &assert_cmd::assert::Assert) -> String {
+pub(crate) fn stderr_of(out: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&out.get_output().stderr).into_owned()
 }
 
-fn consumer<'a>(report: &'a Value, handler: &str) -> &'a Value {
+pub(crate) fn consumer<'a>(report: &'a Value, handler: &str) -> &'a Value {
     report["consumers"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["handler"] == handler))
         .unwrap_or_else(|| panic!("no consumer {handler} in {report}"))
 }
 
-fn status(p: &Project) -> Value {
+pub(crate) fn status(p: &Project) -> Value {
     json_of(&p.autod(["queue", "status", "--json"]).assert().success())
 }
 
@@ -543,7 +544,7 @@ fn concurrency_1_holds_across_two_hosts() {
 
 /// Two hosts whose handler, on host a only, works for `a_work` seconds;
 /// the ack wait is 2s.
-fn two_hosts_with_a_slow_a(
+pub(crate) fn two_hosts_with_a_slow_a(
     nats: &NatsServer,
     out: &std::path::Path,
     a_work: &str,
@@ -575,21 +576,21 @@ fn two_hosts_with_a_slow_a(
 
 /// The folder every host's handlers write to (their `$OUT`): the hosts are
 /// two roots on this machine, so what each ran is seen in one place.
-fn shared_out() -> (tempfile::TempDir, std::path::PathBuf) {
+pub(crate) fn shared_out() -> (tempfile::TempDir, std::path::PathBuf) {
     let shared = tempfile::tempdir().unwrap();
     let out = shared.path().canonicalize().unwrap();
     (shared, out)
 }
 
 /// `handlers` (TOML) and a `[queue]` table on `nats`, with `queue_extra` keys.
-fn on_nats(nats: &NatsServer, handlers: &str, queue_extra: &str) -> String {
+pub(crate) fn on_nats(nats: &NatsServer, handlers: &str, queue_extra: &str) -> String {
     format!(
         "{handlers}\n[queue]\nbackend = \"nats\"\nurl = \"{}\"\n{queue_extra}",
         nats.url()
     )
 }
 
-fn read_lines(path: &std::path::Path) -> Vec<String> {
+pub(crate) fn read_lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
