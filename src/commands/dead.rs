@@ -1,12 +1,18 @@
 //! `autod dead list|show|drop`: inspect and discard dead-letter records.
+//!
+//! With `[queue] backend = "nats"` the records of every host are in the
+//! dead-letter stream, so these commands read it (and this host's
+//! `.autod/dead/`, where `autod dispatch` still puts its own failures).
 
 use anyhow::Result;
 use serde_json::json;
 
 use crate::cli::{DeadCommand, GlobalArgs};
+use crate::config::QueueConfig;
 use crate::exit::Code;
 use crate::output;
 use crate::project::Project;
+use crate::queue::nats::Connection;
 use crate::state::dead::DeadLetter;
 
 pub fn run(project: &Project, g: &GlobalArgs, cmd: &DeadCommand) -> Result<Code> {
@@ -17,24 +23,108 @@ pub fn run(project: &Project, g: &GlobalArgs, cmd: &DeadCommand) -> Result<Code>
     }
 }
 
-fn records(project: &Project, handler: Option<&str>) -> (Vec<DeadLetter>, Code) {
-    let mut code = Code::Success;
-    let mut out = Vec::new();
-    for r in project.state.dead_list() {
-        match r {
-            Ok(r) if handler.is_none_or(|h| h == r.handler) => out.push(r),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!("{e}");
-                code = Code::Failed;
+/// The dead letters of this project: `.autod/dead/`, and the dead-letter
+/// stream when the queue is NATS (a pair in both is the stream's).
+pub(super) struct DeadLetters {
+    nats: Option<(tokio::runtime::Runtime, Connection)>,
+}
+
+/// One record, and whether it is the shared one (in the stream).
+pub(super) struct Found {
+    pub record: DeadLetter,
+    pub shared: bool,
+}
+
+impl DeadLetters {
+    pub fn open(project: &Project) -> Result<DeadLetters> {
+        let nats = match &project.config.queue {
+            QueueConfig::Folder => None,
+            QueueConfig::Nats(config) => {
+                let rt = super::runtime()?;
+                let conn = rt.block_on(Connection::open(config))?;
+                Some((rt, conn))
+            }
+        };
+        Ok(DeadLetters { nats })
+    }
+
+    pub fn list(&self, project: &Project, handler: Option<&str>) -> (Vec<Found>, Code) {
+        let mut code = Code::Success;
+        let mut out: Vec<Found> = Vec::new();
+        if let Some((rt, conn)) = &self.nats {
+            match rt.block_on(conn.dead_list()) {
+                Ok(records) => {
+                    for r in records {
+                        match r {
+                            Ok(record) => out.push(Found {
+                                record,
+                                shared: true,
+                            }),
+                            Err(e) => {
+                                tracing::error!("{e}");
+                                code = Code::Failed;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    code = Code::Failed;
+                }
             }
         }
+        for r in project.state.dead_list() {
+            match r {
+                Ok(record)
+                    if !out.iter().any(|f| {
+                        f.record.handler == record.handler && f.record.event_id == record.event_id
+                    }) =>
+                {
+                    out.push(Found {
+                        record,
+                        shared: false,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!("{e}");
+                    code = Code::Failed;
+                }
+            }
+        }
+        out.retain(|f| handler.is_none_or(|h| h == f.record.handler));
+        (out, code)
     }
-    (out, code)
+
+    /// Removes the record wherever it is (a local copy of a shared one too).
+    pub fn remove(&self, project: &Project, found: &Found) -> Result<()> {
+        let r = &found.record;
+        if found.shared
+            && let Some((rt, conn)) = &self.nats
+        {
+            rt.block_on(conn.dead_remove(&r.handler, &r.event_id))?;
+        }
+        project.state.dead_remove(&r.handler, &r.event_id)?;
+        Ok(())
+    }
+
+    /// Queues a shared record's retry for any host's worker.
+    pub fn queue_retry(&self, found: &Found) -> Result<()> {
+        let Some((rt, conn)) = &self.nats else {
+            anyhow::bail!("not on a NATS queue");
+        };
+        rt.block_on(conn.retry_publish(&found.record, true))?;
+        Ok(())
+    }
+}
+
+fn records(project: &Project, handler: Option<&str>) -> Result<(Vec<DeadLetter>, Code)> {
+    let (found, code) = DeadLetters::open(project)?.list(project, handler);
+    Ok((found.into_iter().map(|f| f.record).collect(), code))
 }
 
 fn list(project: &Project, g: &GlobalArgs, handler: Option<&str>) -> Result<Code> {
-    let (records, code) = records(project, handler);
+    let (records, code) = records(project, handler)?;
     if g.json {
         let rows: Vec<_> = records
             .iter()
@@ -111,16 +201,16 @@ fn summary(r: &DeadLetter) -> String {
     }
 }
 
-fn matching(project: &Project, event_id: &str, handler: Option<&str>) -> Vec<DeadLetter> {
-    records(project, handler)
+fn matching(project: &Project, event_id: &str, handler: Option<&str>) -> Result<Vec<DeadLetter>> {
+    Ok(records(project, handler)?
         .0
         .into_iter()
         .filter(|r| r.event_id == event_id)
-        .collect()
+        .collect())
 }
 
 fn show(project: &Project, g: &GlobalArgs, event_id: &str, handler: Option<&str>) -> Result<Code> {
-    let found = matching(project, event_id, handler);
+    let found = matching(project, event_id, handler)?;
     if found.is_empty() {
         anyhow::bail!("no dead letter for eventId {event_id} (see `autod dead list`)");
     }
@@ -168,14 +258,17 @@ fn drop(
 ) -> Result<Code> {
     let mut code = Code::Success;
     let mut dropped = Vec::new();
+    let store = DeadLetters::open(project)?;
+    let (all, _) = store.list(project, handler);
     for id in event_ids {
-        let found = matching(project, id, handler);
+        let found: Vec<&Found> = all.iter().filter(|f| &f.record.event_id == id).collect();
         if found.is_empty() {
             tracing::error!("no dead letter for eventId {id}");
             code = code.worst(Code::Usage);
         }
-        for r in found {
-            project.state.dead_remove(&r.handler, &r.event_id)?;
+        for f in found {
+            store.remove(project, f)?;
+            let r = &f.record;
             tracing::info!("dropped {} for {}", r.handler, r.event_id);
             dropped.push(json!({"eventId": r.event_id, "handler": r.handler}));
         }

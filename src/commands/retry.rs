@@ -1,4 +1,10 @@
 //! `autod retry`: run dead-lettered pairs again now.
+//!
+//! With `[queue] backend = "nats"`, a record in the dead-letter stream (any
+//! host's failure) is not run here: its retry is queued for the handler's
+//! consumer, so it runs on whichever worker is free, under the handler's
+//! group-wide `concurrency`. Records of this host's own `dispatch` runs are
+//! run here as on the folder backend.
 
 use std::sync::Arc;
 
@@ -14,15 +20,12 @@ use crate::state::dead::{DeadLetter, DeadState};
 use crate::time;
 
 pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> {
+    let store = super::dead::DeadLetters::open(project)?;
+    let (found, listed) = store.list(project, None);
     // A dead letter may outlive its handler's config entry (`autod dead drop`
     // cleans those up), so a name with records is accepted too.
     if let Some(name) = &args.handler
-        && !project
-            .state
-            .dead_list()
-            .iter()
-            .flatten()
-            .any(|r| &r.handler == name)
+        && !found.iter().any(|f| &f.record.handler == name)
     {
         super::known_handler(project, name)?;
     }
@@ -33,19 +36,12 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
         .transpose()
         .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let now = time::now();
-    let mut code = Code::Success;
-    let mut chosen: Vec<DeadLetter> = Vec::new();
+    let mut code = listed;
+    let mut chosen: Vec<super::dead::Found> = Vec::new();
     let mut not_due = 0usize;
     let mut next_due: Option<String> = None;
-    for record in project.state.dead_list() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("{e}");
-                code = code.worst(Code::Failed);
-                continue;
-            }
-        };
+    for f in found {
+        let record = &f.record;
         if args.handler.as_ref().is_some_and(|h| *h != record.handler) {
             continue;
         }
@@ -58,7 +54,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
         }
         // Naming an event, or --all, is an explicit request: run it whatever its state.
         if named || args.all || record.is_due(now) {
-            chosen.push(record);
+            chosen.push(f);
         } else {
             not_due += 1;
             if record.state == DeadState::Waiting {
@@ -70,7 +66,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
         }
     }
     for id in &args.event_ids {
-        if !chosen.iter().any(|r| &r.event_id == id) {
+        if !chosen.iter().any(|f| &f.record.event_id == id) {
             tracing::error!(
                 "no dead letter for eventId {id}{}",
                 args.handler
@@ -80,6 +76,20 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
             );
             code = code.worst(Code::Usage);
         }
+    }
+    let (shared, chosen): (Vec<_>, Vec<_>) = chosen.into_iter().partition(|f| f.shared);
+    let chosen: Vec<DeadLetter> = chosen.into_iter().map(|f| f.record).collect();
+    let queued = queue_retries(&store, &shared, &mut code);
+    if !shared.is_empty() && chosen.is_empty() {
+        tracing::info!(
+            "queued {} of {} retries; a worker runs each (`autod dead list` shows how they went)",
+            queued.len(),
+            shared.len()
+        );
+        if g.json {
+            output::json(&json!({"retried": [], "queued": queued, "notDue": not_due}));
+        }
+        return Ok(code);
     }
     let intake = Arc::new(std::sync::Mutex::new(crate::intake::Intake::new(
         &project.root,
@@ -198,10 +208,33 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &RetryArgs) -> Result<Code> 
     tracing::info!("retried {}: {ok} ok, {failed} failed", ok + failed);
     if g.json {
         output::json(
-            &json!({"retried": json_runs, "notDue": not_due, "recovered": json_recovered}),
+            &json!({"retried": json_runs, "queued": queued, "notDue": not_due, "recovered": json_recovered}),
         );
     }
     Ok(code)
+}
+
+/// Queues the retries of shared records (NATS); the pairs queued.
+fn queue_retries(
+    store: &super::dead::DeadLetters,
+    shared: &[super::dead::Found],
+    code: &mut Code,
+) -> Vec<serde_json::Value> {
+    let mut queued = Vec::new();
+    for f in shared {
+        let r = &f.record;
+        match store.queue_retry(f) {
+            Ok(()) => {
+                tracing::info!("queued a retry of {} for {}", r.event_id, r.handler);
+                queued.push(json!({"eventId": r.event_id, "handler": r.handler}));
+            }
+            Err(e) => {
+                tracing::error!("{} {}: {e}", r.handler, r.event_id);
+                *code = code.worst(Code::Failed);
+            }
+        }
+    }
+    queued
 }
 
 /// The events in processing/ that no live process is delivering, validated

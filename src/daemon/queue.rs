@@ -14,11 +14,16 @@
 //! 4. run by [`crate::engine::Engine::run_pair`], which records as it always
 //!    does (run log, local done marker or dead letter);
 //! 5. success: the done marker is put in the bucket, then the message acked
-//!    (confirmed by the server); failure: nak with the handler's backoff
-//!    delay, and the redelivery is the retry (the host's retry pass skips
-//!    the pair's local dead letter, see `Daemon::queue_pairs`); given up
-//!    (exhausted, exit 65): termed, its dead letter local. Interrupted by
-//!    shutdown: nak at once, so another host takes it.
+//!    (confirmed by the server), and a retried pair's dead letter removed;
+//!    failure: the record the engine wrote goes to the dead-letter stream,
+//!    then the message is acked, and the retry comes back when due on the
+//!    handler's own subject (`queue/nats/dead.rs`; [`schedule_retries`] is
+//!    this host's share of that); given up (exhausted, exit 65): the same,
+//!    and nothing brings it back but `autod retry`. Interrupted by shutdown:
+//!    nak at once, so another host takes it.
+//! 6. a retry (a message on `<stream>_RETRY.<handler>`) first takes the
+//!    pair's record from the stream as this host's local one, so the engine
+//!    counts the attempt on from wherever the last one ran.
 //!
 //! The consumer's filter may be wider than the handler's patterns (see
 //! `queue/subject.rs`): every event is routed again here, and one the handler
@@ -35,7 +40,7 @@ use super::Daemon;
 use crate::config::NatsConfig;
 use crate::engine::Mode;
 use crate::log::RunResult;
-use crate::queue::nats::{Connection, Names, pair_key};
+use crate::queue::nats::{Connection, Names, dead, pair_key};
 use crate::state::dead::DeadState;
 
 /// How long one pull waits on the server for messages.
@@ -93,7 +98,11 @@ pub async fn run(daemon: Arc<Daemon>, config: NatsConfig) {
         names.stream,
         config.urls.join(", ")
     );
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(schedule_retries(
+        Arc::clone(&daemon),
+        Arc::clone(&conn),
+        Arc::clone(&done),
+    ))];
     for (handler, concurrency) in handlers {
         let slots = daemon.jobs.min(concurrency).max(1);
         tasks.push(tokio::spawn(pull(
@@ -199,11 +208,16 @@ async fn pull(
                 continue;
             };
             let guard = daemon.in_flight.enter();
-            let (daemon, done, handler) = (Arc::clone(&daemon), Arc::clone(&done), handler.clone());
+            let (daemon, conn, done, handler) = (
+                Arc::clone(&daemon),
+                Arc::clone(&conn),
+                Arc::clone(&done),
+                handler.clone(),
+            );
             tokio::spawn(async move {
                 let _guard = guard;
                 let _permit = permit;
-                pair(&daemon, &done, &handler, message, ack_wait).await;
+                pair(&daemon, &conn, &done, &handler, message, ack_wait).await;
             });
         }
         // Permits left over (fewer messages than slots) go back with `permits`.
@@ -213,6 +227,7 @@ async fn pull(
 /// One message of one handler, from pulled to acked (or nak'ed).
 async fn pair(
     daemon: &Arc<Daemon>,
+    conn: &Connection,
     done: &jetstream::kv::Store,
     handler: &str,
     message: jetstream::Message,
@@ -229,7 +244,7 @@ async fn pair(
         }
     };
     tokio::select! {
-        () = work(daemon, done, handler, &message) => {}
+        () = work(daemon, conn, done, handler, &message) => {}
         () = keepalive => {}
     }
 }
@@ -246,6 +261,7 @@ fn forget(daemon: &Daemon, handler: &str, event_id: &str) {
 
 async fn work(
     daemon: &Arc<Daemon>,
+    conn: &Connection,
     done: &jetstream::kv::Store,
     handler: &str,
     message: &jetstream::Message,
@@ -303,8 +319,17 @@ async fn work(
             return;
         }
     }
-    // Its retries are the queue's (the redeliveries), not this host's retry
-    // pass over dead letters: that would spend two attempts per backoff.
+    let retry = dead::is_retry(&conn.names, handler, &message.subject);
+    let requested = retry
+        && message
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.get(dead::REQUESTED_HEADER).is_some());
+    if retry && !take_over_dead_letter(daemon, conn, handler, &event, requested, message).await {
+        return;
+    }
+    // While it runs, this host's retry pass leaves the pair's local dead
+    // letter alone: its retries are the queue's.
     daemon
         .queue_pairs
         .lock()
@@ -320,10 +345,12 @@ async fn work(
             .await;
         return;
     }
-    let outcome = generation
-        .engine
-        .run_pair(&event, handler, Mode::Automatic)
-        .await;
+    let mode = if requested {
+        Mode::Requested
+    } else {
+        Mode::Automatic
+    };
+    let outcome = generation.engine.run_pair(&event, handler, mode).await;
     if outcome.interrupted || outcome.unrecorded {
         // No outcome: another worker (or this one after a restart) runs it.
         let _ = message.ack_with(AckKind::Nak(None)).await;
@@ -343,6 +370,13 @@ async fn work(
                 return;
             }
             forget(daemon, handler, event.id());
+            if retry || outcome.attempt.is_some_and(|a| a > 1) {
+                // Its dead letter is over; one left behind (this failing) is
+                // removed by the retry schedule, which sees the done marker.
+                if let Err(e) = conn.dead_remove(handler, event.id()).await {
+                    tracing::warn!("{origin}: {e}");
+                }
+            }
             if let Err(e) = message.double_ack().await {
                 tracing::warn!(
                     "{origin}: ack of {}/{handler} not confirmed ({e}); a redelivery is skipped by its done marker",
@@ -350,26 +384,240 @@ async fn work(
                 );
             }
         }
-        _ => match outcome.dead {
-            Some(DeadState::Waiting) | None => {
-                // The handler's backoff, as its dead letter says; the
-                // redelivery (on any host) is the retry.
-                let handler_cfg = generation.engine.handler(handler).cloned();
-                let attempt = outcome.attempt.unwrap_or(1);
-                let backoff = outcome
-                    .next_attempt_at
-                    .as_deref()
-                    .and_then(crate::time::parse)
-                    .and_then(|due| crate::time::since(crate::time::now(), due))
-                    .or_else(|| handler_cfg.map(|h| crate::retry::delay(&h.retry, attempt)))
-                    .unwrap_or(HELD_RETRY);
-                let _ = message.ack_with(AckKind::Nak(Some(backoff))).await;
+        _ => fail(daemon, conn, handler, &event, &outcome, message, &origin).await,
+    }
+}
+
+/// A retry pulled for `handler`: the pair's record from the dead-letter
+/// stream becomes this host's local one, so the engine counts the attempt on
+/// from wherever the last one ran. `false` when there is nothing to run (the
+/// record was dropped, or given up and this retry was not asked for by a
+/// person); the message is then acked or nak'ed here.
+async fn take_over_dead_letter(
+    daemon: &Daemon,
+    conn: &Connection,
+    handler: &str,
+    event: &crate::event::Event,
+    requested: bool,
+    message: &jetstream::Message,
+) -> bool {
+    let record = match conn.dead_get(handler, event.id()).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            tracing::info!(
+                "queue: retry of {} for {handler} not run: its dead letter is gone (dropped, or the pair succeeded)",
+                event.id()
+            );
+            let _ = message.double_ack().await;
+            return false;
+        }
+        Err(e) => {
+            tracing::warn!(
+                "queue: retry of {} for {handler}: {e}; delivered again shortly",
+                event.id()
+            );
+            let _ = message
+                .ack_with(AckKind::Nak(Some(UNAVAILABLE_BACKOFF)))
+                .await;
+            return false;
+        }
+    };
+    if record.state != DeadState::Waiting && !requested {
+        let _ = message.double_ack().await;
+        return false;
+    }
+    if let Err(e) = daemon.state.dead_put(&record) {
+        tracing::error!(
+            "queue: retry of {} for {handler}: {e}; delivered again once .autod/ is writable",
+            event.id()
+        );
+        let _ = message
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+            .await;
+        return false;
+    }
+    true
+}
+
+/// A failed run: its record, as the engine wrote it here, goes to the
+/// dead-letter stream, and only then is the message acked. If the stream
+/// cannot take it, the message is nak'ed with the backoff instead, and the
+/// local record keeps the attempt count for the redelivery.
+async fn fail(
+    daemon: &Daemon,
+    conn: &Connection,
+    handler: &str,
+    event: &crate::event::Event,
+    outcome: &crate::engine::PairOutcome,
+    message: &jetstream::Message,
+    origin: &str,
+) {
+    let record = match daemon.state.dead_get(handler, event.id()) {
+        Ok(Some(r)) => r,
+        Ok(None) | Err(_) => {
+            // No record (the handler left autod.toml): offered again later.
+            let _ = message.ack_with(AckKind::Nak(Some(HELD_RETRY))).await;
+            return;
+        }
+    };
+    match conn.dead_put(&record).await {
+        Ok(()) => {
+            forget(daemon, handler, event.id());
+            // The stream's copy is the record now; a local one would be
+            // retried by this host's retry pass as well.
+            if let Err(e) = daemon.state.dead_remove(handler, event.id()) {
+                tracing::warn!("{origin}: {e}");
             }
-            Some(_) => {
-                // Given up: recorded as this host's dead letter.
-                forget(daemon, handler, event.id());
-                let _ = message.ack_with(AckKind::Term).await;
+            if let Err(e) = message.double_ack().await {
+                tracing::warn!(
+                    "{origin}: ack of failed {}/{handler} not confirmed ({e}); a redelivery runs it again",
+                    event.id()
+                );
             }
-        },
+        }
+        Err(e) => {
+            let backoff = outcome
+                .next_attempt_at
+                .as_deref()
+                .and_then(crate::time::parse)
+                .and_then(|due| crate::time::since(crate::time::now(), due))
+                .unwrap_or(HELD_RETRY);
+            tracing::error!(
+                "{origin}: {e}; the event is delivered again in {}s instead",
+                backoff.as_secs()
+            );
+            let _ = message.ack_with(AckKind::Nak(Some(backoff))).await;
+        }
+    }
+}
+
+/// The retry schedule: pulls waiting dead letters from the dead-letter
+/// stream's consumer, holds each (a delayed nak) until its `nextAttemptAt`,
+/// then publishes its event again for its handler. Every host runs one; each
+/// record goes to one of them at a time.
+pub async fn schedule_retries(
+    daemon: Arc<Daemon>,
+    conn: Arc<Connection>,
+    done: Arc<jetstream::kv::Store>,
+) {
+    let mut stopping = daemon.stopping();
+    let consumer = loop {
+        let found = match conn.js.get_stream(&conn.names.dead).await {
+            Ok(s) => s
+                .get_consumer::<jetstream::consumer::pull::Config>(dead::RETRY_CONSUMER)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match found {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::error!(
+                    "queue: no retry consumer {} on stream {} ({e}); run `autod queue init`; trying again in {}s",
+                    dead::RETRY_CONSUMER,
+                    conn.names.dead,
+                    UNAVAILABLE_BACKOFF.as_secs()
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
+                    () = super::stopped(&mut stopping) => return,
+                }
+            }
+        }
+    };
+    loop {
+        if *stopping.borrow() {
+            return;
+        }
+        let batch = consumer
+            .fetch()
+            .max_messages(RETRY_BATCH)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(
+                    "queue: retry schedule: cannot pull ({e}); trying again in {}s",
+                    UNAVAILABLE_BACKOFF.as_secs()
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
+                    () = super::stopped(&mut stopping) => return,
+                }
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                m = batch.next() => m,
+                () = super::stopped(&mut stopping) => None,
+            };
+            let Some(message) = next else { break };
+            match message {
+                Ok(m) => schedule(&conn, &done, &m).await,
+                Err(e) => tracing::warn!("queue: retry schedule: {e}"),
+            }
+        }
+    }
+}
+
+/// How many dead letters one pull of the retry schedule takes.
+const RETRY_BATCH: usize = 64;
+
+async fn schedule(conn: &Connection, done: &jetstream::kv::Store, message: &jetstream::Message) {
+    let record: crate::state::dead::DeadLetter = match serde_json::from_slice(&message.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(
+                "queue: {} is not a dead letter autod can read ({e}); it is not retried",
+                message.subject
+            );
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    if record.state != DeadState::Waiting {
+        // Given up: it stays in the stream for `autod dead`, `autod retry`.
+        let _ = message.ack().await;
+        return;
+    }
+    let now = crate::time::now();
+    let due = record
+        .next_attempt_at
+        .as_deref()
+        .and_then(crate::time::parse)
+        .unwrap_or(now);
+    if let Some(wait) = crate::time::since(now, due).filter(|w| !w.is_zero()) {
+        let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
+        return;
+    }
+    let key = pair_key(&record.handler, &record.event_id);
+    if let Ok(Some(_)) = done.get(key.as_str()).await {
+        // It succeeded after this record was written (a redelivery on
+        // another host): the record is stale.
+        if let Err(e) = conn.dead_remove(&record.handler, &record.event_id).await {
+            tracing::warn!("queue: {e}");
+        }
+        let _ = message.ack().await;
+        return;
+    }
+    match conn.retry_publish(&record, false).await {
+        Ok(()) => {
+            tracing::debug!(
+                "queue: retry {} of {} for {} queued",
+                record.attempts + 1,
+                record.event_id,
+                record.handler
+            );
+            let _ = message.ack().await;
+        }
+        Err(e) => {
+            tracing::warn!("queue: {e}; trying again shortly");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(UNAVAILABLE_BACKOFF)))
+                .await;
+        }
     }
 }

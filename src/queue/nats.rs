@@ -23,7 +23,10 @@
 //!   stays in an interest stream for ever, and autod moves a pair that has
 //!   used up its attempts to the dead-letter stream itself.
 //! - **Dead-letter stream** `<stream>_DEAD`, limits retention, one message per
-//!   pair on `<stream>_DEAD.<handler>.<eventId key>`, the newest kept.
+//!   pair on `<stream>_DEAD.<handler>.<eventId key>`, the newest kept, and
+//!   its consumer `autod-retry`; a due retry goes back into the events stream
+//!   on `<stream>_RETRY.<handler>`, which only that handler's consumer takes
+//!   (`nats/dead.rs` says why failures are not simply nak'ed).
 //! - **Done markers**: the key-value bucket `<stream>_DONE`, key
 //!   `<handler>.<eventId key>` ([`pair_key`]): a pair that succeeded on one host
 //!   is skipped on another, also after the stream's dedupe window.
@@ -35,6 +38,8 @@ use async_nats::{ConnectOptions, HeaderMap};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
+
+pub mod dead;
 
 use super::subject;
 use crate::config::{Config, Handler, NatsAuth, NatsConfig};
@@ -80,6 +85,9 @@ pub enum NatsError {
 #[derive(Debug, Clone)]
 pub struct Names {
     pub stream: String,
+    /// The events stream's second subject space: `<retry>.<handler>` is a
+    /// retry for that handler alone (see `dead.rs`).
+    pub retry: String,
     pub dead: String,
     pub done: String,
 }
@@ -88,6 +96,7 @@ impl Names {
     pub fn of(config: &NatsConfig) -> Names {
         Names {
             stream: config.stream.clone(),
+            retry: format!("{}_RETRY", config.stream),
             dead: format!("{}_DEAD", config.stream),
             done: format!("{}_DONE", config.stream),
         }
@@ -338,6 +347,8 @@ pub fn consumer_config(
     ack_wait: Duration,
 ) -> consumer::pull::Config {
     let mut filters = subject::filters(stream, &handler.on);
+    // Its retries: a subject no eventType maps to (another first token).
+    filters.push(format!("{stream}_RETRY.{}", handler.name));
     let on: Vec<&str> = handler.on.iter().map(|p| p.as_str()).collect();
     let (filter_subject, filter_subjects) = if filters.len() == 1 {
         (filters.remove(0), Vec::new())
@@ -358,6 +369,23 @@ pub fn consumer_config(
         max_ack_pending: handler
             .concurrency
             .map_or(0, |c| i64::try_from(c).unwrap_or(i64::MAX)),
+        ..Default::default()
+    }
+}
+
+/// The consumer of the dead-letter stream that brings waiting records back
+/// (see `dead.rs`). Unlimited pending: each waiting record is one nak'ed
+/// message until it is due, however many there are.
+pub fn retry_consumer_config(dead: &str, ack_wait: Duration) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(dead::RETRY_CONSUMER.to_owned()),
+        description: Some("autod: brings waiting dead letters back when due".into()),
+        filter_subject: subject::all(dead),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait,
+        deliver_policy: consumer::DeliverPolicy::All,
+        max_deliver: -1,
+        max_ack_pending: -1,
         ..Default::default()
     }
 }
@@ -388,7 +416,7 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
     let events = stream::Config {
         name: names.stream.clone(),
         description: Some("autod events, one subject per eventType (autod queue init)".into()),
-        subjects: vec![subject::all(&names.stream)],
+        subjects: vec![subject::all(&names.stream), subject::all(&names.retry)],
         retention: stream::RetentionPolicy::Interest,
         storage: stream::StorageType::File,
         duplicate_window: DUPLICATE_WINDOW,
@@ -420,6 +448,21 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
         .await
         .map_err(|e| server_error(&format!("stream {}", names.dead), &e))?;
     let dead_action = action(before, config_json(&info.config));
+    let dead_stream = conn.stream(&names.dead).await?;
+    let before = dead_stream
+        .consumer_info(dead::RETRY_CONSUMER)
+        .await
+        .ok()
+        .map(|i| config_json(&i.config));
+    let mut made = dead_stream
+        .create_consumer(retry_consumer_config(&names.dead, ack_wait))
+        .await
+        .map_err(|e| server_error(&format!("consumer {}", dead::RETRY_CONSUMER), &e))?;
+    let info = made
+        .info()
+        .await
+        .map_err(|e| server_error(&format!("consumer {}", dead::RETRY_CONSUMER), &e))?;
+    let retry_action = action(before, config_json(&info.config));
 
     let before = existing(format!("KV_{}", names.done)).await;
     let bucket = conn
@@ -498,6 +541,7 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
         "server": {"urls": conn.urls, "version": version},
         "stream": {"name": names.stream, "subjects": [subject::all(&names.stream)], "retention": "interest", "action": stream_action},
         "deadStream": {"name": names.dead, "subjects": [subject::all(&names.dead)], "action": dead_action},
+        "retryConsumer": {"name": dead::RETRY_CONSUMER, "stream": names.dead, "action": retry_action},
         "doneBucket": {"name": names.done, "action": done_action},
         "consumers": consumers,
     }))

@@ -59,20 +59,22 @@ fn queue_init_is_idempotent_and_updates_a_changed_consumer() {
     assert_eq!(first["stream"]["action"], "created", "{first}");
     assert_eq!(first["stream"]["retention"], "interest");
     assert_eq!(first["deadStream"]["action"], "created");
+    assert_eq!(first["retryConsumer"]["action"], "created");
     assert_eq!(first["doneBucket"]["action"], "created");
     assert_eq!(consumer(&first, "worker")["action"], "created");
+    // Its events, and its retries (which no other handler's consumer takes).
     assert_eq!(
         consumer(&first, "worker")["filterSubjects"],
-        serde_json::json!(["AUTOD.job.due"])
+        serde_json::json!(["AUTOD.job.due", "AUTOD_RETRY.worker"])
     );
     assert_eq!(consumer(&first, "worker")["maxAckPending"], 2);
     assert_eq!(
         consumer(&first, "audit")["filterSubjects"],
-        serde_json::json!(["AUTOD.job.*"])
+        serde_json::json!(["AUTOD.job.*", "AUTOD_RETRY.audit"])
     );
 
     let again = json_of(&p.autod(["queue", "init", "--json"]).assert().success());
-    for what in ["stream", "deadStream", "doneBucket"] {
+    for what in ["stream", "deadStream", "retryConsumer", "doneBucket"] {
         assert_eq!(again[what]["action"], "unchanged", "{what}: {again}");
     }
     for h in ["worker", "audit"] {
@@ -90,7 +92,7 @@ fn queue_init_is_idempotent_and_updates_a_changed_consumer() {
     assert_eq!(worker["action"], "updated", "{changed}");
     assert_eq!(
         worker["filterSubjects"],
-        serde_json::json!(["AUTOD.job.due", "AUTOD.report.>"])
+        serde_json::json!(["AUTOD.job.due", "AUTOD.report.>", "AUTOD_RETRY.worker"])
     );
     assert_eq!(worker["maxAckPending"], 1);
     assert_eq!(consumer(&changed, "audit")["action"], "removed");
