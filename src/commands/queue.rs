@@ -58,16 +58,28 @@ fn print_init(r: &Value) {
         s(&r["server"]["version"]),
         s(&r["server"]["urls"])
     ));
+    let subjects: Vec<String> = r["stream"]["subjects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
     output::line(&format!(
         "stream {:<24} {} (subjects {}, interest retention)",
         s(&r["stream"]["name"]),
         s(&r["stream"]["action"]),
-        s(&r["stream"]["subjects"][0])
+        subjects.join(" ")
     ));
     output::line(&format!(
         "stream {:<24} {} (dead letters)",
         s(&r["deadStream"]["name"]),
         s(&r["deadStream"]["action"])
+    ));
+    output::line(&format!(
+        "consumer {:<22} {} (on {}: brings waiting dead letters back when due)",
+        s(&r["retryConsumer"]["name"]),
+        s(&r["retryConsumer"]["action"]),
+        s(&r["retryConsumer"]["stream"])
     ));
     output::line(&format!(
         "bucket {:<24} {} (done markers)",

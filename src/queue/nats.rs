@@ -539,7 +539,7 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
     consumers.extend(removed);
     Ok(json!({
         "server": {"urls": conn.urls, "version": version},
-        "stream": {"name": names.stream, "subjects": [subject::all(&names.stream)], "retention": "interest", "action": stream_action},
+        "stream": {"name": names.stream, "subjects": [subject::all(&names.stream), subject::all(&names.retry)], "retention": "interest", "action": stream_action},
         "deadStream": {"name": names.dead, "subjects": [subject::all(&names.dead)], "action": dead_action},
         "retryConsumer": {"name": dead::RETRY_CONSUMER, "stream": names.dead, "action": retry_action},
         "doneBucket": {"name": names.done, "action": done_action},
