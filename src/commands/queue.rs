@@ -86,6 +86,11 @@ fn print_init(r: &Value) {
         s(&r["doneBucket"]["name"]),
         s(&r["doneBucket"]["action"])
     ));
+    output::line(&format!(
+        "bucket {:<24} {} (per-key order)",
+        s(&r["keysBucket"]["name"]),
+        s(&r["keysBucket"]["action"])
+    ));
     for c in r["consumers"].as_array().into_iter().flatten() {
         let filters: Vec<String> = c["filterSubjects"]
             .as_array()

@@ -40,6 +40,7 @@ use super::Daemon;
 use crate::config::NatsConfig;
 use crate::engine::Mode;
 use crate::log::RunResult;
+use crate::queue::nats::keyed::{self, Turn};
 use crate::queue::nats::{Connection, Names, dead, pair_key};
 use crate::state::dead::DeadState;
 
@@ -50,6 +51,38 @@ const UNAVAILABLE_BACKOFF: Duration = Duration::from_secs(2);
 /// An event the project cannot take now (a broken schema) is offered again
 /// this often, so that it runs soon after the fix.
 const HELD_RETRY: Duration = Duration::from_secs(30);
+/// A keyed event whose turn has not come is offered again this soon.
+const KEY_WAIT: Duration = Duration::from_millis(250);
+
+/// The key-value buckets a worker writes: done markers and per-key order.
+pub struct Buckets {
+    pub done: jetstream::kv::Store,
+    pub keys: jetstream::kv::Store,
+}
+
+/// A bucket `queue init` makes; `None` when autod stops while waiting for it.
+async fn bucket(
+    conn: &Connection,
+    name: &str,
+    what: &str,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<jetstream::kv::Store> {
+    loop {
+        match conn.js.get_key_value(name).await {
+            Ok(kv) => return Some(kv),
+            Err(e) => {
+                tracing::error!(
+                    "queue: no {what} bucket {name} ({e}); run `autod queue init`; trying again in {}s",
+                    UNAVAILABLE_BACKOFF.as_secs()
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
+                    () = super::stopped(stopping) => return None,
+                }
+            }
+        }
+    }
+}
 
 pub async fn run(daemon: Arc<Daemon>, config: NatsConfig) {
     let mut stopping = daemon.stopping();
@@ -69,22 +102,13 @@ pub async fn run(daemon: Arc<Daemon>, config: NatsConfig) {
         }
     };
     let names = Names::of(&config);
-    let done = loop {
-        match conn.js.get_key_value(&names.done).await {
-            Ok(kv) => break Arc::new(kv),
-            Err(e) => {
-                tracing::error!(
-                    "queue: no done-marker bucket {} ({e}); run `autod queue init`; trying again in {}s",
-                    names.done,
-                    UNAVAILABLE_BACKOFF.as_secs()
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
-                    () = super::stopped(&mut stopping) => return,
-                }
-            }
-        }
+    let Some(done) = bucket(&conn, &names.done, "done-marker", &mut stopping).await else {
+        return;
     };
+    let Some(keys) = bucket(&conn, &names.keys, "per-key order", &mut stopping).await else {
+        return;
+    };
+    let done = Arc::new(Buckets { done, keys });
     let handlers: Vec<(String, usize)> = daemon
         .generation()
         .config
@@ -124,7 +148,7 @@ pub async fn run(daemon: Arc<Daemon>, config: NatsConfig) {
 async fn pull(
     daemon: Arc<Daemon>,
     conn: Arc<Connection>,
-    done: Arc<jetstream::kv::Store>,
+    done: Arc<Buckets>,
     stream: String,
     handler: String,
     slots: usize,
@@ -228,7 +252,7 @@ async fn pull(
 async fn pair(
     daemon: &Arc<Daemon>,
     conn: &Connection,
-    done: &jetstream::kv::Store,
+    done: &Buckets,
     handler: &str,
     message: jetstream::Message,
     ack_wait: Duration,
@@ -259,14 +283,95 @@ fn forget(daemon: &Daemon, handler: &str, event_id: &str) {
         .remove(&(handler.to_owned(), event_id.to_owned()));
 }
 
+/// How a pulled message is answered. For a keyed event, every final answer
+/// (ack, term) first records that the handler is done with it, so the next
+/// event of its key may run (`queue/nats/keyed.rs`); if that cannot be
+/// recorded, the message is nak'ed instead and finishes on its redelivery.
+struct Reply<'a> {
+    conn: &'a Connection,
+    keys: &'a jetstream::kv::Store,
+    handler: &'a str,
+    message: &'a jetstream::Message,
+    /// Its key token and stream sequence, if it is a keyed event.
+    keyed: Option<(&'a str, u64)>,
+}
+
+impl<'a> Reply<'a> {
+    fn new(
+        conn: &'a Connection,
+        keys: &'a jetstream::kv::Store,
+        handler: &'a str,
+        message: &'a jetstream::Message,
+    ) -> Reply<'a> {
+        let keyed = keyed::token_of(&conn.names, &message.subject)
+            .zip(message.info().ok().map(|i| i.stream_sequence));
+        Reply {
+            conn,
+            keys,
+            handler,
+            message,
+            keyed,
+        }
+    }
+
+    async fn finished(&self) -> bool {
+        let Some((token, sequence)) = self.keyed else {
+            return true;
+        };
+        match self
+            .conn
+            .finished(self.keys, self.handler, token, sequence)
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "queue/{}: {e}; delivered again to record it",
+                    self.message.subject
+                );
+                let _ = self.nak(Some(UNAVAILABLE_BACKOFF)).await;
+                false
+            }
+        }
+    }
+
+    async fn ack(&self) {
+        if self.finished().await {
+            let _ = self.message.ack().await;
+        }
+    }
+
+    /// An ack the server confirms.
+    async fn double_ack(&self) -> Result<(), String> {
+        if !self.finished().await {
+            return Err("not recorded for its key, nak'ed".into());
+        }
+        self.message.double_ack().await.map_err(|e| e.to_string())
+    }
+
+    async fn term(&self) {
+        if self.finished().await {
+            let _ = self.message.ack_with(AckKind::Term).await;
+        }
+    }
+
+    async fn nak(&self, delay: Option<Duration>) -> Result<(), String> {
+        self.message
+            .ack_with(AckKind::Nak(delay))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 async fn work(
     daemon: &Arc<Daemon>,
     conn: &Connection,
-    done: &jetstream::kv::Store,
+    done: &Buckets,
     handler: &str,
     message: &jetstream::Message,
 ) {
     let origin = format!("queue/{}", message.subject);
+    let reply = Reply::new(conn, &done.keys, handler, message);
     let generation = daemon.generation();
     let admitted = generation
         .intake
@@ -281,12 +386,12 @@ async fn work(
                     "{origin}: held for handler {handler}: {reason}; it is delivered again in {}s, and runs once the project is fixed",
                     HELD_RETRY.as_secs()
                 );
-                let _ = message.ack_with(AckKind::Nak(Some(HELD_RETRY))).await;
+                let _ = reply.nak(Some(HELD_RETRY)).await;
             } else {
                 tracing::error!(
                     "{origin}: rejected: {invalid}; it was valid when published, so a schema changed; dropped for handler {handler}"
                 );
-                let _ = message.ack_with(AckKind::Term).await;
+                reply.term().await;
             }
             return;
         }
@@ -294,17 +399,17 @@ async fn work(
     let event = admitted.event;
     if !admitted.handlers.iter().any(|h| h == handler) {
         // The consumer's filter is wider than the handler's patterns.
-        let _ = message.ack().await;
+        reply.ack().await;
         return;
     }
     let key = pair_key(handler, event.id());
-    match done.get(key.as_str()).await {
+    match done.done.get(key.as_str()).await {
         Ok(Some(_)) => {
             tracing::debug!(
                 "{origin}: {} already succeeded for {handler} (done marker); skipped",
                 event.id()
             );
-            let _ = message.double_ack().await;
+            let _ = reply.double_ack().await;
             return;
         }
         Ok(None) => {}
@@ -313,9 +418,7 @@ async fn work(
                 "{origin}: cannot read the done marker of {}/{handler} ({e}); delivered again shortly",
                 event.id()
             );
-            let _ = message
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
+            let _ = reply.nak(Some(Duration::from_secs(1))).await;
             return;
         }
     }
@@ -325,8 +428,28 @@ async fn work(
             .headers
             .as_ref()
             .is_some_and(|h| h.get(dead::REQUESTED_HEADER).is_some());
-    if retry && !take_over_dead_letter(daemon, conn, handler, &event, requested, message).await {
+    if retry && !take_over_dead_letter(daemon, conn, handler, &event, requested, &reply).await {
         return;
+    }
+    if let Some((token, sequence)) = reply.keyed
+        && let Some(handler_cfg) = generation.engine.handler(handler)
+    {
+        match conn.turn(&done.keys, handler_cfg, token, sequence).await {
+            Ok(Turn::Mine) => {}
+            Ok(Turn::Behind(earlier)) => {
+                tracing::debug!(
+                    "{origin}: {} waits for {handler} to finish the event at sequence {earlier}, which has its key",
+                    event.id()
+                );
+                let _ = reply.nak(Some(KEY_WAIT)).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("{origin}: {e}; delivered again shortly");
+                let _ = reply.nak(Some(UNAVAILABLE_BACKOFF)).await;
+                return;
+            }
+        }
     }
     // While it runs, this host's retry pass leaves the pair's local dead
     // letter alone: its retries are the queue's.
@@ -340,9 +463,7 @@ async fn work(
             "{origin}: cannot start {}: {e}; delivered again once .autod/ is writable",
             event.id()
         );
-        let _ = message
-            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-            .await;
+        let _ = reply.nak(Some(Duration::from_secs(5))).await;
         return;
     }
     let mode = if requested {
@@ -353,20 +474,18 @@ async fn work(
     let outcome = generation.engine.run_pair(&event, handler, mode).await;
     if outcome.interrupted || outcome.unrecorded {
         // No outcome: another worker (or this one after a restart) runs it.
-        let _ = message.ack_with(AckKind::Nak(None)).await;
+        let _ = reply.nak(None).await;
         return;
     }
     match outcome.result {
         RunResult::Ok | RunResult::Skipped => {
             let marker = format!("{{\"at\":\"{}\"}}", crate::time::now_rfc3339());
-            if let Err(e) = done.put(key.as_str(), marker.into()).await {
+            if let Err(e) = done.done.put(key.as_str(), marker.into()).await {
                 tracing::error!(
                     "{origin}: {} succeeded for {handler}, but its done marker could not be stored ({e}); it stays unacked, and a redelivery is skipped by this host's own marker",
                     event.id()
                 );
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                    .await;
+                let _ = reply.nak(Some(Duration::from_secs(5))).await;
                 return;
             }
             forget(daemon, handler, event.id());
@@ -377,14 +496,14 @@ async fn work(
                     tracing::warn!("{origin}: {e}");
                 }
             }
-            if let Err(e) = message.double_ack().await {
+            if let Err(e) = reply.double_ack().await {
                 tracing::warn!(
                     "{origin}: ack of {}/{handler} not confirmed ({e}); a redelivery is skipped by its done marker",
                     event.id()
                 );
             }
         }
-        _ => fail(daemon, conn, handler, &event, &outcome, message, &origin).await,
+        _ => fail(daemon, conn, handler, &event, &outcome, &reply, &origin).await,
     }
 }
 
@@ -399,7 +518,7 @@ async fn take_over_dead_letter(
     handler: &str,
     event: &crate::event::Event,
     requested: bool,
-    message: &jetstream::Message,
+    reply: &Reply<'_>,
 ) -> bool {
     let record = match conn.dead_get(handler, event.id()).await {
         Ok(Some(r)) => r,
@@ -408,7 +527,7 @@ async fn take_over_dead_letter(
                 "queue: retry of {} for {handler} not run: its dead letter is gone (dropped, or the pair succeeded)",
                 event.id()
             );
-            let _ = message.double_ack().await;
+            let _ = reply.double_ack().await;
             return false;
         }
         Err(e) => {
@@ -416,14 +535,12 @@ async fn take_over_dead_letter(
                 "queue: retry of {} for {handler}: {e}; delivered again shortly",
                 event.id()
             );
-            let _ = message
-                .ack_with(AckKind::Nak(Some(UNAVAILABLE_BACKOFF)))
-                .await;
+            let _ = reply.nak(Some(UNAVAILABLE_BACKOFF)).await;
             return false;
         }
     };
     if record.state != DeadState::Waiting && !requested {
-        let _ = message.double_ack().await;
+        let _ = reply.double_ack().await;
         return false;
     }
     if let Err(e) = daemon.state.dead_put(&record) {
@@ -431,9 +548,7 @@ async fn take_over_dead_letter(
             "queue: retry of {} for {handler}: {e}; delivered again once .autod/ is writable",
             event.id()
         );
-        let _ = message
-            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-            .await;
+        let _ = reply.nak(Some(Duration::from_secs(5))).await;
         return false;
     }
     true
@@ -449,14 +564,14 @@ async fn fail(
     handler: &str,
     event: &crate::event::Event,
     outcome: &crate::engine::PairOutcome,
-    message: &jetstream::Message,
+    reply: &Reply<'_>,
     origin: &str,
 ) {
     let record = match daemon.state.dead_get(handler, event.id()) {
         Ok(Some(r)) => r,
         Ok(None) | Err(_) => {
             // No record (the handler left autod.toml): offered again later.
-            let _ = message.ack_with(AckKind::Nak(Some(HELD_RETRY))).await;
+            let _ = reply.nak(Some(HELD_RETRY)).await;
             return;
         }
     };
@@ -468,7 +583,7 @@ async fn fail(
             if let Err(e) = daemon.state.dead_remove(handler, event.id()) {
                 tracing::warn!("{origin}: {e}");
             }
-            if let Err(e) = message.double_ack().await {
+            if let Err(e) = reply.double_ack().await {
                 tracing::warn!(
                     "{origin}: ack of failed {}/{handler} not confirmed ({e}); a redelivery runs it again",
                     event.id()
@@ -486,7 +601,7 @@ async fn fail(
                 "{origin}: {e}; the event is delivered again in {}s instead",
                 backoff.as_secs()
             );
-            let _ = message.ack_with(AckKind::Nak(Some(backoff))).await;
+            let _ = reply.nak(Some(backoff)).await;
         }
     }
 }
@@ -495,11 +610,7 @@ async fn fail(
 /// stream's consumer, holds each (a delayed nak) until its `nextAttemptAt`,
 /// then publishes its event again for its handler. Every host runs one; each
 /// record goes to one of them at a time.
-pub async fn schedule_retries(
-    daemon: Arc<Daemon>,
-    conn: Arc<Connection>,
-    done: Arc<jetstream::kv::Store>,
-) {
+pub async fn schedule_retries(daemon: Arc<Daemon>, conn: Arc<Connection>, done: Arc<Buckets>) {
     let mut stopping = daemon.stopping();
     let consumer = loop {
         let found = match conn.js.get_stream(&conn.names.dead).await {
@@ -566,7 +677,7 @@ pub async fn schedule_retries(
 /// How many dead letters one pull of the retry schedule takes.
 const RETRY_BATCH: usize = 64;
 
-async fn schedule(conn: &Connection, done: &jetstream::kv::Store, message: &jetstream::Message) {
+async fn schedule(conn: &Connection, done: &Buckets, message: &jetstream::Message) {
     let record: crate::state::dead::DeadLetter = match serde_json::from_slice(&message.payload) {
         Ok(r) => r,
         Err(e) => {
@@ -594,7 +705,7 @@ async fn schedule(conn: &Connection, done: &jetstream::kv::Store, message: &jets
         return;
     }
     let key = pair_key(&record.handler, &record.event_id);
-    if let Ok(Some(_)) = done.get(key.as_str()).await {
+    if let Ok(Some(_)) = done.done.get(key.as_str()).await {
         // It succeeded after this record was written (a redelivery on
         // another host): the record is stale.
         if let Err(e) = conn.dead_remove(&record.handler, &record.event_id).await {

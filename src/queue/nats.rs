@@ -40,6 +40,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub mod dead;
+pub mod keyed;
 
 use super::subject;
 use crate::config::{Config, Handler, NatsAuth, NatsConfig};
@@ -88,8 +89,13 @@ pub struct Names {
     /// The events stream's second subject space: `<retry>.<handler>` is a
     /// retry for that handler alone (see `dead.rs`).
     pub retry: String,
+    /// The third: `<keyed>.<key token>.<eventType>`, events with a `key`
+    /// (see `keyed.rs`).
+    pub keyed: String,
     pub dead: String,
     pub done: String,
+    /// The key-value bucket of per-key progress (`keyed.rs`).
+    pub keys: String,
 }
 
 impl Names {
@@ -97,6 +103,8 @@ impl Names {
         Names {
             stream: config.stream.clone(),
             retry: format!("{}_RETRY", config.stream),
+            keyed: format!("{}_KEYED", config.stream),
+            keys: format!("{}_KEYS", config.stream),
             dead: format!("{}_DEAD", config.stream),
             done: format!("{}_DONE", config.stream),
         }
@@ -200,7 +208,10 @@ impl Connection {
     /// (its PubAck), or says why not. A duplicate (the eventId published
     /// before, within the window) is success: the event is there.
     pub async fn publish(&self, event: &Event) -> Result<Published, NatsError> {
-        let subject = subject::for_event_type(&self.names.stream, event.event_type());
+        let subject = match event.key() {
+            Some(key) => keyed::subject(&self.names, key, event.event_type()),
+            None => subject::for_event_type(&self.names.stream, event.event_type()),
+        };
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.id());
         // Stored by this stream or refused: never by another one that
@@ -347,7 +358,9 @@ pub fn consumer_config(
     ack_wait: Duration,
 ) -> consumer::pull::Config {
     let mut filters = subject::filters(stream, &handler.on);
-    // Its retries: a subject no eventType maps to (another first token).
+    // Its keyed events, of any key, and its retries: other first tokens, so
+    // they overlap neither the plain filters nor each other.
+    filters.extend(subject::filters(&format!("{stream}_KEYED.*"), &handler.on));
     filters.push(format!("{stream}_RETRY.{}", handler.name));
     let on: Vec<&str> = handler.on.iter().map(|p| p.as_str()).collect();
     let (filter_subject, filter_subjects) = if filters.len() == 1 {
@@ -416,7 +429,11 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
     let events = stream::Config {
         name: names.stream.clone(),
         description: Some("autod events, one subject per eventType (autod queue init)".into()),
-        subjects: vec![subject::all(&names.stream), subject::all(&names.retry)],
+        subjects: vec![
+            subject::all(&names.stream),
+            subject::all(&names.retry),
+            subject::all(&names.keyed),
+        ],
         retention: stream::RetentionPolicy::Interest,
         storage: stream::StorageType::File,
         duplicate_window: DUPLICATE_WINDOW,
@@ -485,6 +502,27 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
         .unwrap_or(Value::Null);
     let done_action = action(before, after);
 
+    let before = existing(format!("KV_{}", names.keys)).await;
+    let bucket = conn
+        .js
+        .create_or_update_key_value(jetstream::kv::Config {
+            bucket: names.keys.clone(),
+            description: "autod per-key order: the last event of each key a handler finished (autod queue init)".into(),
+            history: 1,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| server_error(&format!("key-value bucket {}", names.keys), &e))?;
+    let after = bucket
+        .stream
+        .clone()
+        .info()
+        .await
+        .map(|i| config_json(&i.config))
+        .unwrap_or(Value::Null);
+    let keys_action = action(before, after);
+
     let events_stream = conn.stream(&names.stream).await?;
     let mut consumers = Vec::new();
     for handler in &config.handlers {
@@ -539,10 +577,11 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
     consumers.extend(removed);
     Ok(json!({
         "server": {"urls": conn.urls, "version": version},
-        "stream": {"name": names.stream, "subjects": [subject::all(&names.stream), subject::all(&names.retry)], "retention": "interest", "action": stream_action},
+        "stream": {"name": names.stream, "subjects": [subject::all(&names.stream), subject::all(&names.retry), subject::all(&names.keyed)], "retention": "interest", "action": stream_action},
         "deadStream": {"name": names.dead, "subjects": [subject::all(&names.dead)], "action": dead_action},
         "retryConsumer": {"name": dead::RETRY_CONSUMER, "stream": names.dead, "action": retry_action},
         "doneBucket": {"name": names.done, "action": done_action},
+        "keysBucket": {"name": names.keys, "action": keys_action},
         "consumers": consumers,
     }))
 }

@@ -65,16 +65,27 @@ fn queue_init_is_idempotent_and_updates_a_changed_consumer() {
     // Its events, and its retries (which no other handler's consumer takes).
     assert_eq!(
         consumer(&first, "worker")["filterSubjects"],
-        serde_json::json!(["AUTOD.job.due", "AUTOD_RETRY.worker"])
+        serde_json::json!([
+            "AUTOD.job.due",
+            "AUTOD_KEYED.*.job.due",
+            "AUTOD_RETRY.worker"
+        ])
     );
     assert_eq!(consumer(&first, "worker")["maxAckPending"], 2);
     assert_eq!(
         consumer(&first, "audit")["filterSubjects"],
-        serde_json::json!(["AUTOD.job.*", "AUTOD_RETRY.audit"])
+        serde_json::json!(["AUTOD.job.*", "AUTOD_KEYED.*.job.*", "AUTOD_RETRY.audit"])
     );
 
     let again = json_of(&p.autod(["queue", "init", "--json"]).assert().success());
-    for what in ["stream", "deadStream", "retryConsumer", "doneBucket"] {
+    assert_eq!(first["keysBucket"]["action"], "created");
+    for what in [
+        "stream",
+        "deadStream",
+        "retryConsumer",
+        "doneBucket",
+        "keysBucket",
+    ] {
         assert_eq!(again[what]["action"], "unchanged", "{what}: {again}");
     }
     for h in ["worker", "audit"] {
@@ -92,7 +103,13 @@ fn queue_init_is_idempotent_and_updates_a_changed_consumer() {
     assert_eq!(worker["action"], "updated", "{changed}");
     assert_eq!(
         worker["filterSubjects"],
-        serde_json::json!(["AUTOD.job.due", "AUTOD.report.>", "AUTOD_RETRY.worker"])
+        serde_json::json!([
+            "AUTOD.job.due",
+            "AUTOD.report.>",
+            "AUTOD_KEYED.*.job.due",
+            "AUTOD_KEYED.*.report.>",
+            "AUTOD_RETRY.worker"
+        ])
     );
     assert_eq!(worker["maxAckPending"], 1);
     assert_eq!(consumer(&changed, "audit")["action"], "removed");
