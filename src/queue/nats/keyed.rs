@@ -111,7 +111,12 @@ impl Connection {
             .await
             .map_err(|e| kv_error(&e))?;
         let (finished, _) = read_progress(entry);
-        let stream = self.stream(&self.names.stream).await?;
+        // No stream info request: this runs for every keyed event.
+        let stream = self
+            .js
+            .get_stream_no_info(&self.names.stream)
+            .await
+            .map_err(|e| NatsError::Server(format!("stream {}: {e}", self.names.stream)))?;
         let filter = format!("{}.{token}.>", self.names.keyed);
         let mut from = finished + 1;
         while from < sequence {
