@@ -488,6 +488,9 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
             bucket: names.done.clone(),
             description: "autod done markers: a pair that succeeded (autod queue init)".into(),
             history: 1,
+            // As long as the event is kept for replay: past that, a publish of
+            // the same eventId is a new event, as on the folder backend.
+            max_age: config.archive.retention.0,
             storage: stream::StorageType::File,
             ..Default::default()
         })
