@@ -10,8 +10,9 @@
 //! succeeded is skipped by its done markers.
 //!
 //! The sink is the one seam between a run and whoever delivers its children:
-//! the daemon's inbox, or the `processing/` queue that `dispatch` and `retry`
-//! work through themselves in the same invocation.
+//! the daemon's queue (its inbox, or with `[queue] backend = "nats"` the
+//! stream, where any host's worker takes them), or the `processing/` queue
+//! that `dispatch` and `retry` work through themselves in the same invocation.
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, ErrorKind, Read};
@@ -23,8 +24,9 @@ use serde_json::{Map, Value};
 
 use crate::event::Event;
 use crate::intake::{Admitted, Intake};
+use crate::queue::{Producer, QueueError};
 use crate::schema::Invalid;
-use crate::state::{self, StateDir, atomic};
+use crate::state::{StateDir, atomic};
 
 /// A chain is cut when a follow-up would be this deep (the root is depth 0).
 pub const MAX_DEPTH: u64 = 16;
@@ -60,13 +62,17 @@ pub struct Sink {
     intake: Arc<Mutex<Intake>>,
     state: StateDir,
     place: Place,
+    /// Where [`Place::Inbox`] and [`Place::InboxReplay`] put them: the
+    /// inbox of `state` unless [`Sink::through`] says otherwise.
+    queue: Producer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
-    /// The daemon's inbox: its consumer delivers them like any event.
+    /// The daemon's queue (its inbox, or the NATS stream): delivered like
+    /// any event.
     Inbox,
-    /// The daemon's inbox, marked as part of a replay (follow-ups of a
+    /// The daemon's queue, marked as part of a replay (follow-ups of a
     /// replayed run are replayed too, as with `autod replay --direct`).
     InboxReplay,
     /// `processing/`, for the `dispatch` or `retry` that emitted them to run
@@ -78,9 +84,16 @@ impl Sink {
     pub fn new(intake: Arc<Mutex<Intake>>, state: StateDir, place: Place) -> Sink {
         Sink {
             intake,
+            queue: Producer::Folder(state.clone()),
             state,
             place,
         }
+    }
+
+    /// The daemon's queue, for [`Place::Inbox`] and [`Place::InboxReplay`].
+    pub fn through(mut self, queue: Producer) -> Sink {
+        self.queue = queue;
+        self
     }
 
     pub fn place(&self) -> Place {
@@ -91,12 +104,13 @@ impl Sink {
         self.intake.lock().expect("intake lock").admit_object(obj)
     }
 
-    /// Durable once this returns: fsync'd file, fsync'd folder.
-    pub fn persist(&self, event: &Event) -> Result<(), state::StateError> {
+    /// Durable once this returns: fsync'd file and folder, or the stream's
+    /// ack of the publish.
+    pub async fn persist(&self, event: &Event) -> Result<(), QueueError> {
         match self.place {
-            Place::Inbox => self.state.inbox_put(event).map(drop),
-            Place::InboxReplay => self.state.inbox_put_replay(event).map(drop),
-            Place::Processing => self.state.processing_put(event).map(drop),
+            Place::Inbox => self.queue.put(event).await.map(drop),
+            Place::InboxReplay => self.queue.put_replay(event).await.map(drop),
+            Place::Processing => Ok(self.state.processing_put(event).map(drop)?),
         }
     }
 }

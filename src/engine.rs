@@ -514,15 +514,17 @@ impl Engine {
                             forced: (mode == Mode::Forced).then_some(&lock),
                         };
                         return self
-                            .record_failure(event, &handler, attempt, failure, line, outcome);
+                            .record_failure(event, &handler, attempt, failure, line, outcome)
+                            .await;
                     }
                 };
                 // Durable before the parent's success: a crash in between
                 // leaves the parent without an outcome, so it runs again and
-                // emits the same children under the same ids.
+                // emits the same children under the same ids. (With NATS,
+                // durable is the stream's ack of each publish.)
                 if let Some(sink) = &self.chain {
                     for child in &emitted.accepted {
-                        if let Err(e) = sink.persist(&child.event) {
+                        if let Err(e) = sink.persist(&child.event).await {
                             return self.state_failure(event, handler_name, Some(attempt), e);
                         }
                     }
@@ -553,18 +555,19 @@ impl Engine {
                     forced: (mode == Mode::Forced).then_some(&lock),
                 };
                 self.record_failure(event, &handler, attempt, failure, line, outcome)
+                    .await
             }
         }
     }
 
     /// A failed run: its dead letter (waiting, exhausted or permanent) and
     /// its run-log lines.
-    fn record_failure(
+    async fn record_failure(
         &self,
         event: &Event,
         handler: &Handler,
         attempt: u32,
-        failure: Failure,
+        failure: Failure<'_>,
         mut line: RunLine,
         mut outcome: PairOutcome,
     ) -> PairOutcome {
@@ -590,7 +593,7 @@ impl Engine {
         // like any follow-up: a crash in between runs the pair again, which
         // gives up again and names the same notice.
         if record.state != DeadState::Waiting {
-            match self.dead_notice(event, &record) {
+            match self.dead_notice(event, &record).await {
                 Ok(Some(notice)) => outcome.follow_ups.push(notice),
                 Ok(None) => {}
                 Err(e) => return self.state_failure(event, handler_name, Some(attempt), e),
@@ -632,17 +635,17 @@ impl Engine {
     /// if one is configured. One that is not accepted (no schema, no route)
     /// is told, and the give-up is recorded all the same: a broken notice
     /// must not keep a dead pair running.
-    fn dead_notice(
+    async fn dead_notice(
         &self,
         event: &Event,
         record: &DeadLetter,
-    ) -> Result<Option<chain::FollowUp>, state::StateError> {
+    ) -> Result<Option<chain::FollowUp>, crate::queue::QueueError> {
         let (Some(sink), Some(event_type)) = (&self.chain, &self.on_dead) else {
             return Ok(None);
         };
         match chain::dead_notice(sink, event, record, event_type) {
             Ok(Some(notice)) => {
-                sink.persist(&notice.event)?;
+                sink.persist(&notice.event).await?;
                 Ok(Some(notice))
             }
             Ok(None) => Ok(None),
@@ -799,8 +802,10 @@ impl Engine {
         Ok(running)
     }
 
-    /// The pair already succeeded: it is logged as skipped, not run.
-    fn skipped(&self, event: &Event, handler_name: &str) -> PairOutcome {
+    /// The pair already succeeded: it is logged as skipped, not run. Also
+    /// the NATS worker's, for a replay whose pair has a done marker in the
+    /// bucket (the inbox logs a replay of a succeeded pair so, too).
+    pub(crate) fn skipped(&self, event: &Event, handler_name: &str) -> PairOutcome {
         // A crash between "done" and "dead letter removed" leaves a stale record.
         let _ = self.state.dead_remove(handler_name, event.id());
         let mut line = self.line(event, handler_name, RunResult::Skipped);
@@ -945,15 +950,16 @@ impl Engine {
         }
     }
 
-    /// autod could not do its own part (state unwritable, disk full): the pair
-    /// has no outcome. Nothing is recorded as done or dead, so whoever delivers
-    /// its event again runs it again (at least once, never lost).
+    /// autod could not do its own part (state unwritable, disk full, the
+    /// queue refusing a follow-up): the pair has no outcome. Nothing is
+    /// recorded as done or dead, so whoever delivers its event again runs it
+    /// again (at least once, never lost).
     fn state_failure(
         &self,
         event: &Event,
         handler: &str,
         attempt: Option<u32>,
-        e: state::StateError,
+        e: impl std::fmt::Display,
     ) -> PairOutcome {
         let mut line = self.line(event, handler, RunResult::Failed);
         line.attempt = attempt;

@@ -10,7 +10,9 @@
 //! doors, [`track_http`] as a layer on the router. Gauges of what is on disk
 //! (inbox, processing, dead letters) are computed when scraped, by
 //! [`crate::state::census`], so they are right even for files another
-//! process wrote.
+//! process wrote; with `[queue] backend = "nats"`, so are the queue's
+//! (connected, each handler's consumer lag), asked of the server by the
+//! scrape with a short timeout (`queue/producer.rs`).
 //!
 //! Label values are bounded: handler names come from autod.toml, an
 //! eventType is used only when the project knows it (a schema or a route,
@@ -144,6 +146,16 @@ const PROCESSING: Family = Family {
     help: "Events in .autod/processing/ now: claimed and being delivered, waiting for a slot, or held.",
     labels: &[],
 };
+const QUEUE_CONNECTED: Family = Family {
+    name: "autod_queue_connected",
+    help: "1 while this process is connected to the NATS server of [queue], else 0.",
+    labels: &[],
+};
+const QUEUE_LAG: Family = Family {
+    name: "autod_queue_consumer_lag",
+    help: "Messages of the NATS stream a handler's consumer has not acked yet (pending + unacked), by handler.",
+    labels: &["handler"],
+};
 const BUILD: Family = Family {
     name: "autod_build_info",
     help: "Always 1; the version of the autod that serves these metrics.",
@@ -250,6 +262,12 @@ fn event_accepted(event_type: &str, door: Door) {
         &mut lock(&REGISTRY.counts).accepted,
         &[event_type, door.as_str()],
     );
+}
+
+/// An event a door of this process published to the NATS stream: no consumer
+/// of this process takes it from the inbox, so nothing is remembered.
+pub fn event_published(event_type: &str, door: Door) {
+    event_accepted(event_type, door);
 }
 
 /// An event a door is about to write to the inbox; made before the write,
@@ -403,6 +421,15 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 /// The exposition: the counters, and the gauges of `state` as they are now.
 /// Blocking (it lists folders).
 pub fn render(state: &StateDir) -> String {
+    render_with_queue(state, None)
+}
+
+/// [`render`], with the NATS queue's gauges when there is one (read before,
+/// by the async side: see `serve.rs`).
+pub fn render_with_queue(
+    state: &StateDir,
+    queue: Option<&crate::queue::producer::Census>,
+) -> String {
     let dead = lock(&REGISTRY.census).count(state);
     let inbox = crate::state::census::inbox_depth(state);
     let processing = crate::state::census::processing_depth(state);
@@ -437,6 +464,19 @@ pub fn render(state: &StateDir) -> String {
         &PROCESSING,
         &BTreeMap::from([(vec![], processing)]),
     );
+    if let Some(queue) = queue {
+        gauge(
+            &mut out,
+            &QUEUE_CONNECTED,
+            &BTreeMap::from([(vec![], u64::from(queue.connected))]),
+        );
+        let lag: Series<u64> = queue
+            .lag
+            .iter()
+            .map(|(handler, n)| (vec![handler.clone()], *n))
+            .collect();
+        gauge(&mut out, &QUEUE_LAG, &lag);
+    }
     let version = vec![env!("CARGO_PKG_VERSION").to_owned()];
     gauge(&mut out, &BUILD, &BTreeMap::from([(version, 1)]));
     out
@@ -638,5 +678,37 @@ mod tests {
         }
         assert!(text.contains("\nautod_inbox_events 0\n"), "{text}");
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn the_queue_families_are_there_only_with_a_queue() {
+        let d = tempfile::tempdir().unwrap();
+        let state = StateDir::new(d.path());
+        let folder = render(&state);
+        assert!(!folder.contains("autod_queue_"), "{folder}");
+        let census = crate::queue::producer::Census {
+            connected: true,
+            lag: BTreeMap::from([("worker".to_owned(), 3), ("audit".to_owned(), 0)]),
+        };
+        let nats = render_with_queue(&state, Some(&census));
+        for f in [&QUEUE_CONNECTED, &QUEUE_LAG] {
+            assert_eq!(nats.matches(&format!("# TYPE {} gauge", f.name)).count(), 1);
+        }
+        let line = |l: &str| nats.lines().any(|x| x == l);
+        assert!(line("autod_queue_connected 1"), "{nats}");
+        assert!(
+            line(r#"autod_queue_consumer_lag{handler="worker"} 3"#),
+            "{nats}"
+        );
+        assert!(
+            line(r#"autod_queue_consumer_lag{handler="audit"} 0"#),
+            "{nats}"
+        );
+        let down = render_with_queue(&state, Some(&crate::queue::producer::Census::default()));
+        assert!(
+            down.lines().any(|x| x == "autod_queue_connected 0"),
+            "{down}"
+        );
+        assert!(!down.contains("autod_queue_consumer_lag{"), "{down}");
     }
 }

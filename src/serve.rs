@@ -2,8 +2,10 @@
 //! `GET /metrics` (see `metrics.rs`).
 //!
 //! Every event goes through the same [`Intake`] as `autod send`, and is
-//! answered `202` only once it is fsynced in the inbox
-//! ([`StateDir::inbox_put`]); `autod run` delivers it from there, so the
+//! answered `202` only once it is durable in the queue: fsynced in the inbox
+//! ([`StateDir::inbox_put`]), from where `autod run` delivers it, or with
+//! `[queue] backend = "nats"` acked by the stream (a publish that fails is a
+//! `503` with `Retry-After`), from where any host's worker takes it. The
 //! server itself runs no handler.
 //!
 //! Bounds on a client: the body is read through [`Limited`] (and refused
@@ -32,7 +34,8 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ServeConfig};
 use crate::event::Violation;
 use crate::hooks::Hooks;
-use crate::intake::Intake;
+use crate::intake::{Admitted, Intake};
+use crate::queue::Producer;
 use crate::schema::Invalid;
 use crate::serve_limits::{self, Slots};
 use crate::state::StateDir;
@@ -44,10 +47,18 @@ const MAX_BATCH_EVENTS: usize = 1000;
 /// `/readyz` probes at once: each writes and fsyncs a file.
 const READYZ_CONCURRENT: usize = 4;
 
+/// How long a client is told to wait after a publish the queue refused.
+const QUEUE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// What the request handlers share.
 struct Shared {
     intake: Mutex<Intake>,
     state: StateDir,
+    /// Where accepted events go: the inbox of `state`, or the NATS stream.
+    producer: Producer,
+    /// The handlers of autod.toml, whose consumer lag `/metrics` shows with
+    /// NATS; replaced by a reload.
+    handlers: RwLock<Vec<String>>,
     /// Replaced by a reload ([`Reload::apply`]): a rotated-out token stops
     /// working at once, on connections kept alive too.
     tokens: RwLock<Vec<Vec<u8>>>,
@@ -80,6 +91,7 @@ impl Server {
         root: &Path,
         config: &Config,
         state: &StateDir,
+        producer: Producer,
         listen: SocketAddr,
     ) -> Result<Server> {
         let cfg = config.serve.clone().unwrap_or_default();
@@ -92,6 +104,8 @@ impl Server {
         let shared = Arc::new(Shared {
             intake: Mutex::new(intake),
             state: state.clone(),
+            producer,
+            handlers: RwLock::new(handler_names(config)),
             tokens,
             max_event_bytes,
             max_batch_bytes: cfg.batch_bytes(max_event_bytes),
@@ -226,6 +240,10 @@ impl Reload {
                     .intake
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = intake;
+                *shared
+                    .handlers
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = handler_names(config);
             }
             Err(e) => tracing::error!("SIGHUP: serve: kept the old routes: {e:#}"),
         }
@@ -412,7 +430,23 @@ async fn healthz() -> Response {
     (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
 }
 
+fn handler_names(config: &Config) -> Vec<String> {
+    config.handlers.iter().map(|h| h.name.clone()).collect()
+}
+
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if let Some(publisher) = shared.producer.nats() {
+        // Accepted events go to the stream, not to .autod/: ready is the
+        // connection up and the stream there.
+        return match publisher.ready().await {
+            Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
+            Err(why) => problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                format!("the queue cannot take events: {why}"),
+            ),
+        };
+    }
     let state = shared.state.clone();
     // The inbox is where accepted events go: made if missing (as the first
     // accepted event would), then probed.
@@ -436,7 +470,21 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         return unauthorized();
     }
     let state = shared.state.clone();
-    match tokio::task::spawn_blocking(move || crate::metrics::render(&state)).await {
+    // With NATS, the queue's gauges are read first (bounded by a short
+    // timeout), off the blocking thread that lists folders.
+    let queue = match shared.producer.nats() {
+        Some(publisher) => {
+            let handlers = shared
+                .handlers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            Some(publisher.census(&handlers).await)
+        }
+        None => None,
+    };
+    let render = move || crate::metrics::render_with_queue(&state, queue.as_ref());
+    match tokio::task::spawn_blocking(render).await {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
@@ -657,10 +705,19 @@ async fn hook(
     admit(shared, vec![event]).await
 }
 
-/// [`admit_all`] off the async threads: validation and fsyncs block.
+/// [`admit_all`] off the async threads: validation and fsyncs block. With
+/// NATS only the validation is: the publishes are awaited here.
 async fn admit(shared: Arc<Shared>, inputs: Vec<Vec<u8>>) -> Response {
-    match tokio::task::spawn_blocking(move || admit_all(&shared, inputs)).await {
-        Ok(resp) => resp,
+    if shared.producer.is_local() {
+        return match tokio::task::spawn_blocking(move || admit_all(&shared, inputs)).await {
+            Ok(resp) => resp,
+            Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        };
+    }
+    let checking = Arc::clone(&shared);
+    match tokio::task::spawn_blocking(move || check_all(&checking, inputs)).await {
+        Ok(Ok(checked)) => publish_all(&shared, checked).await,
+        Ok(Err(resp)) => *resp,
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }
@@ -797,8 +854,101 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Violation> 
     Ok(serde_json::to_vec(&Value::Object(ce)).unwrap_or_default())
 }
 
+/// A request's events, every one valid and routed, with their eventType labels.
+struct Checked {
+    admitted: Vec<Admitted>,
+    tally: Vec<(String, Option<&'static str>)>,
+}
+
 /// Validates every event, then (only if all pass) writes each to the inbox.
 fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
+    let Checked { admitted, tally } = match check_all(shared, inputs) {
+        Ok(checked) => checked,
+        Err(resp) => return *resp,
+    };
+    let mut ids = Vec::with_capacity(admitted.len());
+    for (a, (event_type, _)) in admitted.iter().zip(&tally) {
+        let counted =
+            crate::metrics::Queueing::new(event_type, crate::metrics::Door::Http, a.event.id());
+        if let Err(e) = shared.state.inbox_put(&a.event) {
+            tracing::error!("serve: {} not queued: {e:#}", a.event.id());
+            // Those before it are queued; the inbox is idempotent by eventId,
+            // so sending the whole request again is safe.
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage",
+                format!(
+                    "event {} could not be stored ({e:#}); {} of {} were queued, and sending the request again is safe",
+                    a.event.id(),
+                    ids.len(),
+                    admitted.len()
+                ),
+            );
+        }
+        tracing::debug!("serve: queued {}", a.event.id());
+        counted.queued();
+        ids.push(Value::String(a.event.id().to_owned()));
+    }
+    (StatusCode::ACCEPTED, Json(json!({"eventIds": ids}))).into_response()
+}
+
+/// Publishes every checked event to the NATS stream, in order, each acked
+/// before the next is sent; `202` once all are. A publish that fails is a
+/// `503` with `Retry-After`: nothing of that event was kept (or, after an
+/// ack that did not come, perhaps it was), the ones before it are stored,
+/// and sending the whole request again is safe, since the stream drops an
+/// eventId it has (and past its window, done markers skip a pair that ran).
+async fn publish_all(shared: &Shared, checked: Checked) -> Response {
+    let Checked { admitted, tally } = checked;
+    let mut ids = Vec::with_capacity(admitted.len());
+    for (a, (event_type, _)) in admitted.iter().zip(&tally) {
+        match shared.producer.put(&a.event).await {
+            Ok(receipt) => {
+                if let crate::queue::Receipt::Nats(ack) = &receipt {
+                    tracing::debug!(
+                        "serve: published {} as message {} of stream {}{}",
+                        a.event.id(),
+                        ack.sequence,
+                        ack.stream,
+                        if ack.duplicate { " (a duplicate)" } else { "" }
+                    );
+                }
+                crate::metrics::event_published(event_type, crate::metrics::Door::Http);
+                ids.push(Value::String(a.event.id().to_owned()));
+            }
+            Err(e) => {
+                tracing::error!("serve: {} not published: {e}", a.event.id());
+                let before = if ids.is_empty() {
+                    "nothing of this request was queued".to_owned()
+                } else {
+                    format!(
+                        "{} of {} events before it were queued",
+                        ids.len(),
+                        admitted.len()
+                    )
+                };
+                let after = QUEUE_RETRY_AFTER.as_secs();
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, after.to_string())],
+                    Json(json!({
+                        "error": "queue",
+                        "message": format!(
+                            "event {} could not be handed to the queue: {e}. {before}; sending the request again (in {after}s) is safe: an eventId the stream has is not stored twice",
+                            a.event.id()
+                        ),
+                    })),
+                )
+                    .into_response();
+            }
+        }
+    }
+    (StatusCode::ACCEPTED, Json(json!({"eventIds": ids}))).into_response()
+}
+
+/// Validates every event of a request: all of them pass, or the answer that
+/// refuses the request.
+fn check_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Result<Checked, Box<Response>> {
     let mut admitted = Vec::with_capacity(inputs.len());
     let mut errors = Vec::new();
     let mut broken = Vec::new();
@@ -836,14 +986,14 @@ fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
         // The project's fault, not the sender's: a retry succeeds once the
         // schema is fixed, which is what 503 tells a webhook sender.
         tracing::error!("serve: events not checked: {}", broken.join("; "));
-        return problem(
+        return Err(Box::new(problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "project",
             format!(
                 "the project is broken, so the events cannot be checked (nothing was queued): {}",
                 broken.join("; ")
             ),
-        );
+        )));
     }
     if !errors.is_empty() {
         tracing::info!(
@@ -852,32 +1002,9 @@ fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
             errors.len(),
             errors[0]
         );
-        return bad_request(errors);
+        return Err(Box::new(bad_request(errors)));
     }
-    let mut ids = Vec::with_capacity(admitted.len());
-    for (a, (event_type, _)) in admitted.iter().zip(&tally) {
-        let counted =
-            crate::metrics::Queueing::new(event_type, crate::metrics::Door::Http, a.event.id());
-        if let Err(e) = shared.state.inbox_put(&a.event) {
-            tracing::error!("serve: {} not queued: {e:#}", a.event.id());
-            // Those before it are queued; the inbox is idempotent by eventId,
-            // so sending the whole request again is safe.
-            return problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage",
-                format!(
-                    "event {} could not be stored ({e:#}); {} of {} were queued, and sending the request again is safe",
-                    a.event.id(),
-                    ids.len(),
-                    admitted.len()
-                ),
-            );
-        }
-        tracing::debug!("serve: queued {}", a.event.id());
-        counted.queued();
-        ids.push(Value::String(a.event.id().to_owned()));
-    }
-    (StatusCode::ACCEPTED, Json(json!({"eventIds": ids}))).into_response()
+    Ok(Checked { admitted, tally })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `autod rejected list|show|requeue`: inbox files the daemon refused for their
-//! own content, and the way back once they (or their schema) are fixed.
+//! own content, and the way back once they (or their schema) are fixed: the
+//! inbox again, or with `[queue] backend = "nats"` the stream.
 
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -9,6 +10,7 @@ use crate::exit::Code;
 use crate::intake::{self, Intake};
 use crate::output;
 use crate::project::Project;
+use crate::queue::Queue;
 use crate::state::inbox::RejectedFile;
 
 pub fn run(project: &Project, g: &GlobalArgs, cmd: &RejectedCommand) -> Result<Code> {
@@ -116,7 +118,9 @@ fn show(project: &Project, g: &GlobalArgs, name: &str) -> Result<Code> {
 }
 
 /// Each file is validated as `autod send` would; only those that pass go back
-/// to the inbox, so a requeue never just moves a file round in a circle.
+/// to the inbox, so a requeue never just moves a file round in a circle. With
+/// NATS the event it holds is published (as `autod send` would), and the
+/// file removed only once the stream has it.
 fn requeue(project: &Project, g: &GlobalArgs, names: &[String], all: bool) -> Result<Code> {
     let files: Vec<RejectedFile> = if all {
         project.state.rejected_list()
@@ -128,6 +132,14 @@ fn requeue(project: &Project, g: &GlobalArgs, names: &[String], all: bool) -> Re
     };
     let max_bytes = project.config.validation.max_event_bytes;
     let mut intake = Intake::new(&project.root, &project.config)?;
+    // Before any file is read: a queue that is down takes nothing, and says so once.
+    let queue = match Queue::open(project) {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::error!("nothing requeued: {e}");
+            return Ok(Code::Failed);
+        }
+    };
     let mut code = Code::Success;
     let mut queued = 0usize;
     for f in files {
@@ -140,8 +152,22 @@ fn requeue(project: &Project, g: &GlobalArgs, names: &[String], all: bool) -> Re
         } else {
             intake.admit(&std::fs::read(&f.path)?, None)
         };
+        let requeued = match (&verdict, &queue) {
+            (Err(_), _) => Ok(()),
+            (Ok(_), Queue::Folder(state)) => {
+                state.rejected_requeue(&f).map(drop).map_err(|e| e.to_string())
+            }
+            (Ok(a), Queue::Nats(_)) => match queue.put(&a.event) {
+                Err(e) => Err(e.to_string()),
+                Ok(_) => project.state.rejected_remove(&f).map_err(|e| {
+                    format!(
+                        "its event was published, but the file stays: {e}; remove it by hand (requeued again, the stream would drop it as a duplicate, or its done markers skip it)"
+                    )
+                }),
+            },
+        };
         match verdict {
-            Ok(_) => match project.state.rejected_requeue(&f) {
+            Ok(_) => match requeued {
                 Ok(_) => {
                     queued += 1;
                     if g.json {
@@ -169,6 +195,8 @@ fn requeue(project: &Project, g: &GlobalArgs, names: &[String], all: bool) -> Re
             }
         }
     }
-    super::send::warn_if_no_daemon(project, queued);
+    if queue.is_local() {
+        super::send::warn_if_no_daemon(project, queued);
+    }
     Ok(code)
 }

@@ -4,7 +4,8 @@
 //! Selection is here: the window by `ts`, `--type`, `--handler`, `--failed`
 //! (the run log's last result per pair), and validation against today's
 //! schemas and routes. Delivery is the engine's, as for `dispatch`, or the
-//! running daemon's through its inbox, so that a long replay never fights
+//! running daemon's through its queue (its inbox, or with `[queue] backend =
+//! "nats"` the stream, marked as replays), so that a long replay never fights
 //! the daemon for the same pairs.
 
 use std::collections::{HashMap, HashSet};
@@ -23,6 +24,7 @@ use crate::intake::{self, Intake};
 use crate::log::{self, RunResult};
 use crate::output;
 use crate::project::Project;
+use crate::queue::Queue;
 use crate::route::Pattern;
 use crate::state::archive::Entry;
 use crate::time::{self, Timestamp};
@@ -215,8 +217,18 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &ReplayArgs) -> Result<Code>
             .state
             .ensure("")
             .context("cannot create the state folder .autod/")?;
+        // The folder: `<eventId>.replay.json` in the inbox. NATS: published
+        // as replays, which no dedupe window drops (see `queue/producer.rs`).
+        let queue = match Queue::open(project) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!("nothing queued: {e}");
+                summarize(g, args, &tally, true);
+                return Ok(code.worst(Code::Failed));
+            }
+        };
         for c in &chosen {
-            match project.state.inbox_put_replay(&c.event) {
+            match queue.put_replay(&c.event) {
                 Ok(_) => {
                     tally.queued += 1;
                     report(
@@ -231,9 +243,10 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &ReplayArgs) -> Result<Code>
             }
         }
         tracing::info!(
-            "through the running daemon (autod run pid {}): queued {} events in .autod/inbox/; see their runs with `autod log --since {}`",
+            "through the running daemon (autod run pid {}): queued {} events in {}; see their runs with `autod log --since {}`",
             d.pid,
             tally.queued,
+            queue.describe(),
             args.since
         );
     } else {

@@ -1,5 +1,6 @@
 //! `autod serve`: the HTTP intake on its own (SPEC 11); `autod run` delivers
-//! what it queues. SIGHUP reloads autod.toml into it as `autod run` does
+//! what it queues (from this machine's inbox, or with `[queue] backend =
+//! "nats"` on any host, from the stream). SIGHUP reloads autod.toml into it as `autod run` does
 //! ([`crate::serve::Reload`]); a `--listen` given stays.
 
 use anyhow::Result;
@@ -9,6 +10,7 @@ use crate::cli::ServeArgs;
 use crate::config::{Config, ServeConfig};
 use crate::exit::Code;
 use crate::project::Project;
+use crate::queue::Producer;
 use crate::serve::Server;
 
 pub fn run(project: &Project, args: &ServeArgs) -> Result<Code> {
@@ -24,11 +26,23 @@ pub fn run(project: &Project, args: &ServeArgs) -> Result<Code> {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
-        let server = Server::bind(&project.root, &project.config, &project.state, addr).await?;
+        // With NATS: connected before the readiness line when the server
+        // answers; when it does not, serve starts anyway, answers 503 (and
+        // `/readyz` says why) and keeps trying.
+        let producer = Producer::open(&project.state, &project.config.queue).await;
+        let local = producer.is_local();
+        let server = Server::bind(
+            &project.root,
+            &project.config,
+            &project.state,
+            producer,
+            addr,
+        )
+        .await?;
         // The one line a supervisor (or a test) waits for: the real address,
         // so `--listen 127.0.0.1:0` tells which port it got.
         eprintln!("autod serve: listening on http://{}", server.local_addr()?);
-        if project.state.daemon_running().is_none() {
+        if local && project.state.daemon_running().is_none() {
             tracing::warn!(
                 "no `autod run` is running for {}; accepted events wait in .autod/inbox/ until one starts",
                 project.root.display()

@@ -5,15 +5,18 @@
 //! - `inbox.rs`: files renamed into `.autod/inbox/` (by `autod send`, by hand, or
 //!   by the two below) are claimed into `processing/`, validated, delivered and
 //!   removed once every pair has an outcome; `processing/` is recovered at start;
-//! - `watch.rs`: folder changes become events, written to the inbox;
-//! - `schedule.rs`: cron fires become events, written to the inbox;
+//! - `watch.rs`: folder changes become events, handed to the queue;
+//! - `schedule.rs`: cron fires become events, handed to the queue;
 //! - `retry.rs`: dead letters in state `waiting` are retried when due;
 //! - `queue.rs`: with `[queue] backend = "nats"`, each handler's JetStream consumer.
 //!
 //! Beside them, `archive.rs` applies the archive's retention at start and daily.
 //!
-//! Watches and schedules go through the inbox so that an event they produce is
-//! durable before anything runs, exactly like one from `autod send`.
+//! Watches, schedules and follow-ups go through the queue so that an event
+//! they produce is durable before anything runs, exactly like one from
+//! `autod send`: the inbox, or with `[queue] backend = "nats"` the stream
+//! (published through the daemon's one [`Producer`]), from which any host's
+//! worker takes it.
 //!
 //! Nothing here polls: intake waits on inotify, schedules and retries sleep until
 //! their next due time. SIGINT/SIGTERM stop intake, give running handlers
@@ -49,6 +52,7 @@ use crate::intake::Intake;
 use crate::limits::Limits;
 use crate::log::RunLog;
 use crate::project::Project;
+use crate::queue::Producer;
 use crate::state::daemon_lock::{Acquire, DaemonLock};
 use crate::state::{StateDir, atomic};
 
@@ -88,6 +92,9 @@ struct Daemon {
     /// (handler, eventId) pairs whose message the NATS worker holds: their
     /// dead letters are retried by redelivery, not by the retry pass.
     queue_pairs: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Where watches, schedules, follow-ups and `[serve]` hand their events:
+    /// opened once at start (`[queue]` is not re-read by SIGHUP).
+    producer: Producer,
 }
 
 impl Daemon {
@@ -104,6 +111,7 @@ impl Daemon {
         build(
             &self.root,
             &self.state,
+            &self.producer,
             (self.jobs, limits),
             &self.stopping,
             &self.killing,
@@ -115,6 +123,7 @@ impl Daemon {
 fn build(
     root: &std::path::Path,
     state: &StateDir,
+    producer: &Producer,
     (jobs, limits): (usize, Arc<Limits>),
     stopping: &flag::Sender<bool>,
     killing: &flag::Sender<bool>,
@@ -122,10 +131,10 @@ fn build(
 ) -> Result<Generation> {
     let intake = Arc::new(Mutex::new(Intake::new(root, &config)?));
     let log = RunLog::new(state.log_dir(), config.log.clone());
-    // Follow-ups go through the inbox, and from there through the same
-    // claim, validation and delivery as every other event.
+    // Follow-ups go through the queue (the inbox, or the stream), and from
+    // there through the same validation and delivery as every other event.
     let engine = |place: Place| {
-        let sink = Sink::new(Arc::clone(&intake), state.clone(), place);
+        let sink = Sink::new(Arc::clone(&intake), state.clone(), place).through(producer.clone());
         Engine::new(root.to_owned(), &config, state.clone(), log.clone(), jobs)
             .with_chain(Arc::new(sink))
             .with_limits(Arc::clone(&limits), &config)
@@ -218,6 +227,11 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     crate::metrics::consumer_in_process();
     let (stopping, _) = flag::channel(false);
     let (killing, _) = flag::channel(false);
+    // One for the whole daemon, shared by `[serve]`, watches, schedules and
+    // follow-ups. A NATS server that is down does not stop the start: the
+    // producer keeps trying, and each publish until then fails (a source
+    // keeps its event and tries again; `[serve]` answers 503).
+    let producer = Producer::open(&project.state, &project.config.queue).await;
     // `[serve]`: the HTTP intake, bound before the announcement (a port in
     // use is a start failure, exit 2). A SIGHUP re-reads its tokens and
     // routes and moves it to a changed `listen` (`serve::Reload`).
@@ -225,8 +239,14 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
         Some(cfg) => {
             let addr = cfg.check_listen(&cfg.listen).map_err(anyhow::Error::msg)?;
             Some(
-                crate::serve::Server::bind(&project.root, &project.config, &project.state, addr)
-                    .await?,
+                crate::serve::Server::bind(
+                    &project.root,
+                    &project.config,
+                    &project.state,
+                    producer.clone(),
+                    addr,
+                )
+                .await?,
             )
         }
         None => None,
@@ -235,6 +255,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     let first = build(
         &project.root,
         &project.state,
+        &producer,
         (options.jobs, limits),
         &stopping,
         &killing,
@@ -253,6 +274,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
         in_flight: Arc::default(),
         recovery: recovery::Recovery::default(),
         queue_pairs: Mutex::default(),
+        producer,
     });
 
     let mut terminate = signal(SignalKind::terminate())?;
@@ -262,8 +284,9 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     let _dead_watcher = retry::watch_dead(&daemon)?;
     let _schema_watcher = inbox::watch_schemas(&daemon);
     let inbox_task = tokio::spawn(inbox::run(Arc::clone(&daemon)));
-    // With `[queue] backend = "nats"` the stream is pulled too; watches,
-    // schedules and follow-ups still come in through the inbox.
+    // With `[queue] backend = "nats"` the stream is pulled too (and watches,
+    // schedules, follow-ups and `[serve]` publish to it); the inbox still
+    // takes what is dropped in by hand.
     let _queue_task = match &daemon.generation().config.queue {
         crate::config::QueueConfig::Nats(c) => {
             Some(tokio::spawn(queue::run(Arc::clone(&daemon), c.clone())))
@@ -448,16 +471,28 @@ fn is_change(kind: notify::EventKind) -> bool {
 }
 
 /// Admits an event autod built itself (a watch change, a schedule fire) and
-/// writes it to the inbox. A refusal is logged; the source goes on. `false`
-/// when the event could not be written (disk full): the source keeps it and
-/// tries again, since nothing has accepted it yet.
-fn submit(daemon: &Daemon, obj: serde_json::Map<String, serde_json::Value>, origin: &str) -> bool {
-    submit_about(daemon, obj, origin, None)
+/// hands it to the queue. A refusal is logged; the source goes on. `false`
+/// when the event could not be stored (disk full, the NATS server down): the
+/// source keeps it and tries again, since nothing has accepted it yet.
+async fn submit(
+    daemon: &Daemon,
+    obj: serde_json::Map<String, serde_json::Value>,
+    origin: &str,
+) -> bool {
+    submit_about(daemon, obj, origin, None).await
 }
 
 /// [`submit`] of an event about a file (a watched one, relative to its
 /// folder): a rejection names it, on stderr and in the run log.
-fn submit_about(
+///
+/// Async, because a publish is: its callers (a watch's task, a schedule's)
+/// run on the daemon's runtime, which is current-thread, so blocking here
+/// (`block_in_place` is refused there, and `block_on` inside it panics)
+/// would stop every intake until the ack came, or never return at all, since
+/// the connection that must read the ack is driven by this same thread. The
+/// folder backend's write has no await point: it is the same synchronous
+/// fsync'd write as before.
+async fn submit_about(
     daemon: &Daemon,
     obj: serde_json::Map<String, serde_json::Value>,
     origin: &str,
@@ -470,7 +505,7 @@ fn submit_about(
     let g = daemon.generation();
     let admitted = g.intake.lock().expect("intake lock").admit_object(obj);
     match admitted {
-        Ok(a) => match daemon.state.inbox_put(&a.event) {
+        Ok(a) => match daemon.producer.put(&a.event).await {
             Ok(_) => {
                 tracing::debug!("{origin}: queued {} {}", a.event.event_type(), a.event.id());
                 true

@@ -402,6 +402,16 @@ async fn work(
         reply.ack().await;
         return;
     }
+    // Published by `autod replay` (or a replayed run's follow-up): run as the
+    // inbox runs a `.replay.json` file, by the replay engine (its lines say
+    // `replay`, its follow-ups are replays too), skipping a pair that
+    // succeeded, and saying so in the run log as the inbox does.
+    let replay = crate::queue::producer::is_replay(message);
+    let engine = if replay {
+        &generation.replay_engine
+    } else {
+        &generation.engine
+    };
     let key = pair_key(handler, event.id());
     match done.done.get(key.as_str()).await {
         Ok(Some(_)) => {
@@ -409,6 +419,9 @@ async fn work(
                 "{origin}: {} already succeeded for {handler} (done marker); skipped",
                 event.id()
             );
+            if replay {
+                engine.skipped(&event, handler);
+            }
             let _ = reply.double_ack().await;
             return;
         }
@@ -471,7 +484,7 @@ async fn work(
     } else {
         Mode::Automatic
     };
-    let outcome = generation.engine.run_pair(&event, handler, mode).await;
+    let outcome = engine.run_pair(&event, handler, mode).await;
     if outcome.interrupted || outcome.unrecorded {
         // No outcome: another worker (or this one after a restart) runs it.
         let _ = reply.nak(None).await;

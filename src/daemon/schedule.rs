@@ -242,12 +242,13 @@ fn resume_from(origin: &str, last: Timestamp, now: Timestamp) -> Timestamp {
 }
 
 /// Queues one fire, trying again (1 s, 2 s, … up to 30 s apart) while the
-/// inbox cannot take it: the last fire is stored only once it is queued, so a
-/// full disk delays a fire instead of dropping it. A fire's eventId is derived
-/// from its time, so trying again can never queue it twice.
+/// queue cannot take it (a full disk, the NATS server down): the last fire is
+/// stored only once it is queued, so such a fault delays a fire instead of
+/// dropping it. A fire's eventId is derived from its time, so trying again
+/// can never queue it twice.
 async fn fire_until_queued(daemon: &Daemon, s: &ScheduleConfig, origin: &str, fire: Timestamp) {
     let mut wait = Duration::from_secs(1);
-    while !super::submit(daemon, fire_event(s, event_id(&s.name, fire), fire), origin) {
+    while !super::submit(daemon, fire_event(s, event_id(&s.name, fire), fire), origin).await {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(30));
     }

@@ -408,7 +408,7 @@ impl Watch {
                     due.sort_by_key(|(_, t)| *t);
                     for (path, _) in due {
                         self.pending.remove(&path);
-                        self.settle_path(&path);
+                        self.settle_path(&path).await;
                     }
                 }
                 () = sleep_until(save_at), if save_at.is_some() => {
@@ -421,7 +421,7 @@ impl Watch {
                 save_at = Some(Instant::now() + RECORD_EVERY);
             }
         }
-        self.flush(&mut rx);
+        self.flush(&mut rx).await;
     }
 
     fn receive(&mut self, message: Notice) {
@@ -461,7 +461,7 @@ impl Watch {
     }
 
     /// Everything pending, settled and queued now; then the record saved.
-    fn flush(&mut self, rx: &mut mpsc::UnboundedReceiver<Notice>) {
+    async fn flush(&mut self, rx: &mut mpsc::UnboundedReceiver<Notice>) {
         while let Ok(message) = rx.try_recv() {
             self.receive(message);
         }
@@ -475,12 +475,21 @@ impl Watch {
         let mut paths: Vec<(PathBuf, Instant)> = self.pending.drain().collect();
         paths.sort_by_key(|(_, t)| *t);
         for (path, _) in paths {
-            self.settle_path(&path);
+            self.settle_path(&path).await;
         }
         self.save();
     }
 
-    fn settle_path(&mut self, path: &Path) {
+    /// Boxed: a folder settles its files through this too, and a publish to
+    /// the queue is awaited (see `submit_about`).
+    fn settle_path<'a>(
+        &'a mut self,
+        path: &'a Path,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.settle_path_now(path))
+    }
+
+    async fn settle_path_now(&mut self, path: &Path) {
         if excluded(&self.dir, self.state_rel.as_deref(), path) {
             return;
         }
@@ -494,7 +503,7 @@ impl Watch {
             for (rel, (file, seen)) in found {
                 if self.known.files.get(&rel) != Some(&seen) {
                     self.pending.remove(&file);
-                    self.settle_path(&file);
+                    self.settle_path(&file).await;
                 }
             }
             return;
@@ -538,9 +547,10 @@ impl Watch {
             kind,
             meta.as_ref(),
         );
-        if !super::submit_about(&self.daemon, event, &self.origin, Some(&rel)) {
-            // Not queued (the inbox is unwritable): the watch has not seen it
-            // yet, so the record cannot say so, and it is tried again.
+        if !super::submit_about(&self.daemon, event, &self.origin, Some(&rel)).await {
+            // Not queued (the inbox is unwritable, the NATS server down): the
+            // watch has not seen it yet, so the record cannot say so, and it
+            // is tried again.
             match before {
                 Some(seen) => self.known.files.insert(rel, seen),
                 None => self.known.files.remove(&rel),

@@ -33,8 +33,8 @@
 
 use std::time::Duration;
 
+use async_nats::ConnectOptions;
 use async_nats::jetstream::{self, consumer, stream};
-use async_nats::{ConnectOptions, HeaderMap};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -208,43 +208,7 @@ impl Connection {
     /// (its PubAck), or says why not. A duplicate (the eventId published
     /// before, within the window) is success: the event is there.
     pub async fn publish(&self, event: &Event) -> Result<Published, NatsError> {
-        let subject = match event.key() {
-            Some(key) => keyed::subject(&self.names, key, event.event_type()),
-            None => subject::for_event_type(&self.names.stream, event.event_type()),
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event.id());
-        // Stored by this stream or refused: never by another one that
-        // happens to take the subject too.
-        headers.insert("Nats-Expected-Stream", self.names.stream.as_str());
-        let fail = |why: String| NatsError::Publish {
-            event_id: event.id().to_owned(),
-            subject: subject.clone(),
-            why,
-        };
-        let publish_error = |e: jetstream::context::PublishError| {
-            use jetstream::context::PublishErrorKind as K;
-            match e.kind() {
-                K::StreamNotFound => self.no_stream(&self.names.stream),
-                K::TimedOut => fail(format!(
-                    "no ack from the server within {}s; it may or may not have been stored: sending it again is safe (its eventId dedupes)",
-                    REQUEST_TIMEOUT.as_secs()
-                )),
-                _ => fail(format!("{e}; nothing was acked: send it again")),
-            }
-        };
-        let ack = self
-            .js
-            .publish_with_headers(subject.clone(), headers, event.to_json().into())
-            .await
-            .map_err(publish_error)?
-            .await
-            .map_err(publish_error)?;
-        Ok(Published {
-            stream: ack.stream,
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+        super::producer::publish(self, &self.urls, event, false).await
     }
 
     /// The server's version, refused below 2.10.

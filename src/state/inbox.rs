@@ -364,6 +364,17 @@ impl StateDir {
         Ok(target)
     }
 
+    /// Removes a rejected file and its `.error.json`, once its event was
+    /// handed to a queue that is not this inbox (`autod rejected requeue`
+    /// with `[queue] backend = "nats"`).
+    pub fn rejected_remove(&self, file: &RejectedFile) -> Result<()> {
+        let why = file
+            .path
+            .with_file_name(format!("{}.error.json", file.name));
+        atomic::remove(&file.path).at(&file.path)?;
+        atomic::remove(&why).at(&why)
+    }
+
     /// Files waiting in the inbox (for `autod status`).
     pub fn inbox_depth(&self) -> usize {
         count_candidates(&self.inbox_dir())
