@@ -333,7 +333,7 @@ impl Project {
 
 /// The developer's own settings must not leak into a test.
 fn clean_env<C: EnvRemove>(cmd: &mut C) -> &mut C {
-    for var in ["AUTOD_ROOT", "AUTOD_LOG", "AUTOD_LOG_FORMAT"] {
+    for var in ["AUTOD_ROOT", "AUTOD_LOG", "AUTOD_LOG_FORMAT", "AUTOD_HOST"] {
         cmd.remove(var);
     }
     cmd
