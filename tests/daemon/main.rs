@@ -21,6 +21,7 @@ mod metrics;
 mod nats;
 mod outcomes;
 mod queue;
+mod queue_hosts;
 mod reload;
 mod replay;
 mod retries;
