@@ -187,6 +187,12 @@ Examples:
   autod log --event 01JD0M3V --output   with what each run printed
   autod log -n 20                   the last 20 lines
   autod log -f                      the last 10 lines, then new ones as they come
+  autod log --host worker-b         with [queue] backend = \"nats\": one host's lines
+
+With [queue] backend = \"nats\" every line has a `host` (the machine's name, or AUTOD_HOST),
+shown after the time. Each host writes its own run log: to see every host's runs, run
+`autod log` on each, or merge their files (lines start with their UTC time):
+  LC_ALL=C sort -m a/autod.log b/autod.log | jq -c 'select(.result != \"ok\")'
 
 Each run's stdout and stderr (the last 64 KiB of each) are kept in
 .autod/out/EVENTID/HANDLER/ as .stdout.N and .stderr.N for attempt N.")]
@@ -202,7 +208,11 @@ under a run, the follow-ups it emitted.
 Examples:
   autod trace root-1
   autod trace 84438a67-2a26-5737-9cf9-722be59fe33c      from a leaf, the whole chain
-  autod trace root-1 --json | jq '.roots[0].runs'")]
+  autod trace root-1 --json | jq '.roots[0].runs'
+  autod trace root-1 --host worker-b         only the runs of one host
+
+With [queue] backend = \"nats\" each run shows the host that ran it (`on NAME`); each host
+reads its own run log, so a chain whose pairs ran on several hosts is traced on each.")]
     Trace(TraceArgs),
 
     /// The NATS JetStream queue of [queue] backend = "nats": create it, or see how it is doing
@@ -446,6 +456,9 @@ pub struct TraceArgs {
     /// Any eventId of the chain (as `autod log` shows it)
     #[arg(value_name = "EVENT_ID")]
     pub event_id: String,
+    /// Only the runs of this host (the `host` of run-log lines, [queue] backend = "nats")
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -526,6 +539,9 @@ pub struct LogArgs {
     /// Only this result: ok, failed, timeout, skipped, rejected, dead, held, interrupted
     #[arg(long, value_name = "RESULT")]
     pub result: Option<String>,
+    /// Only lines of this host (their `host`, written with [queue] backend = "nats")
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
     /// Only lines newer than this (e.g. 30m, 2h, 1day) or an RFC 3339 time
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,

@@ -70,6 +70,7 @@ pub mod engine;
 pub mod event;
 pub mod exit;
 pub mod hooks;
+pub mod host;
 pub mod intake;
 pub mod limits;
 pub mod lint;

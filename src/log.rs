@@ -74,6 +74,10 @@ pub struct RunLine {
     /// `-` for a rejected event.
     pub handler: String,
     pub result: RunResult,
+    /// The host that wrote it (SPEC 10), with `[queue] backend = "nats"`
+    /// only: set by [`RunLog::record`] from [`crate::host`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +117,7 @@ impl RunLine {
             event_id: event_id.to_owned(),
             handler: handler.to_owned(),
             result,
+            host: None,
             event_type: None,
             source: None,
             attempt: None,
@@ -134,11 +139,22 @@ impl RunLine {
 pub struct RunLog {
     dir: PathBuf,
     config: LogConfig,
+    host: Option<String>,
 }
 
 impl RunLog {
     pub fn new(dir: PathBuf, config: LogConfig) -> RunLog {
-        RunLog { dir, config }
+        RunLog {
+            dir,
+            config,
+            host: None,
+        }
+    }
+
+    /// Every line this log writes names `host` ([`crate::host::for_log`]).
+    pub fn with_host(mut self, host: Option<String>) -> RunLog {
+        self.host = host;
+        self
     }
 
     pub fn path(&self) -> PathBuf {
@@ -148,6 +164,17 @@ impl RunLog {
     /// Writes the line to the file and tells people on stderr. A log that cannot be
     /// written is reported but does not undo the run it describes.
     pub fn record(&self, line: &RunLine) {
+        let hosted;
+        let line = match &self.host {
+            Some(host) if line.host.is_none() => {
+                hosted = RunLine {
+                    host: Some(host.clone()),
+                    ..line.clone()
+                };
+                &hosted
+            }
+            _ => line,
+        };
         announce(line);
         crate::metrics::run_recorded(line);
         if let Err(e) = self.append(line) {
@@ -266,6 +293,14 @@ pub struct LoggedRun {
     pub result: String,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+}
+
+impl LoggedRun {
+    /// The host that wrote the line (SPEC 10), when it says: lines written
+    /// with `[queue] backend = "nats"`.
+    pub fn host(&self) -> Option<&str> {
+        self.rest.get("host").and_then(Value::as_str)
+    }
 }
 
 /// What a logged line is about beyond its four fixed keys, for people: the

@@ -31,6 +31,8 @@ pub enum ProjectError {
     /// as text: the error's message already says what its source would.
     #[error("{0}")]
     State(String),
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
 }
 
 /// An opened project: where it is and its validated config.
@@ -39,6 +41,8 @@ pub struct Project {
     pub root: PathBuf,
     pub config: Config,
     pub state: StateDir,
+    /// The `host` of its run-log lines (NATS backend only).
+    pub host: Option<String>,
 }
 
 impl Project {
@@ -48,13 +52,14 @@ impl Project {
         Ok(Project {
             state: StateDir::open(&root, config.state.allow_symlink)
                 .map_err(|e| ProjectError::State(e.to_string()))?,
+            host: crate::host::for_log(&config)?,
             root,
             config,
         })
     }
 
     pub fn run_log(&self) -> RunLog {
-        RunLog::new(self.state.log_dir(), self.config.log.clone())
+        RunLog::new(self.state.log_dir(), self.config.log.clone()).with_host(self.host.clone())
     }
 
     /// The engine that runs this project's pairs, `jobs` at a time.

@@ -20,6 +20,7 @@ struct Filter {
     event_id: Option<String>,
     handler: Option<String>,
     result: Option<String>,
+    host: Option<String>,
     since: Option<Timestamp>,
 }
 
@@ -28,6 +29,7 @@ impl Filter {
         self.event_id.as_ref().is_none_or(|e| *e == run.event_id)
             && self.handler.as_ref().is_none_or(|h| *h == run.handler)
             && self.result.as_ref().is_none_or(|r| *r == run.result)
+            && self.host.as_ref().is_none_or(|h| run.host() == Some(h))
             && self
                 .since
                 .is_none_or(|s| time::parse(&run.ts).is_some_and(|t| t >= s))
@@ -45,6 +47,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &LogArgs) -> Result<Code> {
         event_id: args.event_id.clone(),
         handler: args.handler.clone(),
         result: args.result.clone(),
+        host: args.host.clone(),
         since: args
             .since
             .as_deref()
@@ -161,8 +164,11 @@ fn print(run: &LoggedRun) -> bool {
             .get(k)
             .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
     };
+    // The host only where lines have one (the NATS backend), so the folder
+    // backend's lines read as they always did.
+    let host = run.host().map(|h| format!("{h:<12} ")).unwrap_or_default();
     let mut line = format!(
-        "{}  {:<8} {:<20} {}",
+        "{}  {host}{:<8} {:<20} {}",
         run.ts, run.result, run.handler, run.event_id
     );
     if run.result == "rejected" {

@@ -41,6 +41,9 @@ struct Node {
 #[serde(rename_all = "camelCase")]
 struct Run {
     handler: String,
+    /// The host that ran it, where lines say ([queue] backend = "nats").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
     ts: String,
     result: String,
     attempt: Option<u64>,
@@ -71,6 +74,10 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &TraceArgs) -> Result<Code> 
         .into_iter()
         .filter(|l| l.event_id == chain || text(l, "correlationId").as_deref() == Some(&chain))
         .collect();
+    let lines = match &args.host {
+        None => lines,
+        Some(host) => only_host(lines, host, &chain)?,
+    };
     let roots = tree(&lines, &chain);
     if g.json {
         output::json(&serde_json::json!({"correlationId": chain, "roots": roots}));
@@ -86,6 +93,33 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &TraceArgs) -> Result<Code> 
         }
     }
     Ok(Code::Success)
+}
+
+/// The chain's lines written by `host`; none is an error that names the
+/// hosts that did write some, since a typo would otherwise look like an
+/// empty chain.
+fn only_host(lines: Vec<LoggedRun>, host: &str, chain: &str) -> Result<Vec<LoggedRun>> {
+    let mut others: Vec<String> = Vec::new();
+    let mine: Vec<LoggedRun> = lines
+        .into_iter()
+        .filter(|l| {
+            let h = l.host();
+            if let Some(h) = h.filter(|h| *h != host && !others.iter().any(|o| o == h)) {
+                others.push(h.to_owned());
+            }
+            h == Some(host)
+        })
+        .collect();
+    if mine.is_empty() {
+        let seen = if others.is_empty() {
+            "its lines name no host: they were written with the folder backend".to_owned()
+        } else {
+            others.sort();
+            format!("this run log has it from {}", others.join(", "))
+        };
+        anyhow::bail!("--host {host}: no run-log line of the chain {chain} is from {host}; {seen}");
+    }
+    Ok(mine)
 }
 
 /// Every parsed line of the run log, oldest first, whose text holds `needle`
@@ -194,6 +228,7 @@ fn node<'a>(
         .filter(|l| l.handler != "-")
         .map(|l| Run {
             handler: l.handler.clone(),
+            host: l.host().map(str::to_owned),
             ts: l.ts.clone(),
             result: l.result.clone(),
             attempt: number(l, "attempt"),
@@ -209,6 +244,7 @@ fn node<'a>(
     if runs.is_empty() {
         runs.extend(lines.iter().map(|l| Run {
             handler: l.handler.clone(),
+            host: l.host().map(str::to_owned),
             ts: l.ts.clone(),
             result: l.result.clone(),
             attempt: None,
@@ -281,6 +317,9 @@ fn render(n: &Node, prefix: &str, last: bool, top: bool, out: &mut Vec<String>) 
             ("├─ ", "│  ")
         };
         let mut line = format!("{inner}{b}{} {}", r.handler, r.result);
+        if let Some(h) = &r.host {
+            line.push_str(&format!("  on {h}"));
+        }
         if let Some(a) = r.attempt {
             line.push_str(&format!("  attempt {a}"));
         }

@@ -130,7 +130,8 @@ fn build(
     config: Config,
 ) -> Result<Generation> {
     let intake = Arc::new(Mutex::new(Intake::new(root, &config)?));
-    let log = RunLog::new(state.log_dir(), config.log.clone());
+    let log =
+        RunLog::new(state.log_dir(), config.log.clone()).with_host(crate::host::for_log(&config)?);
     // Follow-ups go through the queue (the inbox, or the stream), and from
     // there through the same validation and delivery as every other event.
     let engine = |place: Place| {

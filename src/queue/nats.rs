@@ -68,6 +68,8 @@ pub enum NatsError {
     Connect { urls: String, why: String },
     #[error("{0}")]
     Credentials(String),
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
     #[error(
         "the JetStream stream {stream} does not exist on {urls}; run `autod queue init` to create it (and the consumers and buckets autod needs)"
     )]
@@ -140,7 +142,7 @@ impl Connection {
     pub async fn open(config: &NatsConfig) -> Result<Connection, NatsError> {
         let urls = config.urls.join(", ");
         let mut options = ConnectOptions::new()
-            .name(format!("autod {}", host_name()))
+            .name(format!("autod {}", crate::host::name()?))
             .connection_timeout(CONNECT_TIMEOUT)
             .request_timeout(Some(REQUEST_TIMEOUT))
             .require_tls(config.tls())
@@ -284,13 +286,6 @@ pub struct Published {
     pub stream: String,
     pub sequence: u64,
     pub duplicate: bool,
-}
-
-fn host_name() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// What `autod queue init` did to one thing on the server.

@@ -11,6 +11,7 @@ mod crontab_conformance;
 mod daemon;
 mod dispatch;
 mod failures;
+mod hosts;
 mod idempotency;
 mod query;
 mod replay;

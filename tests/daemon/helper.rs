@@ -304,7 +304,6 @@ impl Project {
     fn spawn_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let stderr_path = self.next_stderr_path();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_autod"));
-        cmd.envs(env.iter().copied());
         cmd.arg("run")
             .args(args)
             .arg("--root")
@@ -313,7 +312,11 @@ impl Project {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&stderr_path).expect("stderr file"));
-        let child = clean_env(&mut cmd).spawn().expect("autod run starts");
+        // After the clean-up: what the test sets is meant.
+        let child = clean_env(&mut cmd)
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("autod run starts");
         Daemon {
             pid: child.id(),
             child,
@@ -333,7 +336,7 @@ impl Project {
 
 /// The developer's own settings must not leak into a test.
 fn clean_env<C: EnvRemove>(cmd: &mut C) -> &mut C {
-    for var in ["AUTOD_ROOT", "AUTOD_LOG", "AUTOD_LOG_FORMAT"] {
+    for var in ["AUTOD_ROOT", "AUTOD_LOG", "AUTOD_LOG_FORMAT", "AUTOD_HOST"] {
         cmd.remove(var);
     }
     cmd

@@ -22,6 +22,7 @@ mod nats;
 mod outcomes;
 mod queue;
 mod queue_dead;
+mod queue_hosts;
 mod queue_intake;
 mod queue_keys;
 mod reload;

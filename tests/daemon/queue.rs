@@ -260,10 +260,12 @@ fn queue_commands_on_the_folder_backend_say_how_to_switch() {
     assert!(stderr_of(&out).contains("backend = \"nats\""));
 }
 
-/// Two roots as two hosts, one server: 200 events fanned out to two
-/// handlers, and every (event, handler) pair runs exactly once in the group.
+/// Two roots as two hosts (`AUTOD_HOST` a and b), one server: 1,000 events
+/// fanned out to two handlers, and every (event, handler) pair runs exactly
+/// once in the group, seen by the handlers' side effects and by the run logs.
 #[test]
 fn two_hosts_share_the_work_and_each_pair_runs_once() {
+    const EVENTS: usize = 1000;
     let Some(nats) = NatsServer::start() else {
         return;
     };
@@ -295,26 +297,33 @@ fn two_hosts_share_the_work_and_each_pair_runs_once() {
     };
     let (a, b) = (host(), host());
     a.autod(["queue", "init"]).assert().success();
-    let _da = a.start(&[]);
-    let _db = b.start(&[]);
-    let events: String = (0..200)
-        .map(|i| event("job.due", &format!("e{i:03}")).to_string() + "\n")
+    let started = std::time::Instant::now();
+    let _da = a.start_with_env(&[], &[("AUTOD_HOST", "a")]);
+    let _db = b.start_with_env(&[], &[("AUTOD_HOST", "b")]);
+    let want: Vec<String> = (0..EVENTS).map(|i| format!("e{i:04}")).collect();
+    // One `send` of JSON Lines on stdin: one connection, every publish acked.
+    let events: String = want
+        .iter()
+        .map(|id| event("job.due", id).to_string() + "\n")
         .collect();
-    a.autod(["send", "-"])
+    let sent = a
+        .autod(["send", "-"])
+        .timeout(crate::helper::LIMIT * 3)
         .write_stdin(events)
         .assert()
         .success();
+    let sent = String::from_utf8_lossy(&sent.get_output().stdout).into_owned();
+    assert_eq!(sent.lines().count(), EVENTS, "send prints each eventId");
+    let sent_in = started.elapsed();
 
-    let lines = |name: &str| -> Vec<String> {
-        std::fs::read_to_string(out.join(name))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    };
-    crate::helper::wait_until(crate::helper::LIMIT * 3, "200 runs of each handler", || {
-        lines("worker.txt").len() >= 200 && lines("audit.txt").len() >= 200
-    });
+    crate::helper::wait_until(
+        crate::helper::LIMIT * 6,
+        "1,000 runs of each handler",
+        || {
+            read_lines(&out.join("worker.txt")).len() >= EVENTS
+                && read_lines(&out.join("audit.txt")).len() >= EVENTS
+        },
+    );
     // Every message acked: nothing is left to be redelivered and run again.
     crate::helper::wait_until(crate::helper::LIMIT, "every pair acked", || {
         let st = status(&a);
@@ -324,17 +333,46 @@ fn two_hosts_share_the_work_and_each_pair_runs_once() {
             .iter()
             .all(|h| h["lag"] == 0)
     });
-    let want: Vec<String> = (0..200).map(|i| format!("e{i:03}")).collect();
+    eprintln!(
+        "{EVENTS} events sent in {sent_in:?}, {} pairs run and acked in {:?}",
+        2 * EVENTS,
+        started.elapsed()
+    );
     for name in ["worker.txt", "audit.txt"] {
-        let mut ran = lines(name);
+        let mut ran = read_lines(&out.join(name));
         ran.sort();
         assert_eq!(ran, want, "{name}: each pair exactly once");
     }
-    // Both hosts logged their own runs, and no pair is logged ok twice.
-    let ok = |p: &Project| p.logged("ok").len();
-    eprintln!("host a ran {} pairs, host b {}", ok(&a), ok(&b));
-    assert_eq!(ok(&a) + ok(&b), 400, "a ran {}, b ran {}", ok(&a), ok(&b));
-    assert_eq!(status(&a)["done"], 400);
+    // Both hosts logged their own runs, each line names its host, and no
+    // pair is logged ok twice across the two logs.
+    let mut ok_pairs = Vec::new();
+    let mut ran_on = std::collections::BTreeMap::new();
+    for (p, name) in [(&a, "a"), (&b, "b")] {
+        let log = p.log();
+        for line in &log {
+            assert_eq!(line["host"], name, "a line of host {name}: {line}");
+        }
+        let ok: Vec<(String, String)> = log
+            .iter()
+            .filter(|l| l["result"] == "ok")
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().unwrap().to_owned();
+                (s("eventId"), s("handler"))
+            })
+            .collect();
+        ran_on.insert(name, ok.len());
+        ok_pairs.extend(ok);
+    }
+    eprintln!("host a ran {} pairs, host b {}", ran_on["a"], ran_on["b"]);
+    assert!(
+        ran_on.values().all(|n| *n > 0),
+        "both hosts took some of the work: {ran_on:?}"
+    );
+    assert_eq!(ok_pairs.len(), 2 * EVENTS, "{ran_on:?}");
+    ok_pairs.sort();
+    ok_pairs.dedup();
+    assert_eq!(ok_pairs.len(), 2 * EVENTS, "a pair logged ok twice");
+    assert_eq!(status(&a)["done"], 2 * EVENTS);
 }
 
 /// Past the server's dedupe window the same event can be published again

@@ -250,7 +250,7 @@ impl Cmd {
         let mut cmd = Command::new(program);
         cmd.args(args);
         // The developer's own settings must not leak into a test.
-        for var in ["AUTOD_ROOT", "AUTOD_LOG", "AUTOD_LOG_FORMAT"] {
+        for var in ["AUTOD_ROOT", "AUTOD_LOG", "AUTOD_LOG_FORMAT", "AUTOD_HOST"] {
             cmd.env_remove(var);
         }
         Cmd {
