@@ -288,10 +288,8 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     // With `[queue] backend = "nats"` the stream is pulled too (and watches,
     // schedules, follow-ups and `[serve]` publish to it); the inbox still
     // takes what is dropped in by hand.
-    let _queue_task = match &daemon.generation().config.queue {
-        crate::config::QueueConfig::Nats(c) => {
-            Some(tokio::spawn(queue::run(Arc::clone(&daemon), c.clone())))
-        }
+    let mut worker = match &daemon.generation().config.queue {
+        crate::config::QueueConfig::Nats(c) => Some(queue::Worker::start(&daemon, c)),
         crate::config::QueueConfig::Folder => None,
     };
     let retry_task = tokio::spawn(retry::run(Arc::clone(&daemon)));
@@ -345,6 +343,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
                         sources.retire(&generation.config).await;
                         *daemon.current.write().expect("generation lock") = Arc::new(generation);
                         sources.start_missing(&daemon);
+                        reload_worker(&daemon, &mut worker).await;
                         // Held events may be deliverable under the new config.
                         daemon.recovery.now();
                         daemon.inbox_wake.notify_one();
@@ -379,11 +378,41 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
         let _ = daemon.killing.send(true);
         daemon.in_flight.wait_idle().await;
     }
+    if let Some(w) = worker {
+        w.stop().await;
+    }
     let _ = inbox_task.await;
     let _ = retry_task.await;
     let _ = archive_task.await;
     tracing::info!("stopped");
     Ok(Code::Success)
+}
+
+/// After a reload: a worker for the new set of handlers, if it changed. A
+/// changed `[queue]` itself (backend, servers, stream, credentials) is not
+/// taken over by a running daemon: the producer and worker of the old one
+/// stay, and a warning says to restart.
+async fn reload_worker(daemon: &Arc<Daemon>, worker: &mut Option<queue::Worker>) {
+    let g = daemon.generation();
+    let running = worker.as_ref().map(|w| &w.config);
+    let wanted = match &g.config.queue {
+        crate::config::QueueConfig::Nats(c) => Some(c),
+        crate::config::QueueConfig::Folder => None,
+    };
+    if running != wanted {
+        tracing::warn!(
+            "SIGHUP: [queue] changed in autod.toml; a running autod keeps the queue it started with: restart `autod run` to use the new one"
+        );
+        return;
+    }
+    if let Some(w) = worker.take_if(|w| w.differs(&g.config)) {
+        let config = w.config.clone();
+        w.stop().await;
+        *worker = Some(queue::Worker::start(daemon, &config));
+        tracing::info!(
+            "SIGHUP: the handlers changed; pulling for the new set (a new handler needs its consumer: `autod queue init`)"
+        );
+    }
 }
 
 /// The watches and schedules of the current config.

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch as flag};
 
 use super::Daemon;
 use crate::config::NatsConfig;
@@ -84,8 +84,58 @@ async fn bucket(
     }
 }
 
-pub async fn run(daemon: Arc<Daemon>, config: NatsConfig) {
-    let mut stopping = daemon.stopping();
+/// The worker of one `[queue]` and one set of handlers. A reload that
+/// changes the handlers (one added, removed, or its `concurrency` changed)
+/// stops it and starts another; runs in flight finish on the old one.
+pub struct Worker {
+    stop: Arc<flag::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+    pub config: NatsConfig,
+    handlers: Vec<(String, Option<usize>)>,
+}
+
+/// What a worker's pull tasks are made of.
+pub fn handler_set(config: &crate::config::Config) -> Vec<(String, Option<usize>)> {
+    config
+        .handlers
+        .iter()
+        .map(|h| (h.name.clone(), h.concurrency))
+        .collect()
+}
+
+impl Worker {
+    /// Pulls for the handlers of the daemon's current generation.
+    pub fn start(daemon: &Arc<Daemon>, config: &NatsConfig) -> Worker {
+        let (stop, receiver) = flag::channel(false);
+        let stop = Arc::new(stop);
+        let mut stopping = daemon.stopping();
+        let forward = Arc::clone(&stop);
+        tokio::spawn(async move {
+            super::stopped(&mut stopping).await;
+            let _ = forward.send(true);
+        });
+        Worker {
+            stop,
+            task: tokio::spawn(run(Arc::clone(daemon), config.clone(), receiver)),
+            config: config.clone(),
+            handlers: handler_set(&daemon.generation().config),
+        }
+    }
+
+    /// Whether `config` needs another worker than this one.
+    pub fn differs(&self, config: &crate::config::Config) -> bool {
+        handler_set(config) != self.handlers
+    }
+
+    /// Stops pulling; what was pulled runs to its end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(daemon: Arc<Daemon>, config: NatsConfig, stop: flag::Receiver<bool>) {
+    let mut stopping = stop.clone();
     let conn = loop {
         match Connection::open(&config).await {
             Ok(c) => break Arc::new(c),
@@ -123,9 +173,9 @@ pub async fn run(daemon: Arc<Daemon>, config: NatsConfig) {
         config.urls.join(", ")
     );
     let mut tasks = vec![tokio::spawn(schedule_retries(
-        Arc::clone(&daemon),
         Arc::clone(&conn),
         Arc::clone(&done),
+        stop.clone(),
     ))];
     for (handler, concurrency) in handlers {
         let slots = daemon.jobs.min(concurrency).max(1);
@@ -136,6 +186,7 @@ pub async fn run(daemon: Arc<Daemon>, config: NatsConfig) {
             names.stream.clone(),
             handler,
             slots,
+            stop.clone(),
         )));
     }
     for t in tasks {
@@ -152,8 +203,8 @@ async fn pull(
     stream: String,
     handler: String,
     slots: usize,
+    mut stopping: flag::Receiver<bool>,
 ) {
-    let mut stopping = daemon.stopping();
     let slots = Arc::new(Semaphore::new(slots));
     let consumer = loop {
         let found = match conn.js.get_stream(&stream).await {
@@ -623,8 +674,11 @@ async fn fail(
 /// stream's consumer, holds each (a delayed nak) until its `nextAttemptAt`,
 /// then publishes its event again for its handler. Every host runs one; each
 /// record goes to one of them at a time.
-pub async fn schedule_retries(daemon: Arc<Daemon>, conn: Arc<Connection>, done: Arc<Buckets>) {
-    let mut stopping = daemon.stopping();
+async fn schedule_retries(
+    conn: Arc<Connection>,
+    done: Arc<Buckets>,
+    mut stopping: flag::Receiver<bool>,
+) {
     let consumer = loop {
         let found = match conn.js.get_stream(&conn.names.dead).await {
             Ok(s) => s

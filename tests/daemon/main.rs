@@ -25,6 +25,7 @@ mod queue_dead;
 mod queue_hosts;
 mod queue_intake;
 mod queue_keys;
+mod queue_reload;
 mod reload;
 mod replay;
 mod retries;
