@@ -24,10 +24,11 @@ pub fn json() -> bool {
 
 pub fn init(g: &GlobalArgs) {
     let level = match (g.quiet, g.verbose) {
-        (true, _) => "warn",
-        // The NATS client's own lines (each connect, each event) are its
-        // diagnostics, not the user's: one step quieter than autod's.
-        (false, 0) => "info,async_nats=warn",
+        (true, _) => "warn,async_nats=off",
+        // The NATS client's own lines are its diagnostics, not the user's:
+        // what goes wrong reaches autod as an error or a connection event,
+        // which autod reports with what to do about it (`-v` shows them).
+        (false, 0) => "info,async_nats=off",
         (false, 1) => "debug,async_nats=info",
         (false, _) => "trace",
     };

@@ -183,13 +183,18 @@ impl Connection {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let client = options
-            .connect(addrs)
-            .await
-            .map_err(|e| NatsError::Connect {
-                urls: urls.clone(),
-                why: e.to_string(),
-            })?;
+        let client = options.connect(addrs).await.map_err(|e| {
+            use async_nats::ConnectErrorKind as K;
+            match e.kind() {
+                K::AuthorizationViolation | K::Authentication => NatsError::Credentials(format!(
+                    "NATS at {urls} refused autod's credentials ({e}); check [queue] token_env, creds_file or nkey_file in autod.toml, what they hold where autod runs, and the server's authorization"
+                )),
+                _ => NatsError::Connect {
+                    urls: urls.clone(),
+                    why: e.to_string(),
+                },
+            }
+        })?;
         let js = jetstream::new(client.clone());
         Ok(Connection {
             client,

@@ -39,12 +39,18 @@ pub struct NatsServer {
     store: TempDir,
     port: u16,
     log: PathBuf,
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     /// A JetStream server of its own on loopback; `None` (said on stderr) when
     /// no nats-server ≥ 2.10 can be had and `AUTOD_REQUIRE_NATS` is not 1.
     pub fn start() -> Option<NatsServer> {
+        NatsServer::start_with(&[])
+    }
+
+    /// [`NatsServer::start`] with more `nats-server` arguments (`--auth T`).
+    pub fn start_with(extra: &[&str]) -> Option<NatsServer> {
         let binary = match binary() {
             Ok(b) => b.clone(),
             Err(why) => {
@@ -72,6 +78,7 @@ impl NatsServer {
             store,
             port: 0,
             log,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         server.spawn(None);
         Some(server)
@@ -109,6 +116,7 @@ impl NatsServer {
         let mut child = Command::new(&self.binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
             .arg(self.store.path().join("store"))
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

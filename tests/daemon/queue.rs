@@ -715,3 +715,40 @@ fn a_pair_whose_host_died_mid_run_is_run_by_the_other_host() {
     });
     assert_eq!(b.results("e1", "slow"), ["ok"]);
 }
+
+/// A server that wants a token: `token_env` names the variable that holds
+/// it; a wrong one is an error about credentials, not about the URL.
+#[test]
+fn a_token_from_token_env_is_used_and_a_wrong_one_is_told_as_such() {
+    let Some(nats) = NatsServer::start_with(&["--auth", "s3cret-token"]) else {
+        return;
+    };
+    let p = Project::new()
+        .open_schema("job.due")
+        .config(&on_nats(
+            &nats,
+            "[handlers.worker]\non = [\"job.due\"]\n",
+            "token_env = \"AUTOD_TEST_NATS_TOKEN\"\n",
+        ))
+        .handler("worker", "exit 0");
+    let wrong = p
+        .autod(["queue", "init"])
+        .env("AUTOD_TEST_NATS_TOKEN", "guess")
+        .assert()
+        .code(1);
+    let stderr = stderr_of(&wrong);
+    assert!(
+        stderr.contains("refused autod's credentials") && stderr.contains("token_env"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("guess"), "the token is echoed: {stderr}");
+    p.autod(["queue", "init"])
+        .env("AUTOD_TEST_NATS_TOKEN", "s3cret-token")
+        .assert()
+        .success();
+    p.write("e1.json", event("job.due", "e1").to_string());
+    p.autod(["send", "e1.json"])
+        .env("AUTOD_TEST_NATS_TOKEN", "s3cret-token")
+        .assert()
+        .success();
+}
