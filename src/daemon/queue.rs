@@ -334,6 +334,13 @@ fn forget(daemon: &Daemon, handler: &str, event_id: &str) {
         .remove(&(handler.to_owned(), event_id.to_owned()));
 }
 
+/// Whether a write failed because the server's JetStream storage is full
+/// (JSInsufficientResourcesErr, 10023).
+fn storage_full(e: &dyn std::fmt::Display) -> bool {
+    let text = e.to_string();
+    text.contains("10023") || text.contains("insufficient resources")
+}
+
 /// How a pulled message is answered. For a keyed event, every final answer
 /// (ack, term) first records that the handler is done with it, so the next
 /// event of its key may run (`queue/nats/keyed.rs`); if that cannot be
@@ -375,6 +382,16 @@ impl<'a> Reply<'a> {
             .await
         {
             Ok(()) => true,
+            // As for a done marker: acked all the same, or the full store
+            // never empties. The next event of the key then also waits for
+            // this one to leave the stream (every handler's ack).
+            Err(e) if storage_full(&e) => {
+                tracing::warn!(
+                    "queue/{}: {e}; the server's JetStream storage is full: acked all the same",
+                    self.message.subject
+                );
+                true
+            }
             Err(e) => {
                 tracing::warn!(
                     "queue/{}: {e}; delivered again to record it",
@@ -544,13 +561,23 @@ async fn work(
     match outcome.result {
         RunResult::Ok | RunResult::Skipped => {
             let marker = format!("{{\"at\":\"{}\"}}", crate::time::now_rfc3339());
-            if let Err(e) = done.done.put(key.as_str(), marker.into()).await {
-                tracing::error!(
-                    "{origin}: {} succeeded for {handler}, but its done marker could not be stored ({e}); it stays unacked, and a redelivery is skipped by this host's own marker",
+            match done.done.put(key.as_str(), marker.into()).await {
+                Ok(_) => {}
+                // Held unacked, it would keep the space that the marker needs:
+                // acked, the pair is over all the same (the marker only
+                // guards a publish of the same eventId after the window).
+                Err(e) if storage_full(&e) => tracing::warn!(
+                    "{origin}: {} succeeded for {handler}; its done marker could not be stored, the server's JetStream storage is full ({e}); acked all the same",
                     event.id()
-                );
-                let _ = reply.nak(Some(Duration::from_secs(5))).await;
-                return;
+                ),
+                Err(e) => {
+                    tracing::error!(
+                        "{origin}: {} succeeded for {handler}, but its done marker could not be stored ({e}); it stays unacked, and a redelivery is skipped by this host's own marker",
+                        event.id()
+                    );
+                    let _ = reply.nak(Some(Duration::from_secs(5))).await;
+                    return;
+                }
             }
             forget(daemon, handler, event.id());
             if retry || outcome.attempt.is_some_and(|a| a > 1) {

@@ -389,7 +389,17 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
             Err(_) => None,
         }
     };
+    // A stream someone replicated (`nats stream edit --replicas 3`) stays so.
+    let replicas = |before: &Option<Value>| {
+        before
+            .as_ref()
+            .and_then(|c| c["num_replicas"].as_u64())
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1)
+    };
 
+    let before = existing(names.stream.clone()).await;
     let events = stream::Config {
         name: names.stream.clone(),
         description: Some("autod events, one subject per eventType (autod queue init)".into()),
@@ -401,9 +411,9 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
         retention: stream::RetentionPolicy::Interest,
         storage: stream::StorageType::File,
         duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas(&before),
         ..Default::default()
     };
-    let before = existing(names.stream.clone()).await;
     let info = conn
         .js
         .create_or_update_stream(events)
@@ -411,6 +421,7 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
         .map_err(|e| server_error(&format!("stream {}", names.stream), &e))?;
     let stream_action = action(before, config_json(&info.config));
 
+    let before = existing(names.dead.clone()).await;
     let dead = stream::Config {
         name: names.dead.clone(),
         description: Some(
@@ -420,9 +431,9 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
         retention: stream::RetentionPolicy::Limits,
         storage: stream::StorageType::File,
         max_messages_per_subject: 1,
+        num_replicas: replicas(&before),
         ..Default::default()
     };
-    let before = existing(names.dead.clone()).await;
     let info = conn
         .js
         .create_or_update_stream(dead)

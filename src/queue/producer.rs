@@ -96,6 +96,11 @@ pub async fn publish(
                     " (its eventId dedupes)"
                 }
             )),
+            // JSInsufficientResourcesErr: the server's JetStream store is at
+            // its max_file_store (or the account's limit).
+            _ if e.to_string().contains("10023") => fail(format!(
+                "{e}: the NATS server's JetStream storage is full; nothing was acked. Let the workers catch up (`autod queue status`), or raise max_file_store in the server's jetstream {{}} config, then send it again"
+            )),
             _ => fail(format!("{e}; nothing was acked: send it again")),
         }
     };

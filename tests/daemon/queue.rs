@@ -752,3 +752,61 @@ fn a_token_from_token_env_is_used_and_a_wrong_one_is_told_as_such() {
         .assert()
         .success();
 }
+
+/// A server whose JetStream store is full refuses the publish: `send` says
+/// so and exits 1, nothing half is kept, and every event it accepted before
+/// runs once the worker drains the stream; sent again, the refused one runs.
+#[test]
+fn a_full_server_refuses_the_publish_and_loses_nothing_it_accepted() {
+    let conf = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(conf.path(), "jetstream {\n  max_file_store: 64KB\n}\n").unwrap();
+    let Some(nats) = NatsServer::start_with(&["-c", conf.path().to_str().unwrap()]) else {
+        return;
+    };
+    let p = project(&nats, "[handlers.worker]\non = [\"job.due\"]\n");
+    p.autod(["queue", "init"]).assert().success();
+    let pad = "x".repeat(3000);
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for i in 0..100 {
+        let id = format!("e{i}");
+        let mut e = event("job.due", &id);
+        e["payload"] = serde_json::json!({ "pad": pad });
+        p.write(&format!("{id}.json"), e.to_string());
+        let out = p.autod(["send", &format!("{id}.json")]).assert();
+        if out.get_output().status.success() {
+            accepted.push(id);
+        } else {
+            assert_eq!(out.get_output().status.code(), Some(1));
+            let stderr = stderr_of(&out);
+            assert!(
+                stderr.contains("storage is full") && stderr.contains("max_file_store"),
+                "{stderr}"
+            );
+            refused = Some(id);
+            break;
+        }
+    }
+    let refused = refused.expect("a 64 KB store refuses 300 KB of events");
+    assert!(!accepted.is_empty());
+    let _d = p.start(&[]);
+    crate::helper::wait_until(crate::helper::LIMIT, "every accepted event to run", || {
+        p.lines("worker.txt").len() == accepted.len()
+    });
+    assert_eq!(
+        p.lines("worker.txt"),
+        accepted,
+        "each accepted event once, in order"
+    );
+    crate::helper::wait_until(crate::helper::LIMIT, "the stream to drain", || {
+        status(&p)["stream"]["messages"] == 0
+    });
+    p.autod(["send", &format!("{refused}.json")])
+        .assert()
+        .success();
+    crate::helper::wait_until(
+        crate::helper::LIMIT,
+        "the refused one, sent again, to run",
+        || p.lines("worker.txt").last() == Some(&refused),
+    );
+}
