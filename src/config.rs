@@ -23,7 +23,7 @@ pub use webhooks::{Webhook, unsigned_beyond_loopback};
 pub const FILE_NAME: &str = "autod.toml";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_EVENT_BYTES: u64 = 1024 * 1024;
 /// `[serve] request_timeout`: past an hour a client holds a slot for nothing.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);

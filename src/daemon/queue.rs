@@ -134,7 +134,40 @@ impl Worker {
     }
 }
 
+/// Stops what the runs of an earlier autod on this host left running (it
+/// was killed mid-run). On the folder backend the next owner of such a pair
+/// does this before running it again; on NATS the pair runs again on
+/// whichever host the queue hands it to, so this host sweeps its own.
+async fn stop_orphans(daemon: &Daemon) {
+    for (event_id, handler) in daemon.state.locked_pairs() {
+        let Ok(Some(lock)) = daemon.state.try_lock_pair(&event_id, &handler) else {
+            continue; // owned by a run of this daemon already, or unreadable
+        };
+        let Some(previous) = lock.previous_run::<crate::runner::RunMark>() else {
+            continue;
+        };
+        let grace = daemon
+            .generation()
+            .engine
+            .handler(&handler)
+            .map_or(crate::config::DEFAULT_KILL_GRACE, |h| h.kill_grace);
+        let stopped = crate::runner::stop_previous(&previous, grace).await;
+        if stopped.found_any() {
+            tracing::warn!(
+                "queue: {handler} for {event_id}: a run of an earlier autod on this host (pid {}) left processes running unsupervised; {stopped}. The pair is the queue's: it runs again wherever the queue delivers it",
+                previous.autod_pid
+            );
+        }
+        if stopped.survivors.is_empty()
+            && let Err(e) = lock.clear_run()
+        {
+            tracing::debug!("{e}");
+        }
+    }
+}
+
 async fn run(daemon: Arc<Daemon>, config: NatsConfig, stop: flag::Receiver<bool>) {
+    stop_orphans(&daemon).await;
     let mut stopping = stop.clone();
     let conn = loop {
         match Connection::open(&config).await {

@@ -272,6 +272,22 @@ impl StateDir {
         self.ensure("done")?;
         PairLock::try_acquire(self.pair_paths(event_id, handler))
     }
+
+    /// The (eventId, handler) of every pair with a lock file: those that
+    /// have not succeeded, among them any whose run a dead autod left.
+    pub fn locked_pairs(&self) -> Vec<(String, String)> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("done")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let (event_id, handler) = name.strip_suffix(".lock")?.rsplit_once('.')?;
+                Some((event_id.to_owned(), handler.to_owned()))
+            })
+            .collect()
+    }
 }
 
 impl StateDir {

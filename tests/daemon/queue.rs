@@ -810,3 +810,48 @@ fn a_full_server_refuses_the_publish_and_loses_nothing_it_accepted() {
         || p.lines("worker.txt").last() == Some(&refused),
     );
 }
+
+/// A host whose autod was SIGKILLed mid-run (its handler left running, as
+/// after an OOM kill of autod alone): the other host runs the pair, and the
+/// first one, started again, stops the orphan instead of letting it run on
+/// unsupervised.
+#[test]
+fn a_restarted_host_stops_the_handler_its_killed_autod_left_running() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let (_shared, out) = shared_out();
+    let (a, b) = two_hosts_with_a_slow_a(&nats, &out, "600");
+    let mut da = a.start(&[]);
+    a.write("e1.json", event("job.due", "e1").to_string());
+    a.autod(["send", "e1.json"]).assert().success();
+    crate::helper::wait_until(crate::helper::LIMIT, "host a to start e1", || {
+        read_lines(&out.join("started.txt")).len() == 1
+    });
+    let started = read_lines(&out.join("started.txt"));
+    let pid: i32 = started[0].rsplit(' ').next().unwrap().parse().unwrap();
+    da.kill();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !matches!(
+                s.rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().next()),
+                Some("Z" | "X")
+            )
+        })
+    };
+    assert!(alive(), "the handler outlives its autod");
+    let _db = b.start(&[]);
+    crate::helper::wait_until(crate::helper::LIMIT, "host b to run e1", || {
+        read_lines(&out.join("ran.txt")) == ["e1 b"]
+    });
+    let da = a.start(&[]);
+    crate::helper::wait_until(crate::helper::LIMIT, "host a to stop its orphan", || {
+        !alive()
+    });
+    crate::helper::wait_until(crate::helper::LIMIT, "host a to say so", || {
+        da.stderr().contains("left processes running unsupervised")
+    });
+    assert_eq!(read_lines(&out.join("ran.txt")), ["e1 b"]);
+}
