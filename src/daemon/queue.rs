@@ -60,6 +60,45 @@ pub struct Buckets {
     pub keys: jetstream::kv::Store,
 }
 
+/// Waits out [`UNAVAILABLE_BACKOFF`]; `false` if autod stops meanwhile.
+async fn back_off(stopping: &mut flag::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => true,
+        () = super::stopped(stopping) => false,
+    }
+}
+
+/// A durable consumer `queue init` makes (a handler's, or the retry
+/// schedule's); `None` when autod stops while waiting for it.
+async fn durable(
+    conn: &Connection,
+    stream: &str,
+    name: &str,
+    stopping: &mut flag::Receiver<bool>,
+) -> Option<jetstream::consumer::Consumer<jetstream::consumer::pull::Config>> {
+    loop {
+        let found = match conn.js.get_stream(stream).await {
+            Ok(s) => s
+                .get_consumer::<jetstream::consumer::pull::Config>(name)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match found {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                tracing::error!(
+                    "queue: no consumer {name} on stream {stream} ({e}); run `autod queue init`; trying again in {}s",
+                    UNAVAILABLE_BACKOFF.as_secs()
+                );
+                if !back_off(stopping).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// A bucket `queue init` makes; `None` when autod stops while waiting for it.
 async fn bucket(
     conn: &Connection,
@@ -75,9 +114,8 @@ async fn bucket(
                     "queue: no {what} bucket {name} ({e}); run `autod queue init`; trying again in {}s",
                     UNAVAILABLE_BACKOFF.as_secs()
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
-                    () = super::stopped(stopping) => return None,
+                if !back_off(stopping).await {
+                    return None;
                 }
             }
         }
@@ -177,9 +215,8 @@ async fn run(daemon: Arc<Daemon>, config: NatsConfig, stop: flag::Receiver<bool>
                     "queue: {e}; trying again in {}s",
                     UNAVAILABLE_BACKOFF.as_secs()
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
-                    () = super::stopped(&mut stopping) => return,
+                if !back_off(&mut stopping).await {
+                    return;
                 }
             }
         }
@@ -239,27 +276,8 @@ async fn pull(
     mut stopping: flag::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(slots));
-    let consumer = loop {
-        let found = match conn.js.get_stream(&stream).await {
-            Ok(s) => s
-                .get_consumer::<jetstream::consumer::pull::Config>(&handler)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match found {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::error!(
-                    "queue: handler {handler} has no consumer on stream {stream} ({e}); run `autod queue init`; trying again in {}s",
-                    UNAVAILABLE_BACKOFF.as_secs()
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
-                    () = super::stopped(&mut stopping) => return,
-                }
-            }
-        }
+    let Some(consumer) = durable(&conn, &stream, &handler, &mut stopping).await else {
+        return;
     };
     // The consumer's, as `queue init` set it: every host keeps its messages
     // alive by the same clock.
@@ -290,9 +308,8 @@ async fn pull(
                     UNAVAILABLE_BACKOFF.as_secs()
                 );
                 drop(permits);
-                tokio::select! {
-                    () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
-                    () = super::stopped(&mut stopping) => return,
+                if !back_off(&mut stopping).await {
+                    return;
                 }
                 continue;
             }
@@ -739,29 +756,10 @@ async fn schedule_retries(
     done: Arc<Buckets>,
     mut stopping: flag::Receiver<bool>,
 ) {
-    let consumer = loop {
-        let found = match conn.js.get_stream(&conn.names.dead).await {
-            Ok(s) => s
-                .get_consumer::<jetstream::consumer::pull::Config>(dead::RETRY_CONSUMER)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match found {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::error!(
-                    "queue: no retry consumer {} on stream {} ({e}); run `autod queue init`; trying again in {}s",
-                    dead::RETRY_CONSUMER,
-                    conn.names.dead,
-                    UNAVAILABLE_BACKOFF.as_secs()
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
-                    () = super::stopped(&mut stopping) => return,
-                }
-            }
-        }
+    let Some(consumer) =
+        durable(&conn, &conn.names.dead, dead::RETRY_CONSUMER, &mut stopping).await
+    else {
+        return;
     };
     loop {
         if *stopping.borrow() {
@@ -780,9 +778,8 @@ async fn schedule_retries(
                     "queue: retry schedule: cannot pull ({e}); trying again in {}s",
                     UNAVAILABLE_BACKOFF.as_secs()
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
-                    () = super::stopped(&mut stopping) => return,
+                if !back_off(&mut stopping).await {
+                    return;
                 }
                 continue;
             }

@@ -456,50 +456,45 @@ pub async fn init(conn: &Connection, config: &Config) -> Result<Value, NatsError
         .map_err(|e| server_error(&format!("consumer {}", dead::RETRY_CONSUMER), &e))?;
     let retry_action = action(before, config_json(&info.config));
 
-    let before = existing(format!("KV_{}", names.done)).await;
-    let bucket = conn
-        .js
-        .create_or_update_key_value(jetstream::kv::Config {
-            bucket: names.done.clone(),
-            description: "autod done markers: a pair that succeeded (autod queue init)".into(),
-            history: 1,
-            // As long as the event is kept for replay: past that, a publish of
-            // the same eventId is a new event, as on the folder backend.
-            max_age: config.archive.retention.0,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| server_error(&format!("key-value bucket {}", names.done), &e))?;
-    let after = bucket
-        .stream
-        .clone()
-        .info()
-        .await
-        .map(|i| config_json(&i.config))
-        .unwrap_or(Value::Null);
-    let done_action = action(before, after);
-
-    let before = existing(format!("KV_{}", names.keys)).await;
-    let bucket = conn
-        .js
-        .create_or_update_key_value(jetstream::kv::Config {
-            bucket: names.keys.clone(),
-            description: "autod per-key order: the last event of each key a handler finished (autod queue init)".into(),
-            history: 1,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| server_error(&format!("key-value bucket {}", names.keys), &e))?;
-    let after = bucket
-        .stream
-        .clone()
-        .info()
-        .await
-        .map(|i| config_json(&i.config))
-        .unwrap_or(Value::Null);
-    let keys_action = action(before, after);
+    // A bucket, created or updated like a stream, and what that did.
+    let kv = |config: jetstream::kv::Config| async move {
+        let name = config.bucket.clone();
+        let before = existing(format!("KV_{name}")).await;
+        let bucket = conn
+            .js
+            .create_or_update_key_value(config)
+            .await
+            .map_err(|e| server_error(&format!("key-value bucket {name}"), &e))?;
+        let after = bucket
+            .stream
+            .clone()
+            .info()
+            .await
+            .map(|i| config_json(&i.config))
+            .unwrap_or(Value::Null);
+        Ok::<_, NatsError>(action(before, after))
+    };
+    let done_action = kv(jetstream::kv::Config {
+        bucket: names.done.clone(),
+        description: "autod done markers: a pair that succeeded (autod queue init)".into(),
+        history: 1,
+        storage: stream::StorageType::File,
+        // As long as the event is kept for replay: past that, a publish of
+        // the same eventId is a new event, as on the folder backend.
+        max_age: config.archive.retention.0,
+        ..Default::default()
+    })
+    .await?;
+    let keys_action = kv(jetstream::kv::Config {
+        bucket: names.keys.clone(),
+        description:
+            "autod per-key order: the last event of each key a handler finished (autod queue init)"
+                .into(),
+        history: 1,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
 
     let events_stream = conn.stream(&names.stream).await?;
     let mut consumers = Vec::new();

@@ -655,6 +655,19 @@ pub(crate) fn read_lines(path: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// Host a's daemon, started, running e1 (600 s); the handler's pid.
+fn slow_run_started_on_a(a: &Project, out: &std::path::Path) -> (crate::helper::Daemon, i32) {
+    let da = a.start(&[]);
+    a.write("e1.json", event("job.due", "e1").to_string());
+    a.autod(["send", "e1.json"]).assert().success();
+    crate::helper::wait_until(crate::helper::LIMIT, "host a to start e1", || {
+        read_lines(&out.join("started.txt")).len() == 1
+    });
+    let started = read_lines(&out.join("started.txt"));
+    let pid = started[0].rsplit(' ').next().unwrap().parse().unwrap();
+    (da, pid)
+}
+
 /// A run longer than the ack wait keeps its message with in-progress acks:
 /// the other host never starts it.
 #[test]
@@ -692,16 +705,9 @@ fn a_pair_whose_host_died_mid_run_is_run_by_the_other_host() {
     };
     let (_shared, out) = shared_out();
     let (a, b) = two_hosts_with_a_slow_a(&nats, &out, "600");
-    let mut da = a.start(&[]);
-    a.write("e1.json", event("job.due", "e1").to_string());
-    a.autod(["send", "e1.json"]).assert().success();
-    crate::helper::wait_until(crate::helper::LIMIT, "host a to start e1", || {
-        read_lines(&out.join("started.txt")).len() == 1
-    });
+    let (mut da, pid) = slow_run_started_on_a(&a, &out);
     let _db = b.start(&[]);
     da.kill();
-    let started = read_lines(&out.join("started.txt"));
-    let pid: i32 = started[0].rsplit(' ').next().unwrap().parse().unwrap();
     // The handler leads its own process group: that, too, dies with the host.
     let _ = rustix::process::kill_process_group(
         rustix::process::Pid::from_raw(pid).unwrap(),
@@ -822,14 +828,7 @@ fn a_restarted_host_stops_the_handler_its_killed_autod_left_running() {
     };
     let (_shared, out) = shared_out();
     let (a, b) = two_hosts_with_a_slow_a(&nats, &out, "600");
-    let mut da = a.start(&[]);
-    a.write("e1.json", event("job.due", "e1").to_string());
-    a.autod(["send", "e1.json"]).assert().success();
-    crate::helper::wait_until(crate::helper::LIMIT, "host a to start e1", || {
-        read_lines(&out.join("started.txt")).len() == 1
-    });
-    let started = read_lines(&out.join("started.txt"));
-    let pid: i32 = started[0].rsplit(' ').next().unwrap().parse().unwrap();
+    let (mut da, pid) = slow_run_started_on_a(&a, &out);
     da.kill();
     let alive = || {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {

@@ -63,21 +63,16 @@ impl Connection {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Expected-Stream", self.names.dead.as_str());
         let body = serde_json::to_vec(record).map_err(|e| NatsError::Server(e.to_string()))?;
-        let fail = |e: &dyn std::fmt::Display| NatsError::Publish {
-            event_id: record.event_id.clone(),
-            subject: subject.clone(),
-            why: format!(
-                "the dead letter of handler {} was not stored: {e}",
-                record.handler
-            ),
-        };
-        self.js
-            .publish_with_headers(subject.clone(), headers, body.into())
+        self.publish_acked(subject, headers, body)
             .await
-            .map_err(|e| fail(&e))?
-            .await
-            .map_err(|e| fail(&e))?;
-        Ok(())
+            .map_err(|(subject, e)| NatsError::Publish {
+                event_id: record.event_id.clone(),
+                subject,
+                why: format!(
+                    "the dead letter of handler {} was not stored: {e}",
+                    record.handler
+                ),
+            })
     }
 
     /// The newest record of a pair, if it has one.
@@ -167,18 +162,33 @@ impl Connection {
         }
         let body =
             serde_json::to_vec(&record.event).map_err(|e| NatsError::Server(e.to_string()))?;
-        let fail = |e: &dyn std::fmt::Display| NatsError::Publish {
-            event_id: record.event_id.clone(),
-            subject: subject.clone(),
-            why: format!("{e}; the retry was not queued, the dead letter stays"),
-        };
-        self.js
+        self.publish_acked(subject, headers, body)
+            .await
+            .map_err(|(subject, e)| NatsError::Publish {
+                event_id: record.event_id.clone(),
+                subject,
+                why: format!("{e}; the retry was not queued, the dead letter stays"),
+            })
+    }
+}
+
+impl Connection {
+    /// Publishes and waits for the stream's ack; on failure, the subject
+    /// and what went wrong.
+    async fn publish_acked(
+        &self,
+        subject: String,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<(), (String, String)> {
+        match self
+            .js
             .publish_with_headers(subject.clone(), headers, body.into())
             .await
-            .map_err(|e| fail(&e))?
-            .await
-            .map_err(|e| fail(&e))?;
-        Ok(())
+        {
+            Ok(ack) => ack.await.map(drop).map_err(|e| (subject, e.to_string())),
+            Err(e) => Err((subject, e.to_string())),
+        }
     }
 }
 
