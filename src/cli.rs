@@ -110,6 +110,8 @@ Examples:
     /// Retry dead-lettered (event, handler) pairs now
     #[command(after_help = "\
 By default only the waiting records whose next attempt is due are retried.
+With [queue] backend = "nats", a record of the dead-letter stream (any host's failure)
+is queued for the workers instead of run here; `autod dead list` shows how it went.
 Examples:
   autod retry                      the due ones
   autod retry --all                every record, due or not, exhausted and permanent included
@@ -152,7 +154,8 @@ Examples:
     #[command(
         subcommand,
         after_help = "\
-One record per failed (event, handler) pair, in .autod/dead/<handler>/<eventId>.json.
+One record per failed (event, handler) pair, in .autod/dead/<handler>/<eventId>.json;
+with [queue] backend = "nats" also every host's, in the dead-letter stream <stream>_DEAD.
 
 Examples:
   autod dead list                             every record: state, attempts, next attempt
