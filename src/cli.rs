@@ -110,7 +110,7 @@ Examples:
     /// Retry dead-lettered (event, handler) pairs now
     #[command(after_help = "\
 By default only the waiting records whose next attempt is due are retried.
-With [queue] backend = "nats", a record of the dead-letter stream (any host's failure)
+With [queue] backend = \"nats\", a record of the dead-letter stream (any host's failure)
 is queued for the workers instead of run here; `autod dead list` shows how it went.
 Examples:
   autod retry                      the due ones
@@ -155,7 +155,7 @@ Examples:
         subcommand,
         after_help = "\
 One record per failed (event, handler) pair, in .autod/dead/<handler>/<eventId>.json;
-with [queue] backend = "nats" also every host's, in the dead-letter stream <stream>_DEAD.
+with [queue] backend = \"nats\" also every host's, in the dead-letter stream <stream>_DEAD.
 
 Examples:
   autod dead list                             every record: state, attempts, next attempt
