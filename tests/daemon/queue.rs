@@ -384,22 +384,7 @@ fn a_pair_done_on_one_host_is_skipped_on_another_after_the_dedupe_window() {
         return;
     };
     let (_shared, out) = shared_out();
-    let config = on_nats(
-        &nats,
-        &format!(
-            "[handlers.worker]\non = [\"job.due\"]\nenv = {{ OUT = \"{}\" }}\n",
-            out.display()
-        ),
-        "",
-    );
-    let host = || {
-        Project::new()
-            .open_schema("job.due")
-            .config(&config)
-            .handler("worker", r#"echo "$AUTOD_EVENT_ID" >> "$OUT/worker.txt""#)
-    };
-    let (a, b) = (host(), host());
-    a.autod(["queue", "init"]).assert().success();
+    let (a, b) = two_workers(&nats, &out, "worker.txt");
     let ran = || std::fs::read_to_string(out.join("worker.txt")).unwrap_or_default();
     let acked = |p: &Project| status(p)["handlers"][0]["lag"] == 0;
     {
@@ -653,6 +638,35 @@ pub(crate) fn read_lines(path: &std::path::Path) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+/// Two hosts of one group, `queue init` done: handler `worker` on `job.due`
+/// appends each eventId it runs to `$OUT/<ran>`.
+pub(crate) fn two_workers(
+    nats: &NatsServer,
+    out: &std::path::Path,
+    ran: &str,
+) -> (Project, Project) {
+    let config = on_nats(
+        nats,
+        &format!(
+            "[handlers.worker]\non = [\"job.due\"]\nenv = {{ OUT = \"{}\" }}\n",
+            out.display()
+        ),
+        "",
+    );
+    let host = || {
+        Project::new()
+            .open_schema("job.due")
+            .config(&config)
+            .handler(
+                "worker",
+                &format!(r#"echo "$AUTOD_EVENT_ID" >> "$OUT/{ran}""#),
+            )
+    };
+    let (a, b) = (host(), host());
+    a.autod(["queue", "init"]).assert().success();
+    (a, b)
 }
 
 /// Host a's daemon, started, running e1 (600 s); the handler's pid.

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::helper::{Project, event};
 use crate::nats::NatsServer;
-use crate::queue::{json_of, on_nats, read_lines, shared_out, status};
+use crate::queue::{json_of, read_lines, shared_out, status, two_workers};
 
 #[test]
 fn log_and_trace_on_each_host_show_that_hosts_runs() {
@@ -14,22 +14,7 @@ fn log_and_trace_on_each_host_show_that_hosts_runs() {
         return;
     };
     let (_shared, out) = shared_out();
-    let config = on_nats(
-        &nats,
-        &format!(
-            "[handlers.worker]\non = [\"job.due\"]\nenv = {{ OUT = \"{}\" }}\n",
-            out.display()
-        ),
-        "",
-    );
-    let host = || {
-        Project::new()
-            .open_schema("job.due")
-            .config(&config)
-            .handler("worker", r#"echo "$AUTOD_EVENT_ID" >> "$OUT/ran.txt""#)
-    };
-    let (a, b) = (host(), host());
-    a.autod(["queue", "init"]).assert().success();
+    let (a, b) = two_workers(&nats, &out, "ran.txt");
     let _da = a.start_with_env(&[], &[("AUTOD_HOST", "host-a")]);
     let _db = b.start_with_env(&[], &[("AUTOD_HOST", "host-b")]);
     let events: String = (0..40)
