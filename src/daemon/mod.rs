@@ -289,7 +289,7 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     // schedules, follow-ups and `[serve]` publish to it); the inbox still
     // takes what is dropped in by hand.
     let mut worker = match &daemon.generation().config.queue {
-        crate::config::QueueConfig::Nats(c) => Some(queue::Worker::start(&daemon, c)),
+        crate::config::QueueConfig::Nats(c) => Some(queue::Worker::start(&daemon, c, true)),
         crate::config::QueueConfig::Folder => None,
     };
     let retry_task = tokio::spawn(retry::run(Arc::clone(&daemon)));
@@ -408,7 +408,7 @@ async fn reload_worker(daemon: &Arc<Daemon>, worker: &mut Option<queue::Worker>)
     if let Some(w) = worker.take_if(|w| w.differs(&g.config)) {
         let config = w.config.clone();
         w.stop().await;
-        *worker = Some(queue::Worker::start(daemon, &config));
+        *worker = Some(queue::Worker::start(daemon, &config, false));
         tracing::info!(
             "SIGHUP: the handlers changed; pulling for the new set (a new handler needs its consumer: `autod queue init`)"
         );

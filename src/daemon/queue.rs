@@ -142,8 +142,10 @@ pub fn handler_set(config: &crate::config::Config) -> Vec<(String, Option<usize>
 }
 
 impl Worker {
-    /// Pulls for the handlers of the daemon's current generation.
-    pub fn start(daemon: &Arc<Daemon>, config: &NatsConfig) -> Worker {
+    /// Pulls for the handlers of the daemon's current generation; the
+    /// first worker of a daemon first stops what an earlier autod's runs
+    /// left running ([`stop_orphans`]).
+    pub fn start(daemon: &Arc<Daemon>, config: &NatsConfig, first: bool) -> Worker {
         let (stop, receiver) = flag::channel(false);
         let stop = Arc::new(stop);
         let mut stopping = daemon.stopping();
@@ -154,7 +156,7 @@ impl Worker {
         });
         Worker {
             stop,
-            task: tokio::spawn(run(Arc::clone(daemon), config.clone(), receiver)),
+            task: tokio::spawn(run(Arc::clone(daemon), config.clone(), receiver, first)),
             config: config.clone(),
             handlers: handler_set(&daemon.generation().config),
         }
@@ -204,8 +206,10 @@ async fn stop_orphans(daemon: &Daemon) {
     }
 }
 
-async fn run(daemon: Arc<Daemon>, config: NatsConfig, stop: flag::Receiver<bool>) {
-    stop_orphans(&daemon).await;
+async fn run(daemon: Arc<Daemon>, config: NatsConfig, stop: flag::Receiver<bool>, first: bool) {
+    if first {
+        stop_orphans(&daemon).await;
+    }
     let mut stopping = stop.clone();
     let conn = loop {
         match Connection::open(&config).await {
