@@ -120,14 +120,20 @@ pub fn pair_key(handler: &str, event_id: &str) -> String {
     let mut key = String::with_capacity(handler.len() + 1 + event_id.len() * 2);
     key.push_str(handler);
     key.push('.');
-    for b in event_id.bytes() {
+    escape_token(event_id, &mut key);
+    key
+}
+
+/// Writes `text` as one subject token (and KV key part): `[A-Za-z0-9_-]`
+/// kept, every other byte `=XX`, so distinct texts stay distinct.
+pub(crate) fn escape_token(text: &str, into: &mut String) {
+    for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') {
-            key.push(char::from(b));
+            into.push(char::from(b));
         } else {
-            key.push_str(&format!("={b:02X}"));
+            into.push_str(&format!("={b:02X}"));
         }
     }
-    key
 }
 
 /// A connection to the queue's servers, with its JetStream context.

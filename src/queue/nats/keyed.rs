@@ -36,13 +36,7 @@ const MAX_TOKEN: usize = 64;
 /// one `h=` and its SHA-256, so two keys never share a token.
 pub fn token(key: &str) -> String {
     let mut t = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') {
-            t.push(char::from(b));
-        } else {
-            t.push_str(&format!("={b:02X}"));
-        }
-    }
+    super::escape_token(key, &mut t);
     if t.is_empty() || t.len() > MAX_TOKEN || t.starts_with("h=") {
         let digest = Sha256::digest(key.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
