@@ -411,7 +411,7 @@ fn a_detached_process_that_ignores_sigterm_gets_sigkill_and_the_record_says_so()
     let d = times_out_and_stops_all(
         r#"
         setsid sh -c 'trap "" TERM; echo $$ > inner.pid; while :; do sleep 1; done' &
-        while [ ! -e inner.pid ]; do sleep 0.01; done
+        while [ ! -s inner.pid ]; do sleep 0.01; done
         echo "$$ $(cat inner.pid)" > pids.tmp && mv pids.tmp pids
         wait
         "#,

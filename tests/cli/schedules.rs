@@ -413,7 +413,10 @@ fn fire_with_a_daemon_running_runs_the_handlers() {
     let out = p.autod(["schedules", "fire", "daily-digest"]).run();
     out.code(0).stderr_lacks("no `autod run` is running");
     let id = out.stdout.trim().to_owned();
-    wait_until(LIMIT, "the handler to run", || p.exists("ran.txt"));
+    // `>>` creates the file before echo writes to it: wait for the line.
+    wait_until(LIMIT, "the handler to run", || {
+        !p.lines("ran.txt").is_empty()
+    });
     assert_eq!(p.lines("ran.txt"), [format!("{id} cron:daily-digest")]);
     daemon.terminate();
 }
