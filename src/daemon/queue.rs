@@ -247,6 +247,7 @@ async fn run(daemon: Arc<Daemon>, config: NatsConfig, stop: flag::Receiver<bool>
         config.urls.join(", ")
     );
     let mut tasks = vec![tokio::spawn(schedule_retries(
+        Arc::clone(&daemon),
         Arc::clone(&conn),
         Arc::clone(&done),
         stop.clone(),
@@ -756,6 +757,7 @@ async fn fail(
 /// then publishes its event again for its handler. Every host runs one; each
 /// record goes to one of them at a time.
 async fn schedule_retries(
+    daemon: Arc<Daemon>,
     conn: Arc<Connection>,
     done: Arc<Buckets>,
     mut stopping: flag::Receiver<bool>,
@@ -795,17 +797,71 @@ async fn schedule_retries(
             };
             let Some(message) = next else { break };
             match message {
-                Ok(m) => schedule(&conn, &done, &m).await,
+                Ok(m) => schedule(&daemon, &conn, &done, &m).await,
                 Err(e) => tracing::warn!("queue: retry schedule: {e}"),
             }
         }
     }
 }
 
+/// When a waiting record on the stream is due: as [`DeadLetter::due_at`]
+/// reads it with the handler's `retry.max` (an unreadable `nextAttemptAt` is
+/// `retry.max` after the last failure), but never later than `retry.max`
+/// after the record was stored. That bound is by the server's clock, which
+/// stamped the message, so a host whose clock ran ahead when it failed the
+/// pair cannot park it for as long as its clock was wrong; and it is fixed
+/// per record, so holding the record again does not slide it.
+///
+/// [`DeadLetter::due_at`]: crate::state::dead::DeadLetter::due_at
+fn retry_due(
+    daemon: &Daemon,
+    record: &crate::state::dead::DeadLetter,
+    message: &jetstream::Message,
+    now: crate::time::Timestamp,
+) -> crate::time::Timestamp {
+    // A handler this host does not have is another host's; its retry.max is
+    // not known here, so the default bounds the wait.
+    let max = daemon
+        .generation()
+        .engine
+        .handler(&record.handler)
+        .map_or(crate::config::RetryConfig::default().max.0, |h| {
+            h.retry.max.0
+        });
+    let written = record.due_at(max).unwrap_or(now);
+    let stored = message
+        .info()
+        .ok()
+        .and_then(|i| crate::time::from_unix_seconds(i.published.unix_timestamp()))
+        .unwrap_or(now);
+    let latest = crate::time::add(stored, max);
+    if written <= latest {
+        return written;
+    }
+    // Said when the record is held for it, not again when it comes back due.
+    if latest > now {
+        tracing::warn!(
+            "dead letter {} {}: nextAttemptAt {} is further ahead than retry.max ({}) from when it was stored ({}): the clock of the host that failed it was probably ahead; retrying it at {}",
+            record.handler,
+            record.event_id,
+            record.next_attempt_at.as_deref().unwrap_or(""),
+            crate::config::duration_text(max),
+            crate::time::format(stored),
+            crate::time::format(latest)
+        );
+    }
+    latest
+}
+
 /// How many dead letters one pull of the retry schedule takes.
 const RETRY_BATCH: usize = 64;
 
-async fn schedule(conn: &Connection, done: &Buckets, message: &jetstream::Message) {
+async fn schedule(
+    daemon: &Daemon,
+    conn: &Connection,
+    done: &Buckets,
+    message: &jetstream::Message,
+) {
     let record: crate::state::dead::DeadLetter = match serde_json::from_slice(&message.payload) {
         Ok(r) => r,
         Err(e) => {
@@ -823,11 +879,7 @@ async fn schedule(conn: &Connection, done: &Buckets, message: &jetstream::Messag
         return;
     }
     let now = crate::time::now();
-    let due = record
-        .next_attempt_at
-        .as_deref()
-        .and_then(crate::time::parse)
-        .unwrap_or(now);
+    let due = retry_due(daemon, &record, message, now);
     if let Some(wait) = crate::time::since(now, due).filter(|w| !w.is_zero()) {
         let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
         return;

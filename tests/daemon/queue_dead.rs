@@ -224,3 +224,56 @@ fn retries_stop_at_max_attempts_and_the_pair_is_given_up() {
     // Nothing runs it again by itself.
     assert_eq!(ran(&out).len(), 3);
 }
+
+/// A record written by a host whose clock ran a year ahead says it is due in
+/// 2099. Held by the server's clock, it waits no longer than the handler's
+/// `retry.max` from when it was stored, and the log says why.
+#[test]
+fn a_dead_letter_due_in_2099_is_retried_within_retry_max_of_being_stored() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let (_shared, out) = shared_out();
+    let a = host(
+        &nats,
+        &out,
+        "a",
+        "retry = { max_attempts = 5, initial = \"1s\", max = \"2s\" }",
+    );
+    a.autod(["queue", "init"]).assert().success();
+    let now = jiff::Timestamp::now().to_string();
+    let record = serde_json::json!({
+        "version": 1, "eventId": "e1", "handler": "h", "eventType": "job.due",
+        "state": "waiting", "attempts": 1, "maxAttempts": 5,
+        "firstFailedAt": now, "lastFailedAt": now, "lastResult": "failed",
+        "lastExitCode": 1, "lastSignal": null, "lastError": null,
+        "stderrTail": "", "stdoutTail": "",
+        "nextAttemptAt": "2099-01-01T00:00:00.000Z",
+        "event": event("job.due", "e1"),
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        async_nats::jetstream::new(client)
+            .publish("AUTOD_DEAD.h.e1", record.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let d = a.start(&[]);
+    // Before the fix the record was held until 2099.
+    wait_until(LIMIT, "e1 to be retried", || a.results("e1", "h") == ["ok"]);
+    assert_eq!(ran(&out), ["e1 a 2"]);
+    wait_until(LIMIT, "the dead letter to go", || dead_list(&a).is_empty());
+    let stderr = d.stderr();
+    assert!(
+        stderr.contains(
+            "dead letter h e1: nextAttemptAt 2099-01-01T00:00:00.000Z is further ahead than retry.max (2s) from when it was stored"
+        ),
+        "{stderr}"
+    );
+}
