@@ -15,14 +15,10 @@ use crate::schema::Invalid;
 pub fn run(project: &Project, g: &GlobalArgs, args: &SendArgs) -> Result<Code> {
     let max_bytes = project.config.validation.max_event_bytes;
     let mut intake = Intake::new(&project.root, &project.config)?;
-    // Before any input is read: a queue that is down takes nothing, and says so once.
-    let queue = match Queue::open(project) {
-        Ok(q) => q,
-        Err(e) => {
-            tracing::error!("nothing sent: {e}");
-            return Ok(Code::Failed);
-        }
-    };
+    // Opened at the first valid event, so that an invalid one is told as
+    // such (exit 3) even with the server down; a queue that cannot be opened
+    // takes nothing, and says so once.
+    let mut queue: Option<Option<Queue>> = None;
     let mut code = Code::Success;
     let mut queued = 0usize;
     for input in intake::read_inputs(&args.files, max_bytes)? {
@@ -41,9 +37,19 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &SendArgs) -> Result<Code> {
         };
         match admitted {
             Ok(a) => {
+                let opened = queue.get_or_insert_with(|| {
+                    Queue::open(project)
+                        .inspect_err(|e| tracing::error!("nothing sent: {e}"))
+                        .ok()
+                });
+                let Some(opened) = opened else {
+                    tracing::debug!("{}: not sent", input.label);
+                    code = code.worst(Code::Failed);
+                    continue;
+                };
                 // A valid event autod could not store (disk full, read-only) is
                 // autod's failure, not a usage error: exit 1, and go on.
-                let receipt = match queue.put(&a.event) {
+                let receipt = match opened.put(&a.event) {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!("{}: not queued: {e}", input.label);
@@ -89,7 +95,7 @@ pub fn run(project: &Project, g: &GlobalArgs, args: &SendArgs) -> Result<Code> {
             }
         }
     }
-    if queue.is_local() {
+    if queue.flatten().is_some_and(|q| q.is_local()) {
         warn_if_no_daemon(project, queued);
     }
     Ok(code)

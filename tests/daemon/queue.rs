@@ -181,6 +181,22 @@ fn send_with_the_server_down_exits_1_and_says_what_to_check() {
     assert!(p.inbox().is_empty() && p.names(".autod/inbox/tmp").is_empty());
     let out = p.autod(["queue", "status"]).assert().code(1);
     assert!(stderr_of(&out).contains("cannot connect to NATS"));
+    // An invalid event is told as such (exit 3, which outranks 1), and the
+    // server is tried once for the valid ones, not once each.
+    p.write("bad.json", "{ not json");
+    p.write("e2.json", event("job.due", "e2").to_string());
+    let out = p
+        .autod(["send", "e1.json", "bad.json", "e2.json"])
+        .assert()
+        .code(3);
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("bad.json: "), "{stderr}");
+    assert_eq!(
+        stderr.matches("cannot connect to NATS").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(out.get_output().stdout.is_empty());
 }
 
 #[test]
