@@ -832,10 +832,12 @@ fn retry_due(
     let stored = message
         .info()
         .ok()
-        .and_then(|i| crate::time::from_unix_seconds(i.published.unix_timestamp()))
+        .and_then(|i| crate::time::from_system(i.published.into()))
         .unwrap_or(now);
     let latest = crate::time::add(stored, max);
-    if written <= latest {
+    // Hosts' clocks differ by NTP's ordinary error: a record due at retry.max
+    // by a clock a little ahead of the server's is not a clock gone wrong.
+    if written <= crate::time::add(latest, CLOCK_SLACK) {
         return written;
     }
     // Said when the record is held for it, not again when it comes back due.
@@ -852,6 +854,10 @@ fn retry_due(
     }
     latest
 }
+
+/// How far ahead of the server's clock a host's may be before a record's
+/// `nextAttemptAt` is read as written by a clock gone wrong.
+const CLOCK_SLACK: Duration = Duration::from_secs(2);
 
 /// How many dead letters one pull of the retry schedule takes.
 const RETRY_BATCH: usize = 64;
