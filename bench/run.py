@@ -580,6 +580,29 @@ def drain(hosts: list[Path], count: int) -> float:
             dmn.stop()
 
 
+def post_batches(port: int, batches: int, size: int) -> dict:
+    """One client: `batches` POSTs of `size` events each (one batch), then as
+    many events again one POST each. Median ms per `size` events."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+
+    def post(body) -> float:
+        started = time.perf_counter()
+        conn.request("POST", "/events", json.dumps(body), {"Content-Type": "application/json"})
+        answer = conn.getresponse()
+        answer.read()
+        if answer.status != 202:
+            sys.exit(f"POST /events answered {answer.status}")
+        return time.perf_counter() - started
+
+    base = 10**6
+    batch = [post([event(base + b * size + i) for i in range(size)]) for b in range(batches)]
+    base *= 2
+    single = [sum(post(event(base + b * size + i)) for i in range(size)) for b in range(batches)]
+    conn.close()
+    return {"batch_ms": statistics.median(batch) * 1000, "single_ms": statistics.median(single) * 1000}
+
+
 def bench_nats(quick: bool):
     """The NATS JetStream backend against the folder backend, same events,
     same handler (`cat > /dev/null`), the daemon's default --jobs."""
@@ -607,6 +630,8 @@ def bench_nats(quick: bool):
                     wait_port(port, proc, "autod serve")
                     figures[f"publish-{backend}"] = http_load(port, "/events", body, count, "p", p / "sent.txt",
                                                               clients=4)
+                    if backend != "nats-always":
+                        figures[f"batch-{backend}"] = post_batches(port, 10 if quick else 30, 100)
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
@@ -648,6 +673,12 @@ def bench_nats(quick: bool):
          f"{pa['p50_ms']:.2f} / {pa['p99_ms']:.2f} ms ({pa['rps']:.0f} requests/s)"),
         ("folder: POST /events → 202 after the inbox fsync, p50 / p99 (baseline)",
          f"{pf['p50_ms']:.2f} / {pf['p99_ms']:.2f} ms ({pf['rps']:.0f} requests/s)"),
+    ]
+    bn, bf = figures["batch-nats"], figures["batch-folder"]
+    rows += [
+        ("100 events in one batch POST → 202, NATS (median)", f"{bn['batch_ms']:.1f} ms"),
+        ("the same 100 events as 100 POSTs, one client, NATS (baseline)", f"{bn['single_ms']:.1f} ms"),
+        ("100 events in one batch POST → 202, folder (baseline)", f"{bf['batch_ms']:.1f} ms"),
     ]
     RESULTS["nats"] = {
         "title": f"9. NATS JetStream ({figures['server']}, on this machine): {count} events, handler `cat > /dev/null`",

@@ -892,58 +892,70 @@ fn admit_all(shared: &Shared, inputs: Vec<Vec<u8>>) -> Response {
     (StatusCode::ACCEPTED, Json(json!({"eventIds": ids}))).into_response()
 }
 
-/// Publishes every checked event to the NATS stream, in order, each acked
-/// before the next is sent; `202` once all are. A publish that fails is a
-/// `503` with `Retry-After`: nothing of that event was kept (or, after an
-/// ack that did not come, perhaps it was), the ones before it are stored,
-/// and sending the whole request again is safe, since the stream drops an
-/// eventId it has (and past its window, done markers skip a pair that ran).
+/// Publishes every checked event to the NATS stream, in order, all sent
+/// before any ack is awaited; `202` once all are acked. A publish that fails
+/// is a `503` with `Retry-After` naming the first event that failed and how
+/// many were stored (listed in `queued`): nothing of a failed event was kept
+/// (or, after an ack that did not come, perhaps it was), and sending the
+/// whole request again is safe, since the stream drops an eventId it has
+/// (and past its window, done markers skip a pair that ran).
 async fn publish_all(shared: &Shared, checked: Checked) -> Response {
     let Checked { admitted, tally } = checked;
-    let mut ids = Vec::with_capacity(admitted.len());
-    for (a, (event_type, _)) in admitted.iter().zip(&tally) {
-        match shared.producer.put(&a.event).await {
+    let events: Vec<&crate::event::Event> = admitted.iter().map(|a| &a.event).collect();
+    let results = match shared.producer.put_all(&events).await {
+        Ok(results) => results,
+        Err(e) => return unqueued(events[0].id(), &e, &[], events.len()),
+    };
+    let mut ids = Vec::with_capacity(events.len());
+    let mut failed = None;
+    for ((event, result), (event_type, _)) in events.iter().zip(results).zip(&tally) {
+        match result {
             Ok(receipt) => {
                 if let crate::queue::Receipt::Nats(ack) = &receipt {
                     tracing::debug!(
                         "serve: published {} as message {} of stream {}{}",
-                        a.event.id(),
+                        event.id(),
                         ack.sequence,
                         ack.stream,
                         if ack.duplicate { " (a duplicate)" } else { "" }
                     );
                 }
                 crate::metrics::event_published(event_type, crate::metrics::Door::Http);
-                ids.push(Value::String(a.event.id().to_owned()));
+                ids.push(Value::String(event.id().to_owned()));
             }
             Err(e) => {
-                tracing::error!("serve: {} not published: {e}", a.event.id());
-                let before = if ids.is_empty() {
-                    "nothing of this request was queued".to_owned()
-                } else {
-                    format!(
-                        "{} of {} events before it were queued",
-                        ids.len(),
-                        admitted.len()
-                    )
-                };
-                let after = QUEUE_RETRY_AFTER.as_secs();
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, after.to_string())],
-                    Json(json!({
-                        "error": "queue",
-                        "message": format!(
-                            "event {} could not be handed to the queue: {e}. {before}; sending the request again (in {after}s) is safe: an eventId the stream has is not stored twice",
-                            a.event.id()
-                        ),
-                    })),
-                )
-                    .into_response();
+                tracing::error!("serve: {} not published: {e}", event.id());
+                failed.get_or_insert((event.id(), e));
             }
         }
     }
-    (StatusCode::ACCEPTED, Json(json!({"eventIds": ids}))).into_response()
+    match failed {
+        None => (StatusCode::ACCEPTED, Json(json!({"eventIds": ids}))).into_response(),
+        Some((id, e)) => unqueued(id, &e, &ids, events.len()),
+    }
+}
+
+/// The `503` of a request whose events were not all stored: `id` is the
+/// first that was not, `queued` the ones that were.
+fn unqueued(id: &str, e: &crate::queue::QueueError, queued: &[Value], of: usize) -> Response {
+    let stored = if queued.is_empty() {
+        "nothing of this request was queued".to_owned()
+    } else {
+        format!("{} of its {of} events were queued", queued.len())
+    };
+    let after = QUEUE_RETRY_AFTER.as_secs();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, after.to_string())],
+        Json(json!({
+            "error": "queue",
+            "message": format!(
+                "event {id} could not be handed to the queue: {e}. {stored}; sending the request again (in {after}s) is safe: an eventId the stream has is not stored twice"
+            ),
+            "queued": queued,
+        })),
+    )
+        .into_response()
 }
 
 /// Validates every event of a request: all of them pass, or the answer that

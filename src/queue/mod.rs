@@ -155,6 +155,28 @@ impl Producer {
         }
     }
 
+    /// Hands every event over, each durable once its `Ok` is in, in order;
+    /// one that fails does not stop the ones after it. On NATS all are sent
+    /// before any ack is awaited: one round trip for the lot. `Err` (no
+    /// connection) means none was sent.
+    pub async fn put_all(
+        &self,
+        events: &[&Event],
+    ) -> Result<Vec<Result<Receipt, QueueError>>, QueueError> {
+        match self {
+            Producer::Folder(state) => Ok(events
+                .iter()
+                .map(|e| Ok(Receipt::Folder(folder::put(state, e)?)))
+                .collect()),
+            Producer::Nats(p) => Ok(p
+                .publish_all(events)
+                .await?
+                .into_iter()
+                .map(|r| Ok(Receipt::Nats(r?)))
+                .collect()),
+        }
+    }
+
     /// [`Producer::put`] of a replayed event (see [`Queue::put_replay`]).
     pub async fn put_replay(&self, event: &Event) -> Result<Receipt, QueueError> {
         match self {

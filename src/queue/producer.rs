@@ -60,6 +60,75 @@ pub async fn publish(
     event: &Event,
     replay: bool,
 ) -> Result<Published, NatsError> {
+    send(conn, urls, event, replay).await?.acked().await
+}
+
+/// An event's message, handed to the client; its ack is still to come.
+/// Sending many before awaiting any costs one round trip for all of them.
+pub struct Sent {
+    ack: jetstream::context::PublishAckFuture,
+    about: About,
+}
+
+/// What an error about one publish names.
+struct About {
+    event_id: String,
+    subject: String,
+    stream: String,
+    urls: String,
+    replay: bool,
+}
+
+impl About {
+    fn error(&self, e: &jetstream::context::PublishError) -> NatsError {
+        use jetstream::context::PublishErrorKind as K;
+        let fail = |why: String| NatsError::Publish {
+            event_id: self.event_id.clone(),
+            subject: self.subject.clone(),
+            why,
+        };
+        match e.kind() {
+            K::StreamNotFound => NatsError::NoStream {
+                stream: self.stream.clone(),
+                urls: self.urls.clone(),
+            },
+            K::TimedOut => fail(format!(
+                "no ack from the server in time; it may or may not have been stored: sending it again is safe{}",
+                if self.replay {
+                    " (a replay sent twice runs twice only where its pairs have not succeeded)"
+                } else {
+                    " (its eventId dedupes)"
+                }
+            )),
+            // JSInsufficientResourcesErr: the server's JetStream store is at
+            // its max_file_store (or the account's limit).
+            _ if e.to_string().contains("10023") => fail(format!(
+                "{e}: the NATS server's JetStream storage is full; nothing was acked. Let the workers catch up (`autod queue status`), or raise max_file_store in the server's jetstream {{}} config, then send it again"
+            )),
+            _ => fail(format!("{e}; nothing was acked: send it again")),
+        }
+    }
+}
+
+impl Sent {
+    /// Waits for the stream's ack: durable once this returns `Ok`.
+    pub async fn acked(self) -> Result<Published, NatsError> {
+        let ack = self.ack.await.map_err(|e| self.about.error(&e))?;
+        Ok(Published {
+            stream: ack.stream,
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+}
+
+/// Sends one event's message on `conn` without waiting for its ack.
+pub async fn send(
+    conn: &Connection,
+    urls: &str,
+    event: &Event,
+    replay: bool,
+) -> Result<Sent, NatsError> {
     // An event with a key on its key's subject: see `nats/keyed.rs`.
     let subject = match event.key() {
         Some(key) => super::nats::keyed::subject(&conn.names, key, event.event_type()),
@@ -76,46 +145,19 @@ pub async fn publish(
     // Stored by this stream or refused: never by another one that happens
     // to take the subject too.
     headers.insert("Nats-Expected-Stream", conn.names.stream.as_str());
-    let fail = |why: String| NatsError::Publish {
+    let about = About {
         event_id: event.id().to_owned(),
         subject: subject.clone(),
-        why,
-    };
-    let publish_error = |e: jetstream::context::PublishError| {
-        use jetstream::context::PublishErrorKind as K;
-        match e.kind() {
-            K::StreamNotFound => NatsError::NoStream {
-                stream: conn.names.stream.clone(),
-                urls: urls.to_owned(),
-            },
-            K::TimedOut => fail(format!(
-                "no ack from the server in time; it may or may not have been stored: sending it again is safe{}",
-                if replay {
-                    " (a replay sent twice runs twice only where its pairs have not succeeded)"
-                } else {
-                    " (its eventId dedupes)"
-                }
-            )),
-            // JSInsufficientResourcesErr: the server's JetStream store is at
-            // its max_file_store (or the account's limit).
-            _ if e.to_string().contains("10023") => fail(format!(
-                "{e}: the NATS server's JetStream storage is full; nothing was acked. Let the workers catch up (`autod queue status`), or raise max_file_store in the server's jetstream {{}} config, then send it again"
-            )),
-            _ => fail(format!("{e}; nothing was acked: send it again")),
-        }
+        stream: conn.names.stream.clone(),
+        urls: urls.to_owned(),
+        replay,
     };
     let ack = conn
         .js
-        .publish_with_headers(subject.clone(), headers, event.to_json().into())
+        .publish_with_headers(subject, headers, event.to_json().into())
         .await
-        .map_err(publish_error)?
-        .await
-        .map_err(publish_error)?;
-    Ok(Published {
-        stream: ack.stream,
-        sequence: ack.sequence,
-        duplicate: ack.duplicate,
-    })
+        .map_err(|e| about.error(&e))?;
+    Ok(Sent { ack, about })
 }
 
 /// One process's connection for publishing, made in the background if the
@@ -194,6 +236,28 @@ impl Publisher {
     /// [`publish`] on this process's connection.
     pub async fn publish(&self, event: &Event, replay: bool) -> Result<Published, NatsError> {
         publish(self.connected()?, &self.urls, event, replay).await
+    }
+
+    /// Publishes every event, all sent before any ack is awaited, and gives
+    /// each one's outcome in order. One that fails does not stop the ones
+    /// after it; `Err` (no connection) means none was sent.
+    pub async fn publish_all(
+        &self,
+        events: &[&Event],
+    ) -> Result<Vec<Result<Published, NatsError>>, NatsError> {
+        let conn = self.connected()?;
+        let mut sent = Vec::with_capacity(events.len());
+        for event in events {
+            sent.push(send(conn, &self.urls, event, false).await);
+        }
+        let mut out = Vec::with_capacity(sent.len());
+        for s in sent {
+            out.push(match s {
+                Ok(s) => s.acked().await,
+                Err(e) => Err(e),
+            });
+        }
+        Ok(out)
     }
 
     /// Whether an event could be published now: connected, and the stream

@@ -549,3 +549,52 @@ fn rejected_requeue_publishes() {
         read_lines(&out.join("worker.txt")) == ["r1 b"]
     });
 }
+
+/// A batch is sent whole before its acks are awaited, so one event the
+/// stream refuses (here: larger than the stream's `max_msg_size`) does not
+/// stop the ones after it. The `503` names it, says how many were stored
+/// and lists them; sending the request again stores nothing twice.
+#[test]
+fn a_batch_whose_middle_event_the_stream_refuses_keeps_the_others_and_names_it() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let config = on_nats(&nats, "[handlers.worker]\non = [\"job.due\"]\n", "");
+    let a = Project::new()
+        .open_schema("job.due")
+        .config(&config)
+        .handler("worker", "true");
+    a.autod(["queue", "init"]).assert().success();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        let mut stream = js.get_stream("AUTOD").await.unwrap();
+        let mut config = stream.info().await.unwrap().config.clone();
+        config.max_message_size = 1024;
+        js.update_stream(config).await.unwrap();
+    });
+    let serve = Serve::start(&a, &["--listen", "127.0.0.1:0"]);
+    let mut big = event("job.due", "e2");
+    big["payload"] = json!({ "pad": "x".repeat(2000) });
+    let batch = json!([event("job.due", "e1"), big, event("job.due", "e3")]);
+    let (code, head, body) = post(&serve, "/events", &batch);
+    assert_eq!(code, 503, "{body}");
+    assert!(head.contains("retry-after: 5"), "{head}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("event e2 could not be handed to the queue")
+            && message.contains("2 of its 3 events were queued"),
+        "{message}"
+    );
+    assert_eq!(body["queued"], json!(["e1", "e3"]), "{body}");
+    let st = status(&a);
+    assert_eq!(st["stream"]["messages"], 2, "{st}");
+    // Again: e1 and e3 are duplicates, e2 is refused again.
+    let (code, _, body) = post(&serve, "/events", &batch);
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["queued"], json!(["e1", "e3"]), "{body}");
+    assert_eq!(status(&a)["stream"]["messages"], 2);
+}
