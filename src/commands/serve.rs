@@ -29,7 +29,7 @@ pub fn run(project: &Project, args: &ServeArgs) -> Result<Code> {
         // With NATS: connected before the readiness line when the server
         // answers; when it does not, serve starts anyway, answers 503 (and
         // `/readyz` says why) and keeps trying.
-        let producer = Producer::open(&project.state, &project.config.queue).await;
+        let producer = Producer::open(&project.state, &project.config.queue, "events cannot be published").await;
         let local = producer.is_local();
         let server = Server::bind(
             &project.root,

@@ -232,7 +232,12 @@ async fn run_async(project: Project, options: Options, lock: &DaemonLock) -> Res
     // follow-ups. A NATS server that is down does not stop the start: the
     // producer keeps trying, and each publish until then fails (a source
     // keeps its event and tries again; `[serve]` answers 503).
-    let producer = Producer::open(&project.state, &project.config.queue).await;
+    let producer = Producer::open(
+        &project.state,
+        &project.config.queue,
+        "nothing is published or pulled",
+    )
+    .await;
     // `[serve]`: the HTTP intake, bound before the announcement (a port in
     // use is a start failure, exit 2). A SIGHUP re-reads its tokens and
     // routes and moves it to a changed `listen` (`serve::Reload`).

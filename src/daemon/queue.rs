@@ -211,19 +211,16 @@ async fn run(daemon: Arc<Daemon>, config: NatsConfig, stop: flag::Receiver<bool>
         stop_orphans(&daemon).await;
     }
     let mut stopping = stop.clone();
-    let conn = loop {
-        match Connection::open(&config).await {
-            Ok(c) => break Arc::new(c),
-            Err(e) => {
-                tracing::error!(
-                    "queue: {e}; trying again in {}s",
-                    UNAVAILABLE_BACKOFF.as_secs()
-                );
-                if !back_off(&mut stopping).await {
-                    return;
-                }
-            }
-        }
+    // The producer's connection: it was opened from the same `[queue]` (a
+    // reload keeps the one the daemon started with), and it says itself
+    // when it cannot connect and when it does.
+    let Some(publisher) = daemon.producer.nats() else {
+        tracing::error!("queue: no NATS connection for the worker; restart `autod run`");
+        return;
+    };
+    let conn = tokio::select! {
+        c = publisher.connection() => c,
+        () = super::stopped(&mut stopping) => return,
     };
     let names = Names::of(&config);
     let Some(done) = bucket(&conn, &names.done, "done-marker", &mut stopping).await else {

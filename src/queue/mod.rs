@@ -139,11 +139,14 @@ pub enum Producer {
 impl Producer {
     /// The producer of `[queue]`. For NATS it connects, or, when the server
     /// cannot be reached, keeps trying in the background: the process starts
-    /// anyway, and each publish until then fails, saying why.
-    pub async fn open(state: &StateDir, queue: &QueueConfig) -> Producer {
+    /// anyway, and each publish until then fails, saying why (`until`: what
+    /// else waits for the server, as the log says it).
+    pub async fn open(state: &StateDir, queue: &QueueConfig, until: &str) -> Producer {
         match queue {
             QueueConfig::Folder => Producer::Folder(state.clone()),
-            QueueConfig::Nats(config) => Producer::Nats(producer::Publisher::open(config).await),
+            QueueConfig::Nats(config) => {
+                Producer::Nats(producer::Publisher::open(config, until).await)
+            }
         }
     }
 

@@ -21,12 +21,13 @@
 //! the worker delivers them as the inbox delivers a `.replay.json` file.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::connection::State;
 use async_nats::jetstream;
+use tokio::sync::watch;
 
 use super::nats::{Connection, NatsError, Published};
 use super::subject;
@@ -160,12 +161,15 @@ pub async fn send(
     Ok(Sent { ack, about })
 }
 
-/// One process's connection for publishing, made in the background if the
-/// server cannot be reached at start.
+/// One process's connection to the server, made in the background if the
+/// server cannot be reached at start. The daemon's worker pulls on it too
+/// ([`Publisher::connection`]): one connection per process, so one line in
+/// the log when it is lost.
 pub struct Publisher {
     urls: String,
     stream: String,
-    connection: OnceLock<Connection>,
+    /// `None` until the first connect succeeds; set once.
+    connection: watch::Sender<Option<Arc<Connection>>>,
     /// Why there is no connection yet (the last attempt's error).
     unconnected: Mutex<String>,
 }
@@ -181,22 +185,23 @@ pub struct Census {
 }
 
 impl Publisher {
-    /// Connects, or starts trying to in the background (said on stderr).
-    /// Must be called inside the tokio runtime the publisher is used on.
-    pub async fn open(config: &NatsConfig) -> Arc<Publisher> {
+    /// Connects, or starts trying to in the background (said on stderr;
+    /// `until` says what waits for it). Must be called inside the tokio
+    /// runtime the publisher is used on.
+    pub async fn open(config: &NatsConfig, until: &str) -> Arc<Publisher> {
         let publisher = Arc::new(Publisher {
             urls: config.urls.join(", "),
             stream: config.stream.clone(),
-            connection: OnceLock::new(),
+            connection: watch::Sender::new(None),
             unconnected: Mutex::new("not connected yet".to_owned()),
         });
         match Connection::open(config).await {
             Ok(conn) => {
-                let _ = publisher.connection.set(conn);
+                publisher.connection.send_replace(Some(Arc::new(conn)));
             }
             Err(e) => {
                 tracing::error!(
-                    "queue: {e}; events cannot be published until it connects (trying again every {}s)",
+                    "queue: {e}; {until} until it connects (trying again every {}s)",
                     RECONNECT_EVERY.as_secs()
                 );
                 *publisher.unconnected.lock().expect("publisher lock") = e.to_string();
@@ -218,9 +223,20 @@ impl Publisher {
         &self.stream
     }
 
+    /// The connection once it is made (at once if it is): the worker's.
+    /// Lost later, the client reconnects it by itself.
+    pub async fn connection(&self) -> Arc<Connection> {
+        let mut made = self.connection.subscribe();
+        let made = made
+            .wait_for(Option::is_some)
+            .await
+            .expect("the sender lives in self");
+        Arc::clone(made.as_ref().expect("waited for Some"))
+    }
+
     /// The connection, if it is up now; else why not, at once.
-    fn connected(&self) -> Result<&Connection, NatsError> {
-        let Some(conn) = self.connection.get() else {
+    fn connected(&self) -> Result<Arc<Connection>, NatsError> {
+        let Some(conn) = self.connection.borrow().clone() else {
             let why = self.unconnected.lock().expect("publisher lock").clone();
             return Err(NatsError::Server(why));
         };
@@ -235,7 +251,7 @@ impl Publisher {
 
     /// [`publish`] on this process's connection.
     pub async fn publish(&self, event: &Event, replay: bool) -> Result<Published, NatsError> {
-        publish(self.connected()?, &self.urls, event, replay).await
+        publish(&*self.connected()?, &self.urls, event, replay).await
     }
 
     /// Publishes every event, all sent before any ack is awaited, and gives
@@ -248,7 +264,7 @@ impl Publisher {
         let conn = self.connected()?;
         let mut sent = Vec::with_capacity(events.len());
         for event in events {
-            sent.push(send(conn, &self.urls, event, false).await);
+            sent.push(send(&conn, &self.urls, event, false).await);
         }
         let mut out = Vec::with_capacity(sent.len());
         for s in sent {
@@ -329,8 +345,8 @@ async fn connect_later(publisher: Weak<Publisher>, config: NatsConfig, mut last:
         };
         match Connection::open(&config).await {
             Ok(conn) => {
-                let _ = p.connection.set(conn);
-                tracing::info!("queue: connected to NATS at {}; publishing", p.urls);
+                p.connection.send_replace(Some(Arc::new(conn)));
+                tracing::info!("queue: connected to NATS at {}", p.urls);
                 return;
             }
             Err(e) => {

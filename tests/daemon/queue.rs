@@ -534,10 +534,49 @@ fn the_server_restarted_mid_stream_loses_nothing_and_the_worker_reconnects() {
         "the worker to say it reconnected",
         || daemon.stderr().contains("reconnected to NATS"),
     );
+    // One connection for the daemon's worker and its producers: one line.
+    let stderr = daemon.stderr();
+    assert_eq!(
+        stderr.matches("lost the connection to NATS").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+/// A daemon started while the server is down starts all the same, says so
+/// once, and pulls (and publishes) as soon as the server is there.
+#[test]
+fn a_daemon_started_with_the_server_down_pulls_once_it_is_up() {
+    let Some(mut nats) = NatsServer::start() else {
+        return;
+    };
+    let p = project(&nats, "[handlers.worker]\non = [\"job.due\"]\n");
+    p.autod(["queue", "init"]).assert().success();
+    nats.stop();
+    let daemon = p.start(&[]);
+    crate::helper::wait_until(
+        crate::helper::LIMIT,
+        "the daemon to say why it waits",
+        || daemon.stderr().contains("cannot connect to NATS"),
+    );
+    nats.restart();
+    crate::helper::wait_until(crate::helper::LIMIT, "the daemon to connect", || {
+        daemon.stderr().contains("queue: connected to NATS at")
+    });
+    p.write("e1.json", event("job.due", "e1").to_string());
+    p.autod(["send", "e1.json"]).assert().success();
+    crate::helper::wait_until(crate::helper::LIMIT, "e1 to run", || {
+        p.results("e1", "worker") == ["ok"]
+    });
+    let stderr = daemon.stderr();
+    assert_eq!(
+        stderr.matches("cannot connect to NATS").count(),
+        1,
+        "{stderr}"
+    );
     assert!(
-        daemon.stderr().contains("lost the connection to NATS"),
-        "{}",
-        daemon.stderr()
+        stderr.contains("nothing is published or pulled until it connects"),
+        "{stderr}"
     );
 }
 
