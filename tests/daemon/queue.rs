@@ -868,11 +868,11 @@ fn a_full_server_refuses_the_publish_and_loses_nothing_it_accepted() {
     crate::helper::wait_until(crate::helper::LIMIT, "every accepted event to run", || {
         p.lines("worker.txt").len() == accepted.len()
     });
-    assert_eq!(
-        p.lines("worker.txt"),
-        accepted,
-        "each accepted event once, in order"
-    );
+    // Two slots (`--jobs` is the CPUs): no order without a key.
+    let mut ran = p.lines("worker.txt");
+    ran.sort();
+    accepted.sort();
+    assert_eq!(ran, accepted, "each accepted event once");
     crate::helper::wait_until(crate::helper::LIMIT, "the stream to drain", || {
         status(&p)["stream"]["messages"] == 0
     });

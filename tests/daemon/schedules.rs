@@ -164,8 +164,16 @@ fn a_fire_that_cannot_be_queued_is_delivered_once_the_inbox_is_writable() {
     let tmp = p.path(".autod/inbox/tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     let daemon = p.start(&[]);
-    std::fs::remove_dir_all(&tmp).unwrap();
-    std::os::unix::fs::symlink("/nonexistent", &tmp).unwrap();
+    // A fire between the two calls makes the folder again: until the link
+    // is in its place.
+    loop {
+        let _ = std::fs::remove_dir_all(&tmp);
+        match std::os::unix::fs::symlink("/nonexistent", &tmp) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => panic!("cannot link {}: {e}", tmp.display()),
+        }
+    }
     let failed = regex::Regex::new(r"could not queue (cron:tick:\S+):").unwrap();
     let mut id = String::new();
     wait_until(FIRES, "a fire to fail to queue", || {
