@@ -75,7 +75,7 @@ async fn durable(
     stream: &str,
     name: &str,
     stopping: &mut flag::Receiver<bool>,
-) -> Option<jetstream::consumer::Consumer<jetstream::consumer::pull::Config>> {
+) -> Option<PullConsumer> {
     loop {
         let found = match conn.js.get_stream(stream).await {
             Ok(s) => s
@@ -95,6 +95,55 @@ async fn durable(
                     return None;
                 }
             }
+        }
+    }
+}
+
+type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
+
+/// One pull of up to `max` messages. `None` when the pull failed (said,
+/// naming `what`, and waited out) or autod stops: the caller loops, and its
+/// loop sees the stop.
+async fn fetch(
+    consumer: &PullConsumer,
+    max: usize,
+    what: &str,
+    stopping: &mut flag::Receiver<bool>,
+) -> Option<jetstream::consumer::pull::Batch> {
+    let pulled = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(PULL_EXPIRES)
+        .messages()
+        .await;
+    match pulled {
+        Ok(batch) => Some(batch),
+        Err(e) => {
+            tracing::warn!(
+                "queue: {what}: cannot pull ({e}); trying again in {}s",
+                UNAVAILABLE_BACKOFF.as_secs()
+            );
+            back_off(stopping).await;
+            None
+        }
+    }
+}
+
+/// The next message of a pull; `None` at its end or when autod stops. One
+/// the client could not read is said, naming `what`, and passed over.
+async fn next(
+    batch: &mut jetstream::consumer::pull::Batch,
+    what: &str,
+    stopping: &mut flag::Receiver<bool>,
+) -> Option<jetstream::Message> {
+    loop {
+        let message = tokio::select! {
+            m = batch.next() => m?,
+            () = super::stopped(stopping) => return None,
+        };
+        match message {
+            Ok(m) => return Some(m),
+            Err(e) => tracing::warn!("queue: {what}: {e}"),
         }
     }
 }
@@ -284,6 +333,7 @@ async fn pull(
     // The consumer's, as `queue init` set it: every host keeps its messages
     // alive by the same clock.
     let ack_wait = consumer.cached_info().config.ack_wait;
+    let what = format!("handler {handler}");
     loop {
         if *stopping.borrow() {
             return;
@@ -296,39 +346,10 @@ async fn pull(
         while let Ok(p) = Arc::clone(&slots).try_acquire_owned() {
             permits.push(p);
         }
-        let batch = consumer
-            .fetch()
-            .max_messages(permits.len())
-            .expires(PULL_EXPIRES)
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(
-                    "queue: handler {handler}: cannot pull ({e}); trying again in {}s",
-                    UNAVAILABLE_BACKOFF.as_secs()
-                );
-                drop(permits);
-                if !back_off(&mut stopping).await {
-                    return;
-                }
-                continue;
-            }
+        let Some(mut batch) = fetch(&consumer, permits.len(), &what, &mut stopping).await else {
+            continue;
         };
-        loop {
-            let next = tokio::select! {
-                m = batch.next() => m,
-                () = super::stopped(&mut stopping) => None,
-            };
-            let Some(message) = next else { break };
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!("queue: handler {handler}: {e}");
-                    continue;
-                }
-            };
+        while let Some(message) = next(&mut batch, &what, &mut stopping).await {
             let Some(permit) = permits.pop() else {
                 // More than asked for: leave it to the server to redeliver.
                 let _ = message.ack_with(AckKind::Nak(None)).await;
@@ -768,35 +789,12 @@ async fn schedule_retries(
         if *stopping.borrow() {
             return;
         }
-        let batch = consumer
-            .fetch()
-            .max_messages(RETRY_BATCH)
-            .expires(PULL_EXPIRES)
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(
-                    "queue: retry schedule: cannot pull ({e}); trying again in {}s",
-                    UNAVAILABLE_BACKOFF.as_secs()
-                );
-                if !back_off(&mut stopping).await {
-                    return;
-                }
-                continue;
-            }
+        let what = "retry schedule";
+        let Some(mut batch) = fetch(&consumer, RETRY_BATCH, what, &mut stopping).await else {
+            continue;
         };
-        loop {
-            let next = tokio::select! {
-                m = batch.next() => m,
-                () = super::stopped(&mut stopping) => None,
-            };
-            let Some(message) = next else { break };
-            match message {
-                Ok(m) => schedule(&daemon, &conn, &done, &m).await,
-                Err(e) => tracing::warn!("queue: retry schedule: {e}"),
-            }
+        while let Some(m) = next(&mut batch, what, &mut stopping).await {
+            schedule(&daemon, &conn, &done, &m).await;
         }
     }
 }
