@@ -66,7 +66,7 @@ pub async fn publish(
 
 /// An event's message, handed to the client; its ack is still to come.
 /// Sending many before awaiting any costs one round trip for all of them.
-pub struct Sent {
+struct Sent {
     ack: jetstream::context::PublishAckFuture,
     about: About,
 }
@@ -113,7 +113,7 @@ impl About {
 
 impl Sent {
     /// Waits for the stream's ack: durable once this returns `Ok`.
-    pub async fn acked(self) -> Result<Published, NatsError> {
+    async fn acked(self) -> Result<Published, NatsError> {
         let ack = self.ack.await.map_err(|e| self.about.error(&e))?;
         Ok(Published {
             stream: ack.stream,
@@ -124,7 +124,7 @@ impl Sent {
 }
 
 /// Sends one event's message on `conn` without waiting for its ack.
-pub async fn send(
+async fn send(
     conn: &Connection,
     urls: &str,
     event: &Event,
