@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
-use crate::helper::{LIMIT, Project, event, wait_until};
+use crate::helper::{LIMIT, Project, event, wait_until, waiting_record};
 
 /// As autod writes times: UTC, three fractional digits.
 fn rfc3339(t: Timestamp) -> String {
@@ -75,16 +75,7 @@ fn a_dead_letter_due_in_2099_is_retried_within_retry_max() {
             "worker",
             r#"echo "$AUTOD_EVENT_ID $AUTOD_ATTEMPT" >> ran.txt"#,
         );
-    let now = rfc3339(Timestamp::now());
-    let record = json!({
-        "version": 1, "eventId": "e1", "handler": "worker", "eventType": "job.due",
-        "state": "waiting", "attempts": 1, "maxAttempts": 5,
-        "firstFailedAt": now, "lastFailedAt": now, "lastResult": "failed",
-        "lastExitCode": 1, "lastSignal": null, "lastError": null,
-        "stderrTail": "", "stdoutTail": "",
-        "nextAttemptAt": "2099-01-01T00:00:00.000Z",
-        "event": event("job.due", "e1"),
-    });
+    let record = waiting_record("worker", event("job.due", "e1"), "2099-01-01T00:00:00.000Z");
     p.write(".autod/dead/worker/e1.json", record.to_string());
     let started = Instant::now();
     let daemon = p.start(&[]);

@@ -40,6 +40,20 @@ pub fn event(event_type: &str, id: &str) -> Value {
     json!({"eventType": event_type, "eventId": id, "source": "cli", "payload": {}})
 }
 
+/// A dead letter of `event` for `handler`, failed once just now (exit 1),
+/// waiting until `next_attempt_at`, as autod writes one.
+pub fn waiting_record(handler: &str, event: Value, next_attempt_at: &str) -> Value {
+    let now = jiff::Timestamp::now().to_string();
+    json!({
+        "version": 1, "eventId": event["eventId"], "handler": handler,
+        "eventType": event["eventType"], "state": "waiting", "attempts": 1,
+        "maxAttempts": 5, "firstFailedAt": now, "lastFailedAt": now,
+        "lastResult": "failed", "lastExitCode": 1, "lastSignal": null,
+        "lastError": null, "stderrTail": "", "stdoutTail": "",
+        "nextAttemptAt": next_attempt_at, "event": event,
+    })
+}
+
 /// Polls `cond` until it holds; fails the test, naming `what`, after `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

@@ -106,6 +106,22 @@ impl NatsServer {
         self.spawn(Some(self.port));
     }
 
+    /// Runs `f` on a JetStream context of this server, for what a test does
+    /// to the server by hand (a raw publish, a changed stream).
+    pub fn jetstream<T, F>(&self, f: impl FnOnce(async_nats::jetstream::Context) -> F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = async_nats::connect(self.url()).await.unwrap();
+            f(async_nats::jetstream::new(client)).await
+        })
+    }
+
     /// What the server logged so far (all its starts).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

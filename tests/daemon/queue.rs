@@ -411,13 +411,7 @@ fn a_pair_done_on_one_host_is_skipped_on_another_after_the_dedupe_window() {
         crate::helper::wait_until(crate::helper::LIMIT, "host a to ack e1", || acked(&a));
     }
     let _db = b.start(&[]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
+    nats.jetstream(|js| async move {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", "e1-after-the-window");
         let body = event("job.due", "e1").to_string();

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helper::{LIMIT, Project, event, wait_until};
+use crate::helper::{LIMIT, Project, event, wait_until, waiting_record};
 use crate::nats::NatsServer;
 use crate::queue::{json_of, on_nats, shared_out, status};
 
@@ -245,24 +245,9 @@ fn a_dead_letter_due_in_2099_is_retried_within_retry_max_of_being_stored() {
         "retry = { max_attempts = 5, initial = \"1s\", max = \"2s\" }",
     );
     a.autod(["queue", "init"]).assert().success();
-    let now = jiff::Timestamp::now().to_string();
-    let record = serde_json::json!({
-        "version": 1, "eventId": "e1", "handler": "h", "eventType": "job.due",
-        "state": "waiting", "attempts": 1, "maxAttempts": 5,
-        "firstFailedAt": now, "lastFailedAt": now, "lastResult": "failed",
-        "lastExitCode": 1, "lastSignal": null, "lastError": null,
-        "stderrTail": "", "stdoutTail": "",
-        "nextAttemptAt": "2099-01-01T00:00:00.000Z",
-        "event": event("job.due", "e1"),
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        async_nats::jetstream::new(client)
-            .publish("AUTOD_DEAD.h.e1", record.to_string().into())
+    let record = waiting_record("h", event("job.due", "e1"), "2099-01-01T00:00:00.000Z");
+    nats.jetstream(|js| async move {
+        js.publish("AUTOD_DEAD.h.e1", record.to_string().into())
             .await
             .unwrap()
             .await

@@ -568,12 +568,7 @@ fn a_batch_whose_middle_event_the_stream_refuses_keeps_the_others_and_names_it()
         .config(&config)
         .handler("worker", "true");
     a.autod(["queue", "init"]).assert().success();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    nats.jetstream(|js| async move {
         let mut stream = js.get_stream("AUTOD").await.unwrap();
         let mut config = stream.info().await.unwrap().config.clone();
         config.max_message_size = 1024;
