@@ -249,9 +249,18 @@ fn type_name(v: &Value) -> &'static str {
 /// The checks that must hold before an event's fields are used anywhere, whatever
 /// the envelope schema says (a user's schemas/event.json may be looser).
 pub fn check_ids(obj: &Map<String, Value>) -> Vec<Violation> {
+    let names = [
+        "eventType",
+        "eventId",
+        "correlationId",
+        "causationId",
+        "source",
+        "key",
+    ];
+    let values = fields(obj, names);
     let mut problems = Vec::new();
-    for field in ["eventType", "eventId", "correlationId", "causationId"] {
-        match obj.get(field) {
+    for (field, value) in names.into_iter().zip(values).take(4) {
+        match value {
             None if field == "eventType" => problems.push(Violation::new(
                 "",
                 "required",
@@ -275,8 +284,8 @@ pub fn check_ids(obj: &Map<String, Value>) -> Vec<Violation> {
     }
     // A handler gets `source` in its environment (AUTOD_EVENT_SOURCE), where a
     // NUL cannot go: every run would fail to start and be retried for ever.
-    for field in ["source", "key"] {
-        if let Some(Value::String(s)) = obj.get(field)
+    for (field, value) in names.into_iter().zip(values).skip(4) {
+        if let Some(Value::String(s)) = value
             && s.chars().any(char::is_control)
         {
             problems.push(Violation::new(
@@ -291,12 +300,35 @@ pub fn check_ids(obj: &Map<String, Value>) -> Vec<Violation> {
     problems
 }
 
+/// The values of `names` in `obj`, in the same order. serde_json's map hashes
+/// (SipHash) every name looked up, and these checks run on every event: one
+/// pass over an event's few top-level fields costs less.
+fn fields<'a, const N: usize>(
+    obj: &'a Map<String, Value>,
+    names: [&str; N],
+) -> [Option<&'a Value>; N] {
+    if obj.len() > 16 {
+        return names.map(|name| obj.get(name));
+    }
+    let mut found = [None; N];
+    for (key, value) in obj {
+        if let Some(i) = names.iter().position(|name| name == key) {
+            found[i] = Some(value);
+        }
+    }
+    found
+}
+
 /// The built-in envelope (`src/envelope.schema.json`) in code, for projects
 /// without a `schemas/event.json`. The id fields are [`check_ids`]'s.
 pub fn check_envelope(obj: &Map<String, Value>) -> Vec<Violation> {
+    let [source, payload, key, ts, depth] = fields(
+        obj,
+        ["source", "payload", "key", "ts", crate::chain::DEPTH_FIELD],
+    );
     let mut problems = Vec::new();
-    for field in ["source", "payload"] {
-        if !obj.contains_key(field) {
+    for (field, value) in [("source", source), ("payload", payload)] {
+        if value.is_none() {
             problems.push(Violation::new(
                 "",
                 "required",
@@ -304,8 +336,8 @@ pub fn check_envelope(obj: &Map<String, Value>) -> Vec<Violation> {
             ));
         }
     }
-    for field in ["source", "key"] {
-        match obj.get(field) {
+    for (field, value) in [("source", source), ("key", key)] {
+        match value {
             None => {}
             Some(Value::String(s)) => {
                 let chars = s.chars().count();
@@ -330,7 +362,7 @@ pub fn check_envelope(obj: &Map<String, Value>) -> Vec<Violation> {
             )),
         }
     }
-    match obj.get("ts") {
+    match ts {
         None => {}
         Some(Value::String(s)) if crate::time::parse(s).is_some() => {}
         Some(Value::String(s)) => problems.push(Violation::new(
@@ -346,7 +378,7 @@ pub fn check_envelope(obj: &Map<String, Value>) -> Vec<Violation> {
     }
     // Set by autod on follow-ups (SPEC 8); anything else would let a chain
     // claim to be shallower than it is.
-    if let Some(v) = obj.get(crate::chain::DEPTH_FIELD)
+    if let Some(v) = depth
         && v.as_u64().is_none()
     {
         problems.push(Violation::new(
