@@ -367,20 +367,24 @@ fn dry_run(
     }
     // The event's lines go out in one write: a stream of events is written
     // with a third of the system calls.
-    let mut text = format!("{label}: {} {} →", event.event_type(), event.id());
+    // Pieces pushed onto one buffer sized for the usual event: through
+    // `format!` the text cost more than validating the event's payload.
+    let mut text = String::with_capacity(256);
+    for piece in [label, ": ", event.event_type(), " ", event.id(), " →"] {
+        text.push_str(piece);
+    }
     for r in chosen {
         let note = if project.state.pair_succeeded(event.id(), &r.handler.name) {
             "  (already succeeded: would be skipped)"
         } else {
             ""
         };
-        let _ = write!(
-            text,
-            "\n  {} (on {:?}){note}\n{}",
-            r.handler.name,
-            r.pattern.as_str(),
-            commands.of(&r.handler.name).line
-        );
+        text.push_str("\n  ");
+        text.push_str(&r.handler.name);
+        let _ = write!(text, " (on {:?})", r.pattern.as_str());
+        text.push_str(note);
+        text.push('\n');
+        text.push_str(&commands.of(&r.handler.name).line);
     }
     output::line(&text);
 }
