@@ -101,8 +101,14 @@ pub fn decode_input(bytes: &[u8], max_bytes: u64) -> Result<Decoded, Violation> 
         ));
     }
     // serde_json stops at 128 levels of nesting, so deep input is an error, not a stack overflow.
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Violation::new("", "json", format!("not valid JSON: {e}")))?;
+    // Checked as UTF-8 once, the input is parsed without checking each string
+    // again; input that is not UTF-8 is parsed as bytes, for the same error.
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    };
+    let value: Value =
+        parsed.map_err(|e| Violation::new("", "json", format!("not valid JSON: {e}")))?;
     let Value::Object(obj) = value else {
         return Err(Violation::new(
             "",
@@ -485,6 +491,24 @@ mod tests {
         assert!(!valid_id("a\nb"));
         assert!(!valid_id(&"a".repeat(129)));
         assert!(valid_id(&"a".repeat(128)));
+    }
+
+    #[test]
+    fn parsing_text_or_bytes_gives_the_same_errors() {
+        for input in [
+            &b"{\"a\": }"[..],
+            b"{\"a\": \"\\ud800\"}",
+            b"{\"a\": \"\x01\"}",
+            b"{\"a\": \"\xc3\"}",
+            b"{\"a\" \xff: 1}",
+            b"[1, 2",
+            b"{\"a\": 1} x",
+            "{\"é\": \"ü\", \"b\": tru}".as_bytes(),
+        ] {
+            let by_bytes = serde_json::from_slice::<Value>(input).unwrap_err();
+            let ours = decode(input, 1 << 20).unwrap_err();
+            assert_eq!(ours.message, format!("not valid JSON: {by_bytes}"));
+        }
     }
 
     #[test]
