@@ -264,7 +264,10 @@ fn stdin_inputs(max_bytes: u64) -> Box<dyn Iterator<Item = Input>> {
     if head.len() as u64 <= max_bytes {
         return Box::new(split_stdin(head, max_bytes).into_iter());
     }
-    let reader = std::io::BufReader::new(std::io::Cursor::new(head).chain(stdin));
+    // Larger than the default 8 KiB: a long stream of 1 KiB events took a
+    // read(2) per eight of them.
+    let reader =
+        std::io::BufReader::with_capacity(64 * 1024, std::io::Cursor::new(head).chain(stdin));
     Box::new(NdjsonLines {
         reader,
         buf: Vec::new(),
