@@ -101,8 +101,14 @@ pub fn decode_input(bytes: &[u8], max_bytes: u64) -> Result<Decoded, Violation> 
         ));
     }
     // serde_json stops at 128 levels of nesting, so deep input is an error, not a stack overflow.
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Violation::new("", "json", format!("not valid JSON: {e}")))?;
+    // Checked as UTF-8 once, the input is parsed without checking each string
+    // again; input that is not UTF-8 is parsed as bytes, for the same error.
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    };
+    let value: Value =
+        parsed.map_err(|e| Violation::new("", "json", format!("not valid JSON: {e}")))?;
     let Value::Object(obj) = value else {
         return Err(Violation::new(
             "",
@@ -249,9 +255,18 @@ fn type_name(v: &Value) -> &'static str {
 /// The checks that must hold before an event's fields are used anywhere, whatever
 /// the envelope schema says (a user's schemas/event.json may be looser).
 pub fn check_ids(obj: &Map<String, Value>) -> Vec<Violation> {
+    let names = [
+        "eventType",
+        "eventId",
+        "correlationId",
+        "causationId",
+        "source",
+        "key",
+    ];
+    let values = fields(obj, names);
     let mut problems = Vec::new();
-    for field in ["eventType", "eventId", "correlationId", "causationId"] {
-        match obj.get(field) {
+    for (field, value) in names.into_iter().zip(values).take(4) {
+        match value {
             None if field == "eventType" => problems.push(Violation::new(
                 "",
                 "required",
@@ -275,8 +290,8 @@ pub fn check_ids(obj: &Map<String, Value>) -> Vec<Violation> {
     }
     // A handler gets `source` in its environment (AUTOD_EVENT_SOURCE), where a
     // NUL cannot go: every run would fail to start and be retried for ever.
-    for field in ["source", "key"] {
-        if let Some(Value::String(s)) = obj.get(field)
+    for (field, value) in names.into_iter().zip(values).skip(4) {
+        if let Some(Value::String(s)) = value
             && s.chars().any(char::is_control)
         {
             problems.push(Violation::new(
@@ -291,12 +306,35 @@ pub fn check_ids(obj: &Map<String, Value>) -> Vec<Violation> {
     problems
 }
 
+/// The values of `names` in `obj`, in the same order. serde_json's map hashes
+/// (SipHash) every name looked up, and these checks run on every event: one
+/// pass over an event's few top-level fields costs less.
+fn fields<'a, const N: usize>(
+    obj: &'a Map<String, Value>,
+    names: [&str; N],
+) -> [Option<&'a Value>; N] {
+    if obj.len() > 16 {
+        return names.map(|name| obj.get(name));
+    }
+    let mut found = [None; N];
+    for (key, value) in obj {
+        if let Some(i) = names.iter().position(|name| name == key) {
+            found[i] = Some(value);
+        }
+    }
+    found
+}
+
 /// The built-in envelope (`src/envelope.schema.json`) in code, for projects
 /// without a `schemas/event.json`. The id fields are [`check_ids`]'s.
 pub fn check_envelope(obj: &Map<String, Value>) -> Vec<Violation> {
+    let [source, payload, key, ts, depth] = fields(
+        obj,
+        ["source", "payload", "key", "ts", crate::chain::DEPTH_FIELD],
+    );
     let mut problems = Vec::new();
-    for field in ["source", "payload"] {
-        if !obj.contains_key(field) {
+    for (field, value) in [("source", source), ("payload", payload)] {
+        if value.is_none() {
             problems.push(Violation::new(
                 "",
                 "required",
@@ -304,8 +342,8 @@ pub fn check_envelope(obj: &Map<String, Value>) -> Vec<Violation> {
             ));
         }
     }
-    for field in ["source", "key"] {
-        match obj.get(field) {
+    for (field, value) in [("source", source), ("key", key)] {
+        match value {
             None => {}
             Some(Value::String(s)) => {
                 let chars = s.chars().count();
@@ -330,7 +368,7 @@ pub fn check_envelope(obj: &Map<String, Value>) -> Vec<Violation> {
             )),
         }
     }
-    match obj.get("ts") {
+    match ts {
         None => {}
         Some(Value::String(s)) if crate::time::parse(s).is_some() => {}
         Some(Value::String(s)) => problems.push(Violation::new(
@@ -346,7 +384,7 @@ pub fn check_envelope(obj: &Map<String, Value>) -> Vec<Violation> {
     }
     // Set by autod on follow-ups (SPEC 8); anything else would let a chain
     // claim to be shallower than it is.
-    if let Some(v) = obj.get(crate::chain::DEPTH_FIELD)
+    if let Some(v) = depth
         && v.as_u64().is_none()
     {
         problems.push(Violation::new(
@@ -453,6 +491,24 @@ mod tests {
         assert!(!valid_id("a\nb"));
         assert!(!valid_id(&"a".repeat(129)));
         assert!(valid_id(&"a".repeat(128)));
+    }
+
+    #[test]
+    fn parsing_text_or_bytes_gives_the_same_errors() {
+        for input in [
+            &b"{\"a\": }"[..],
+            b"{\"a\": \"\\ud800\"}",
+            b"{\"a\": \"\x01\"}",
+            b"{\"a\": \"\xc3\"}",
+            b"{\"a\" \xff: 1}",
+            b"[1, 2",
+            b"{\"a\": 1} x",
+            "{\"é\": \"ü\", \"b\": tru}".as_bytes(),
+        ] {
+            let by_bytes = serde_json::from_slice::<Value>(input).unwrap_err();
+            let ours = decode(input, 1 << 20).unwrap_err();
+            assert_eq!(ours.message, format!("not valid JSON: {by_bytes}"));
+        }
     }
 
     #[test]

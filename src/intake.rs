@@ -264,9 +264,13 @@ fn stdin_inputs(max_bytes: u64) -> Box<dyn Iterator<Item = Input>> {
     if head.len() as u64 <= max_bytes {
         return Box::new(split_stdin(head, max_bytes).into_iter());
     }
-    let reader = std::io::BufReader::new(std::io::Cursor::new(head).chain(stdin));
+    // Larger than the default 8 KiB: a long stream of 1 KiB events took a
+    // read(2) per eight of them.
+    let reader =
+        std::io::BufReader::with_capacity(64 * 1024, std::io::Cursor::new(head).chain(stdin));
     Box::new(NdjsonLines {
         reader,
+        buf: Vec::new(),
         line: 0,
         max_bytes,
     })
@@ -274,6 +278,7 @@ fn stdin_inputs(max_bytes: u64) -> Box<dyn Iterator<Item = Input>> {
 
 struct NdjsonLines<R> {
     reader: R,
+    buf: Vec<u8>,
     line: usize,
     max_bytes: u64,
 }
@@ -283,9 +288,12 @@ impl<R: BufRead> Iterator for NdjsonLines<R> {
 
     fn next(&mut self) -> Option<Input> {
         loop {
-            let mut buf = Vec::new();
+            // Read into a buffer kept across lines, then copied out at its
+            // size: a fresh Vec grew by doubling, a reallocation per power of two.
+            let buf = &mut self.buf;
+            buf.clear();
             let cap = self.max_bytes.saturating_add(2); // the line, a '\r' and its '\n'
-            match (&mut self.reader).take(cap).read_until(b'\n', &mut buf) {
+            match (&mut self.reader).take(cap).read_until(b'\n', buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => {
@@ -319,7 +327,7 @@ impl<R: BufRead> Iterator for NdjsonLines<R> {
             }
             return Some(Input {
                 label,
-                bytes: Ok(buf),
+                bytes: Ok(buf.clone()),
             });
         }
     }

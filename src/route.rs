@@ -118,14 +118,20 @@ impl Pattern {
     }
 
     pub fn matches(&self, event_type: &str) -> bool {
+        // Most patterns name one eventType; every event is routed, so those
+        // skip the automaton (which allocates per call).
+        if self.is_literal() {
+            return self.text == event_type;
+        }
         // reachable[j]: the tokens consumed so far can match the first j bytes.
         let text = event_type.as_bytes();
         let mut reachable = vec![false; text.len() + 1];
+        let mut next = vec![false; text.len() + 1];
         reachable[0] = true;
         for token in &self.tokens {
-            let mut next = vec![false; text.len() + 1];
             match *token {
                 Token::Char(c) => {
+                    next[0] = false;
                     for j in 0..text.len() {
                         next[j + 1] = reachable[j] && text[j] == c;
                     }
@@ -139,7 +145,7 @@ impl Pattern {
                     }
                 }
             }
-            reachable = next;
+            std::mem::swap(&mut reachable, &mut next);
             if !reachable.iter().any(|r| *r) {
                 return false;
             }

@@ -403,7 +403,7 @@ impl Schemas {
         }
         let value = Value::Object(obj);
         let mut violations = match &self.envelope {
-            Some(validator) => collect(validator, &value, "", &self.dir, "event.json")?,
+            Some(validator) => collect(validator, &value, "", &self.dir, "event")?,
             None => event::check_envelope(value.as_object().expect("an object")),
         };
         if !violations.is_empty() {
@@ -415,13 +415,11 @@ impl Schemas {
         let event_type = obj
             .get("eventType")
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        match self.payload_validator(&event_type).map_err(Invalid::Schema)? {
+            .unwrap_or_default();
+        match self.payload_validator(event_type).map_err(Invalid::Schema)? {
             Some(validator) => {
                 let payload = obj.get("payload").unwrap_or(&Value::Null);
-                let name = format!("{event_type}.json");
-                violations = collect(&validator, payload, "/payload", &self.dir, &name)?;
+                violations = collect(&validator, payload, "/payload", &self.dir, event_type)?;
             }
             None if self.require_schema => violations.push(Violation::new(
                 "/eventType",
@@ -507,13 +505,15 @@ pub struct Refusal {
 
 /// Every violation of `instance`, or the schema's fault when one of its
 /// patterns could not decide (the regex engine gave up): that is not the
-/// event's doing, and another event would hit it too.
+/// event's doing, and another event would hit it too. The schema is
+/// `<dir>/<stem>.json`; its name is only needed for that fault, so it is not
+/// built for every event.
 fn collect(
     validator: &Validator,
     instance: &Value,
     prefix: &str,
     dir: &Path,
-    name: &str,
+    stem: &str,
 ) -> Result<Vec<Violation>, Invalid> {
     let mut out = Vec::new();
     for (i, error) in validator.iter_errors(instance).enumerate() {
@@ -522,7 +522,7 @@ fn collect(
             ValidationErrorKind::BacktrackLimitExceeded { .. }
                 | ValidationErrorKind::RegexEngineFailure { .. }
         ) {
-            let path = dir.join(name);
+            let path = dir.join(format!("{stem}.json"));
             return Err(Invalid::Schema(SchemaError {
                 fault: Fault::Pattern,
                 ..SchemaError::new(

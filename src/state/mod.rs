@@ -293,7 +293,7 @@ impl StateDir {
 impl StateDir {
     /// Whether the pair already succeeded, without taking its lock (for display).
     pub fn pair_succeeded(&self, event_id: &str, handler: &str) -> bool {
-        self.pair_paths(event_id, handler).succeeded()
+        pairs::succeeded(&self.dir.join("done"), event_id, handler)
     }
 }
 

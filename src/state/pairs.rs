@@ -39,15 +39,49 @@ pub(super) struct PairPaths {
 impl PairPaths {
     pub fn new(done: &Path, event_id: &str, handler: &str) -> PairPaths {
         PairPaths {
-            lock: done.join(format!("{event_id}.{handler}.lock")),
-            ok: done.join(format!("{event_id}.{handler}.ok")),
-            legacy_ok: done.join(event_id).join(format!("{handler}.ok")),
+            lock: file_in(done, event_id, &[".", handler, ".lock"]),
+            ok: ok_path(done, event_id, handler),
+            legacy_ok: legacy_ok_path(done, event_id, handler),
         }
     }
 
     pub fn succeeded(&self) -> bool {
         self.ok.exists() || self.legacy_ok.exists()
     }
+}
+
+/// Whether the pair succeeded, without the lock's path: a dry run asks this
+/// for every event it reads.
+pub(super) fn succeeded(done: &Path, event_id: &str, handler: &str) -> bool {
+    ok_path(done, event_id, handler).exists() || legacy_ok_path(done, event_id, handler).exists()
+}
+
+fn ok_path(done: &Path, event_id: &str, handler: &str) -> PathBuf {
+    file_in(done, event_id, &[".", handler, ".ok"])
+}
+
+fn legacy_ok_path(done: &Path, event_id: &str, handler: &str) -> PathBuf {
+    let len = done.as_os_str().len() + event_id.len() + handler.len() + 5;
+    let mut path = PathBuf::with_capacity(len);
+    path.push(done);
+    path.push(event_id);
+    path.push(handler);
+    path.as_mut_os_string().push(".ok");
+    path
+}
+
+/// `folder.join(name + rest…)` in one allocation (`join` and `format!` took
+/// several for each of these paths).
+fn file_in(folder: &Path, name: &str, rest: &[&str]) -> PathBuf {
+    let len =
+        folder.as_os_str().len() + 1 + name.len() + rest.iter().map(|s| s.len()).sum::<usize>();
+    let mut path = PathBuf::with_capacity(len);
+    path.push(folder);
+    path.push(name);
+    for s in rest {
+        path.as_mut_os_string().push(s);
+    }
+    path
 }
 
 /// Ownership of one pair, released on drop.
@@ -166,6 +200,25 @@ impl Drop for PairLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_what_join_makes() {
+        for done in ["/r/.autod/done", "/r/.autod/done/", "done"] {
+            let done = Path::new(done);
+            let p = PairPaths::new(done, "ev-1", "h_1");
+            assert_eq!(p.lock, done.join("ev-1.h_1.lock"));
+            assert_eq!(p.ok, done.join("ev-1.h_1.ok"));
+            assert_eq!(p.legacy_ok, done.join("ev-1").join("h_1.ok"));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!succeeded(dir.path(), "ev", "h"));
+        std::fs::write(dir.path().join("ev.h.ok"), "{}").unwrap();
+        assert!(succeeded(dir.path(), "ev", "h"));
+        std::fs::create_dir(dir.path().join("e2")).unwrap();
+        std::fs::write(dir.path().join("e2").join("h.ok"), "{}").unwrap();
+        assert!(succeeded(dir.path(), "e2", "h"));
+        assert!(!succeeded(dir.path(), "e2", "g"));
+    }
 
     #[test]
     fn a_waiter_whose_lock_file_was_renamed_to_ok_opens_the_name_again() {
