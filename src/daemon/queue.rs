@@ -68,27 +68,22 @@ async fn back_off(stopping: &mut flag::Receiver<bool>) -> bool {
     }
 }
 
-/// A durable consumer `queue init` makes (a handler's, or the retry
-/// schedule's); `None` when autod stops while waiting for it.
-async fn durable(
-    conn: &Connection,
-    stream: &str,
-    name: &str,
+/// What `queue init` makes, got by `get`: while it is missing, said (`get`'s
+/// error names it) and tried again after [`UNAVAILABLE_BACKOFF`]; `None` when
+/// autod stops meanwhile.
+async fn made_by_queue_init<T, F>(
     stopping: &mut flag::Receiver<bool>,
-) -> Option<PullConsumer> {
+    mut get: impl FnMut() -> F,
+) -> Option<T>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
     loop {
-        let found = match conn.js.get_stream(stream).await {
-            Ok(s) => s
-                .get_consumer::<jetstream::consumer::pull::Config>(name)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match found {
-            Ok(c) => return Some(c),
-            Err(e) => {
+        match get().await {
+            Ok(made) => return Some(made),
+            Err(missing) => {
                 tracing::error!(
-                    "queue: no consumer {name} on stream {stream} ({e}); run `autod queue init`; trying again in {}s",
+                    "queue: {missing}; run `autod queue init`; trying again in {}s",
                     UNAVAILABLE_BACKOFF.as_secs()
                 );
                 if !back_off(stopping).await {
@@ -97,6 +92,27 @@ async fn durable(
             }
         }
     }
+}
+
+/// A durable consumer `queue init` makes (a handler's, or the retry
+/// schedule's); `None` when autod stops while waiting for it.
+async fn durable(
+    conn: &Connection,
+    stream: &str,
+    name: &str,
+    stopping: &mut flag::Receiver<bool>,
+) -> Option<PullConsumer> {
+    made_by_queue_init(stopping, || async {
+        let found = match conn.js.get_stream(stream).await {
+            Ok(s) => s
+                .get_consumer::<jetstream::consumer::pull::Config>(name)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        found.map_err(|e| format!("no consumer {name} on stream {stream} ({e})"))
+    })
+    .await
 }
 
 type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
@@ -153,22 +169,15 @@ async fn bucket(
     conn: &Connection,
     name: &str,
     what: &str,
-    stopping: &mut tokio::sync::watch::Receiver<bool>,
+    stopping: &mut flag::Receiver<bool>,
 ) -> Option<jetstream::kv::Store> {
-    loop {
-        match conn.js.get_key_value(name).await {
-            Ok(kv) => return Some(kv),
-            Err(e) => {
-                tracing::error!(
-                    "queue: no {what} bucket {name} ({e}); run `autod queue init`; trying again in {}s",
-                    UNAVAILABLE_BACKOFF.as_secs()
-                );
-                if !back_off(stopping).await {
-                    return None;
-                }
-            }
-        }
-    }
+    made_by_queue_init(stopping, || async {
+        conn.js
+            .get_key_value(name)
+            .await
+            .map_err(|e| format!("no {what} bucket {name} ({e})"))
+    })
+    .await
 }
 
 /// The worker of one `[queue]` and one set of handlers. A reload that
