@@ -57,3 +57,23 @@ fn a_handler_added_by_sighup_is_pulled_for_and_a_changed_queue_is_kept() {
         p.lines("audit.txt") == ["e2", "e3"]
     });
 }
+
+/// A daemon started before `autod queue init` says what is missing and what
+/// to run, and pulls once it has been run, without a restart.
+#[test]
+fn a_daemon_started_before_queue_init_says_so_and_pulls_once_it_is_run() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let p = crate::queue::project(&nats, "[handlers.worker]\non = [\"job.due\"]\n");
+    let daemon = p.start(&[]);
+    wait_until(LIMIT, "the daemon to say what is missing", || {
+        let stderr = daemon.stderr();
+        stderr.contains("queue: no done-marker bucket AUTOD_DONE")
+            && stderr.contains("run `autod queue init`; trying again in 2s")
+    });
+    p.autod(["queue", "init"]).assert().success();
+    p.write("e1.json", event("job.due", "e1").to_string());
+    p.autod(["send", "e1.json"]).assert().success();
+    wait_until(LIMIT, "e1 to run", || p.results("e1", "worker") == ["ok"]);
+}
